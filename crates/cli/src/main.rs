@@ -1,0 +1,3 @@
+//! The `batchbeam` binary: the one user-facing entry point.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! `BeamSearch`, `ImageRanker`, `CritiqueGenerator`, cost tracking and checkpoints: the batch-aware image-prompt beam search (not built yet).

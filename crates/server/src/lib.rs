@@ -1,0 +1,1 @@
+//! The HTTP API, WebSocket progress, dashboard, job store and workers (not built yet).

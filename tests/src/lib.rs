@@ -1,0 +1,1 @@
+//! Shared helpers for the phase suites (temp files, fixtures).
