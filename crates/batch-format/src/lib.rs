@@ -4,6 +4,8 @@
 
 mod endpoint;
 mod error;
+mod tokens;
 
 pub use endpoint::Endpoint;
 pub use error::{Error, Result};
+pub use tokens::TokenEstimator;
