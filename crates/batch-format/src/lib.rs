@@ -38,6 +38,7 @@ mod image;
 mod line;
 mod model;
 mod tokens;
+mod validate;
 
 pub use builder::{
     Batch, BatchRequestBuilder, ChatOptions, Shard, ShardLimits, ShardManifest, estimate_chat,
@@ -58,3 +59,7 @@ pub use model::{
     model_family, normalize_chat,
 };
 pub use tokens::TokenEstimator;
+pub use validate::{
+    Problem, ProblemCode, ValidationOptions, ValidationSummary, Validator, validate_jsonl,
+    validate_jsonl_parallel,
+};
