@@ -1,0 +1,9 @@
+//! Integration tests of openai-sim over HTTP: every route, every batch transition, faults, stats.
+
+mod auth;
+mod batches;
+mod faults;
+mod files;
+mod lifecycle;
+mod support;
+mod sync;
