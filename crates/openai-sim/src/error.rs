@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 /// What can go wrong while starting or configuring the simulator.
 #[derive(Debug, thiserror::Error)]
@@ -179,28 +179,50 @@ impl ApiError {
         )
     }
 
-    pub(crate) fn body(&self) -> serde_json::Value {
+    /// The body, keys in OpenAI's order: `message`, `type`, `param`, `code`.
+    fn body(&self) -> Envelope<'_> {
         let p = &self.0;
-        let error = json!({
-            "message": p.message,
-            "type": p.kind,
-            "param": p.param,
-            "code": p.code,
-        });
-        if p.with_detail {
-            json!({"error": error, "detail": {"message": p.message, "code": p.code}})
-        } else {
-            json!({ "error": error })
+        Envelope {
+            error: ErrorBody {
+                message: &p.message,
+                kind: &p.kind,
+                param: p.param.as_deref(),
+                code: p.code.as_deref(),
+            },
+            detail: p.with_detail.then_some(Detail {
+                message: &p.message,
+                code: p.code.as_deref(),
+            }),
         }
     }
 }
 
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: ErrorBody<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<Detail<'a>>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    message: &'a str,
+    code: Option<&'a str>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = self.body();
-        let parts = *self.0;
-        let mut resp = (parts.status, axum::Json(body)).into_response();
-        for (k, v) in parts.headers {
+        let mut resp = (self.0.status, axum::Json(self.body())).into_response();
+        for (k, v) in self.0.headers {
             resp.headers_mut().insert(k, v);
         }
         resp
@@ -236,8 +258,68 @@ mod tests {
     use super::*;
 
     #[test]
+    fn error_bodies_keep_openais_key_order() {
+        let v =
+            serde_json::json!({"error": {"code": null, "message": "m", "param": "p", "type": "t"}});
+        assert_eq!(
+            serde_json::to_string(&ReplyBody(&v)).unwrap(),
+            r#"{"error":{"message":"m","type":"t","param":"p","code":null}}"#
+        );
+        let ok = serde_json::json!({"a": 1});
+        assert_eq!(
+            serde_json::to_string(&ReplyBody(&ok)).unwrap(),
+            r#"{"a":1}"#
+        );
+    }
+
+    #[test]
     fn lists_read_like_openai_messages() {
         assert_eq!(english_list(&["asc", "desc"]), "'asc' and 'desc'");
         assert_eq!(english_list(&["a", "b", "c"]), "'a', 'b', and 'c'");
+    }
+}
+
+/// Serialises a model's reply body, putting an OpenAI error envelope's keys in the real order
+/// (`message`, `type`, `param`, `code`); any other body is written as it is.
+#[derive(Debug)]
+pub(crate) struct ReplyBody<'a>(pub(crate) &'a serde_json::Value);
+
+impl Serialize for ReplyBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(obj) = self.0.as_object() else {
+            return self.0.serialize(s);
+        };
+        let Some(err) = obj.get("error").and_then(|e| e.as_object()) else {
+            return self.0.serialize(s);
+        };
+        const ORDER: [&str; 4] = ["message", "type", "param", "code"];
+        let mut outer = s.serialize_map(Some(obj.len()))?;
+        outer.serialize_entry("error", &OrderedError(err, ORDER))?;
+        for (k, v) in obj.iter().filter(|(k, _)| *k != "error") {
+            outer.serialize_entry(k, v)?;
+        }
+        outer.end()
+    }
+}
+
+struct OrderedError<'a>(
+    &'a serde_json::Map<String, serde_json::Value>,
+    [&'static str; 4],
+);
+
+impl Serialize for OrderedError<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for k in self.1 {
+            if let Some(v) = self.0.get(k) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        for (k, v) in self.0.iter().filter(|(k, _)| !self.1.contains(&k.as_str())) {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
     }
 }

@@ -2,8 +2,8 @@
 //! endpoints) with simulated models, a simulated clock and injectable faults. It is batchbeam's
 //! test double and offline default.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), openai_sim::Error> {
+//! ```
+//! # #[tokio::main] async fn main() -> Result<(), openai_sim::Error> {
 //! let sim = openai_sim::spawn(openai_sim::SimConfig::default().with_time_scale(100.0)).await?;
 //! println!("{}", sim.base_url()); // http://127.0.0.1:PORT/v1
 //! sim.shutdown().await;

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use batch_format::Endpoint;
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ReplyBody};
 use crate::state::{Sim, blocking, lock};
 
 /// Longest real wait for a flex request, whatever the time scale.
@@ -38,7 +38,7 @@ pub(super) async fn execute(
     .await?;
     lock(&sim.counters).sync_requests += 1;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (status, axum::Json(reply.body)).into_response();
+    let mut resp = (status, axum::Json(ReplyBody(&reply.body))).into_response();
     let h = resp.headers_mut();
     for (name, value) in [
         ("x-ratelimit-limit-requests", "10000"),

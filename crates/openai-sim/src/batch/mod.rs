@@ -666,7 +666,7 @@ impl BatchRec {
             response: Some(LineResponse {
                 status_code: reply.status,
                 request_id: &request_id,
-                body: &reply.body,
+                body: crate::error::ReplyBody(&reply.body),
             }),
             error: None,
         };

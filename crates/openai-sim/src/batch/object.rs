@@ -112,7 +112,7 @@ pub(crate) struct OutputLine<'a> {
 pub(crate) struct LineResponse<'a> {
     pub(crate) status_code: u16,
     pub(crate) request_id: &'a str,
-    pub(crate) body: &'a serde_json::Value,
+    pub(crate) body: crate::error::ReplyBody<'a>,
 }
 
 #[derive(Debug, Serialize)]

@@ -265,6 +265,11 @@ async fn refused_requests_go_to_the_error_file_and_count_as_failed() {
     assert_eq!(f["filename"], format!("{id}_error.jsonl"));
     let lines = jsonl(&err.text);
     assert_eq!(lines.len(), 2);
+    assert!(
+        err.text.contains("\"body\": {\"error\": {\"message\": "),
+        "{}",
+        err.text
+    );
     for l in &lines {
         assert_eq!(l["error"], Value::Null);
         assert_eq!(l["response"]["status_code"], 400);
@@ -483,4 +488,31 @@ async fn enqueued_token_limit_fails_the_batch_over_it() {
     let third = ctx.batch_of(&lines(4)).await;
     ctx.advance(15.0).await;
     assert_eq!(ctx.batch(&third).await["status"], "in_progress");
+}
+
+#[tokio::test]
+async fn time_scale_runs_a_batch_to_completion_in_real_time() {
+    // Default timings take about 36 simulated seconds for 3 requests: 0.12 s at 300x.
+    let ctx = Ctx::with(SimConfig::default().with_time_scale(300.0)).await;
+    let id = ctx.batch_of(&lines(3)).await;
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    loop {
+        let b = ctx.batch(&id).await;
+        let s = b["status"].as_str().unwrap().to_owned();
+        if statuses.last() != Some(&s) {
+            statuses.push(s.clone());
+        }
+        if s == "completed" {
+            assert!(b["output_file_id"].is_string());
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{statuses:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(statuses.first().map(String::as_str), Some("validating"));
+    assert!(statuses.contains(&"in_progress".to_owned()), "{statuses:?}");
 }

@@ -25,8 +25,21 @@ impl Reply {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
 
-    /// The `error` object of an error reply, checked to have exactly OpenAI's four keys.
+    /// The `error` object of an error reply, checked to have exactly OpenAI's four keys, in
+    /// OpenAI's order.
     pub(crate) fn error(&self) -> Value {
+        assert!(
+            self.text.starts_with("{\"error\":{\"message\":"),
+            "{}",
+            self.text
+        );
+        let inner = &self.text["{\"error\":".len()..];
+        let (t, p, c) = (
+            inner.find(",\"type\":"),
+            inner.find(",\"param\":"),
+            inner.find(",\"code\":"),
+        );
+        assert!(t < p && p < c && t.is_some(), "key order: {}", self.text);
         let v = self.json();
         let e = v["error"].clone();
         let keys: Vec<&str> = e
