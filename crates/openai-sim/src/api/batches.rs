@@ -18,6 +18,7 @@ use super::{bad_query, int_param, json_text, json_value};
 use crate::batch::object::Metadata;
 use crate::batch::{CancelOutcome, NewBatch};
 use crate::error::ApiError;
+use crate::files::THIRTY_DAYS;
 use crate::state::{Sim, blocking, lock};
 
 /// The order the endpoints are listed in the "Supported values" message.
@@ -171,6 +172,42 @@ pub(super) async fn create(State(sim): State<Arc<Sim>>, body: Bytes) -> Result<R
             check_metadata(raw, ordered)?
         }
     };
+    let output_ttl = match obj.get("output_expires_after") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(o)) => {
+            let anchor = required_str(o, "anchor")
+                .map_err(|_| ApiError::missing("output_expires_after.anchor"))?;
+            if anchor != "created_at" {
+                return Err(ApiError::invalid_value(
+                    "output_expires_after.anchor",
+                    anchor,
+                    &["created_at"],
+                ));
+            }
+            let seconds = match o.get("seconds") {
+                None | Some(Value::Null) => {
+                    return Err(ApiError::missing("output_expires_after.seconds"));
+                }
+                Some(v) => v.as_i64().map(|n| n.to_string()).ok_or_else(|| {
+                    ApiError::invalid_type("output_expires_after.seconds", "an integer", v)
+                })?,
+            };
+            Some(int_param(
+                "output_expires_after.seconds",
+                Some(&seconds),
+                0,
+                3600,
+                THIRTY_DAYS,
+            )?)
+        }
+        Some(other) => {
+            return Err(ApiError::invalid_type(
+                "output_expires_after",
+                "an object",
+                other,
+            ));
+        }
+    };
     let forced = lock(&sim.faults).batch_outcome();
     let text = blocking(&sim, move |s| {
         let now = s.now();
@@ -182,6 +219,7 @@ pub(super) async fn create(State(sim): State<Arc<Sim>>, body: Bytes) -> Result<R
                 input_file_id,
                 metadata,
                 forced,
+                output_ttl,
             },
             now,
         );

@@ -153,6 +153,7 @@ struct BatchRec {
     created_at: i64,
     expires_at: i64,
     forced: Option<BatchOutcome>,
+    output_ttl: Option<i64>,
     phase: Phase,
     in_progress_at: Option<i64>,
     finalizing_at: Option<i64>,
@@ -192,6 +193,8 @@ pub(crate) struct NewBatch {
     pub(crate) input_file_id: String,
     pub(crate) metadata: Option<Metadata>,
     pub(crate) forced: Option<BatchOutcome>,
+    /// Seconds the output and error files live (`output_expires_after.seconds`).
+    pub(crate) output_ttl: Option<i64>,
 }
 
 impl Engine {
@@ -215,6 +218,7 @@ impl Engine {
             created_at,
             expires_at: created_at + WINDOW_SECS,
             forced: new.forced,
+            output_ttl: new.output_ttl,
             phase: Phase::Validating,
             in_progress_at: None,
             finalizing_at: None,
@@ -507,12 +511,57 @@ fn check_input(sim: &Sim, b: &BatchRec) -> Result<Validated, Vec<ErrorItem>> {
         return Err(problems);
     }
     let offsets = line_offsets(&file).map_err(|_| not_found())?;
+    if opts.known_models.is_none() && !model_is_known(sim, b.endpoint, &file, &offsets) {
+        // The Batch API refuses unknown models at validation, one entry per line.
+        let opts = ValidationOptions {
+            known_models: Some(Default::default()),
+            estimate_tokens: false,
+            ..opts
+        };
+        let mut problems = Vec::new();
+        let read = File::open(&path).and_then(|f| {
+            batch_format::validate_jsonl(BufReader::new(f), &opts, |p| {
+                problems.push(ErrorItem {
+                    code: p.code.as_str().to_owned(),
+                    message: p.message,
+                    param: p.param,
+                    line: p.line,
+                })
+            })
+            .map_err(std::io::Error::other)
+        });
+        if read.is_ok() && !problems.is_empty() {
+            return Err(problems);
+        }
+    }
     Ok(Validated {
         file,
         offsets,
         model: summary.model,
         tokens: summary.estimated_tokens,
     })
+}
+
+/// Whether the models know the batch's model: the first request is answered (without being
+/// counted or billed) and must not come back 404 `model_not_found`.
+fn model_is_known(sim: &Sim, endpoint: Endpoint, file: &File, offsets: &[u64]) -> bool {
+    let Some(&first) = offsets.first() else {
+        return true;
+    };
+    let mut r = BufReader::new(file);
+    let mut buf = Vec::new();
+    if r.seek(SeekFrom::Start(first)).is_err() || r.read_until(b'\n', &mut buf).is_err() {
+        return true;
+    }
+    let Ok(line) = serde_json::from_slice::<Value>(&buf) else {
+        return true;
+    };
+    let Some(body) = line.get("body") else {
+        return true;
+    };
+    let reply = sim.models.execute(endpoint, body);
+    !(reply.status == 404
+        && reply.body.pointer("/error/code").and_then(Value::as_str) == Some("model_not_found"))
 }
 
 /// Byte offsets of the non-blank lines of `file`.
@@ -753,7 +802,7 @@ impl BatchRec {
                 &format!("{}_{kind}.jsonl", self.id),
                 len,
                 created_at,
-                Some(created_at + THIRTY_DAYS),
+                Some(created_at + self.output_ttl.unwrap_or(THIRTY_DAYS)),
             );
             Some(id)
         };

@@ -516,3 +516,65 @@ async fn time_scale_runs_a_batch_to_completion_in_real_time() {
     assert_eq!(statuses.first().map(String::as_str), Some("validating"));
     assert!(statuses.contains(&"in_progress".to_owned()), "{statuses:?}");
 }
+
+#[tokio::test]
+async fn unknown_models_fail_validation_on_every_line() {
+    let ctx = Ctx::new().await;
+    let id = ctx
+        .batch_of(&[
+            chat_line("a", "nonexistent-model-xyz", "hi"),
+            chat_line("b", "nonexistent-model-xyz", "hi"),
+        ])
+        .await;
+    ctx.advance(3.0).await;
+    let b = ctx.batch(&id).await;
+    assert_eq!(b["status"], "failed", "{b}");
+    let data = b["errors"]["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[0]["code"], "model_not_found");
+    assert_eq!(data[0]["param"], "body.model");
+    assert_eq!(data[1]["line"], 2);
+    assert_eq!(
+        data[0]["message"],
+        "The provided model 'nonexistent-model-xyz' is not supported by the Batch API."
+    );
+    let stats = ctx.stats().await;
+    assert_eq!(
+        stats["batch_requests_executed"], 0,
+        "the check runs nothing billable"
+    );
+}
+
+#[tokio::test]
+async fn output_expires_after_sets_the_output_files_lifetime() {
+    let ctx = Ctx::new().await;
+    let file = ctx.upload_lines(&lines(1)).await;
+    let r = ctx
+        .post(
+            "/v1/batches",
+            &json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h",
+                    "output_expires_after": {"anchor": "created_at", "seconds": 7200}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    ctx.advance(60.0).await;
+    let b = ctx.batch(&id).await;
+    let out = ctx
+        .get(&format!(
+            "/v1/files/{}",
+            b["output_file_id"].as_str().unwrap()
+        ))
+        .await
+        .json();
+    assert_eq!(int(&out["expires_at"]), int(&out["created_at"]) + 7200);
+    let r = ctx
+        .post(
+            "/v1/batches",
+            &json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h",
+                    "output_expires_after": {"anchor": "created_at", "seconds": 60}}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error()["code"], "integer_below_min_value");
+}
