@@ -35,10 +35,11 @@ impl SimClock {
         self.start_unix + self.started.elapsed().as_secs_f64() * self.scale + jumped
     }
 
-    /// Jumps simulated time forward by `seconds` (negative values are ignored).
+    /// Jumps simulated time forward by `seconds` (negative values are ignored; one jump is at
+    /// most about 3,000 years).
     pub(crate) fn advance(&self, seconds: f64) {
         if seconds.is_finite() && seconds > 0.0 {
-            *self.jumped.lock().unwrap_or_else(|e| e.into_inner()) += seconds;
+            *self.jumped.lock().unwrap_or_else(|e| e.into_inner()) += seconds.min(1e11);
         }
     }
 

@@ -14,6 +14,9 @@ use crate::error::ApiError;
 use crate::faults::FaultConfig;
 use crate::state::{Sim, blocking, lock};
 
+/// Largest jump in one call (about 3,000 years): keeps every timestamp far from overflow.
+const MAX_JUMP_SECS: f64 = 1e11;
+
 /// `GET /sim/stats`.
 pub(super) async fn stats(State(sim): State<Arc<Sim>>) -> Result<Response, ApiError> {
     let snapshot = blocking(&sim, |s| s.stats()).await?;
@@ -32,9 +35,12 @@ pub(super) async fn advance_clock(
         .trim()
         .parse()
         .ok()
-        .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+        .filter(|s: &f64| s.is_finite() && (0.0..=MAX_JUMP_SECS).contains(s))
         .ok_or_else(|| {
-            ApiError::invalid("'seconds' must be a non-negative number.").param("seconds")
+            ApiError::invalid(format!(
+                "'seconds' must be a number between 0 and {MAX_JUMP_SECS}."
+            ))
+            .param("seconds")
         })?;
     let now = blocking(&sim, move |s| {
         s.clock.advance(seconds);

@@ -83,3 +83,24 @@ async fn base_url_and_shutdown() {
     let fresh = reqwest::Client::new();
     assert!(fresh.get(&url).bearer_auth("k").send().await.is_err());
 }
+
+#[tokio::test]
+async fn serve_on_a_listener_until_shutdown() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(openai_sim::serve_with_shutdown(
+        listener,
+        openai_sim::SimConfig::default(),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/v1/batches");
+    let r = http.get(&url).bearer_auth("k").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    assert!(reqwest::Client::new().get(&url).send().await.is_err());
+}
