@@ -470,6 +470,7 @@ pub(crate) fn responses(ctx: &Ctx, body: &Value) -> ModelReply {
             "id": format!("resp_{}", dice.token(HEX, 50)),
             "object": "response",
             "created_at": ctx.now,
+            "completed_at": ctx.now,
             "status": "completed",
             "background": false,
             "error": null,
@@ -491,7 +492,7 @@ pub(crate) fn responses(ctx: &Ctx, body: &Value) -> ModelReply {
             "truncation": "disabled",
             "usage": {
                 "input_tokens": prompt_tokens,
-                "input_tokens_details": {"cached_tokens": 0},
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
                 "output_tokens": output_tokens,
                 "output_tokens_details": {"reasoning_tokens": reasoning},
                 "total_tokens": prompt_tokens + output_tokens
