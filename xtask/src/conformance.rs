@@ -73,8 +73,8 @@ fn ensure_venv(root: &Path, requirements: &Path) -> anyhow::Result<PathBuf> {
             "creating the Python venv (is python3 with the venv module installed? apt-get install python3-venv)",
         )?;
     }
-    let text = fs::read(requirements)
-        .with_context(|| format!("reading {}", requirements.display()))?;
+    let text =
+        fs::read(requirements).with_context(|| format!("reading {}", requirements.display()))?;
     let want = format!("{:016x}\n", fnv1a(&text));
     let stamp = venv.join(STAMP);
     if fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
