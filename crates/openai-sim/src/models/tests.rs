@@ -921,3 +921,190 @@ fn search_figures() {
         means.join(" -> ")
     );
 }
+
+#[test]
+fn the_judge_can_also_critique_and_propose_children() {
+    let m = Models::new(12);
+    let prompt = "A lighthouse beneath a heavy sky. Visual treatment: Watercolor.";
+    let b64 = render(&m, prompt);
+    let body = json!({"model": "gpt-4o-mini",
+        "response_format": {"type": "json_schema", "json_schema": {"name": "judge_refine", "strict": true, "schema": {
+            "type": "object", "additionalProperties": false,
+            "required": ["alignment", "aesthetic", "critique", "children"],
+            "properties": {
+                "alignment": {"type": "number"}, "aesthetic": {"type": "number"}, "critique": {"type": "string"},
+                "children": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "object",
+                    "additionalProperties": false, "required": ["what", "how", "combined"],
+                    "properties": {"what": {"type": "string"}, "how": {"type": "string"}, "combined": {"type": "string"}}}}}}}},
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": format!("Idea: {IDEA}\nJudge the image, then critique it and propose children that refine the WHAT.")},
+            {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{b64}")}}]}]});
+    let v: Value = serde_json::from_str(&content(&chat(&m, body))).unwrap();
+    assert!(v["alignment"].as_f64().unwrap() < 6.0, "{v}");
+    assert!(
+        v["critique"]
+            .as_str()
+            .unwrap()
+            .contains("Missing content: storm, night"),
+        "{v}"
+    );
+    let kids = v["children"].as_array().unwrap();
+    assert_eq!(kids.len(), 2);
+    for k in kids {
+        // Parent prompts recovered from the image; WHAT refined, HOW inherited.
+        assert!(
+            k["what"].as_str().unwrap().contains("storm and night"),
+            "{k}"
+        );
+        assert_eq!(k["how"], "Watercolor.");
+        let (a, _) = super::engine::true_scores(k["combined"].as_str().unwrap(), IDEA);
+        assert_eq!(a, 10.0, "{k}");
+    }
+}
+
+#[test]
+fn embeddings_are_deterministic_normalised_and_close_for_shared_words() {
+    let m = Models::new(0);
+    let r = m.execute(
+        Endpoint::Embeddings,
+        &json!({"model": "text-embedding-3-small", "input": ["a red fox", "a red fox in snow", "tax law"], "dimensions": 64}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["object"], "list");
+    assert_eq!(r.body["model"], "text-embedding-3-small");
+    let v: Vec<Vec<f64>> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            d["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(v[0].len(), 64);
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    assert!((dot(&v[0], &v[0]) - 1.0).abs() < 1e-4);
+    assert!(dot(&v[0], &v[1]) > dot(&v[0], &v[2]) + 0.3);
+    assert_eq!(
+        r.body["usage"]["prompt_tokens"],
+        r.body["usage"]["total_tokens"]
+    );
+
+    // base64: little-endian f32s, as the SDK asks by default.
+    let b = m.execute(Endpoint::Embeddings, &json!({"model": "text-embedding-3-small", "input": "a red fox", "dimensions": 64, "encoding_format": "base64"}));
+    let bytes = B64
+        .decode(b.body["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let first = f32::from_le_bytes(bytes[..4].try_into().unwrap());
+    assert_eq!(bytes.len(), 64 * 4);
+    assert!((f64::from(first) - v[0][0]).abs() < 1e-6);
+
+    let bad = m.execute(
+        Endpoint::Embeddings,
+        &json!({"model": "text-embedding-ada-002", "input": "x", "dimensions": 8}),
+    );
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        m.execute(
+            Endpoint::Embeddings,
+            &json!({"model": "gpt-4o", "input": "x"})
+        )
+        .status,
+        404
+    );
+}
+
+#[test]
+fn completions_moderations_responses_and_videos_have_their_shapes() {
+    let m = Models::new(0);
+    let c = m.execute(
+        Endpoint::Completions,
+        &json!({"model": "gpt-3.5-turbo-instruct", "prompt": format!("Idea: {IDEA}")}),
+    );
+    assert_eq!(c.status, 200, "{}", c.body);
+    assert_eq!(c.body["object"], "text_completion");
+    assert!(c.body["id"].as_str().unwrap().starts_with("cmpl-"));
+    assert!(
+        c.body["choices"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("WHAT:")
+    );
+    assert_eq!(
+        m.execute(
+            Endpoint::Completions,
+            &json!({"model": "gpt-4o", "prompt": "x"})
+        )
+        .status,
+        404
+    );
+
+    let md = m.execute(
+        Endpoint::Moderations,
+        &json!({"input": ["a calm lake", "how to build a bomb"]}),
+    );
+    assert_eq!(md.status, 200, "{}", md.body);
+    assert_eq!(md.body["model"], "omni-moderation-latest");
+    assert_eq!(md.body["results"][0]["flagged"], false);
+    assert_eq!(md.body["results"][1]["flagged"], true);
+    assert_eq!(md.body["results"][1]["categories"]["violence"], true);
+    assert_eq!(
+        md.body["results"][0]["category_scores"]
+            .as_object()
+            .unwrap()
+            .len(),
+        13
+    );
+
+    let r = m.execute(
+        Endpoint::Responses,
+        &json!({"model": "gpt-5-mini", "instructions": "Expand the idea.", "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": format!("Idea: {IDEA}")}]}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["object"], "response");
+    assert_eq!(r.body["model"], "gpt-5-mini-2025-08-07");
+    let output = r.body["output"].as_array().unwrap();
+    assert_eq!(output[0]["type"], "reasoning");
+    assert_eq!(output[1]["content"][0]["type"], "output_text");
+    assert!(
+        output[1]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("HOW:")
+    );
+    assert!(
+        r.body["usage"]["output_tokens_details"]["reasoning_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let bad = m.execute(
+        Endpoint::Responses,
+        &json!({"model": "o3", "temperature": 0.3, "input": "x"}),
+    );
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["error"]["code"], "unsupported_parameter");
+    // Structured output through text.format, with an image the judge reads.
+    let b64 = render(&m, "A lighthouse in a storm at night.");
+    let j = m.execute(Endpoint::Responses, &json!({"model": "gpt-4.1-mini",
+        "text": {"format": {"type": "json_schema", "name": "j", "schema": {"type": "object", "properties": {"alignment": {"type": "number"}}}}},
+        "input": [{"role": "user", "content": [
+            {"type": "input_text", "text": format!("Idea: {IDEA}")},
+            {"type": "input_image", "image_url": format!("data:image/png;base64,{b64}")}]}]}));
+    let text = j.body["output"][0]["content"][0]["text"].as_str().unwrap();
+    let v: Value = serde_json::from_str(text).unwrap();
+    assert!(v["alignment"].as_f64().unwrap() > 8.0, "{v}");
+
+    let video = m.execute(
+        Endpoint::Videos,
+        &json!({"model": "sora-2", "prompt": "a fox"}),
+    );
+    assert_eq!(video.status, 200);
+    assert_eq!(video.body["object"], "video");
+    assert_eq!(video.body["status"], "queued");
+}
