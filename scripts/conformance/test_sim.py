@@ -150,6 +150,28 @@ def test_the_same_request_gets_the_same_answer_in_a_batch(client: openai.OpenAI)
     assert result["response"]["body"]["choices"][0]["message"]["content"] == sync.choices[0].message.content
 
 
+@pytest.mark.parametrize(
+    "endpoint,body",
+    [
+        ("/v1/images/generations", {"model": "gpt-image-1", "prompt": "a red fox in snow", "quality": "low"}),
+        ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "a red fox in snow"}),
+        ("/v1/responses", {"model": MODEL, "input": "Idea: a red fox in snow"}),
+    ],
+)
+def test_batches_on_other_endpoints_complete(client: openai.OpenAI, endpoint: str, body: dict):
+    lines = [{"custom_id": f"o{i}", "method": "POST", "url": endpoint, "body": body} for i in range(2)]
+    f = upload(client, lines)
+    batch = client.batches.create(input_file_id=f.id, endpoint=endpoint, completion_window="24h")
+    batch, seen = wait_for(client, batch.id, lambda b: b.status in TERMINAL)
+    assert batch.status == "completed", seen
+    assert batch.request_counts.completed == 2
+    for r in download(client, batch.output_file_id):
+        assert r["response"]["status_code"] == 200
+        if endpoint == "/v1/images/generations":
+            png = base64.b64decode(r["response"]["body"]["data"][0]["b64_json"])
+            assert png_text_chunks(png)["batchbeam:prompt"] == body["prompt"]
+
+
 def test_bad_lines_fail_the_batch_with_line_numbers(client: openai.OpenAI):
     lines = [
         chat_line("ok-1", "hello"),
