@@ -474,6 +474,18 @@ fn response_format(
                 .get("schema")
                 .cloned()
                 .unwrap_or_else(|| json!({"type": "object"}));
+            if js.get("strict").and_then(Value::as_bool) == Some(true)
+                && let Some(problem) = schema::strict_problem(&schema)
+            {
+                let name = js.get("name").and_then(Value::as_str).unwrap_or_default();
+                return Err(error(
+                    400,
+                    &format!("Invalid schema for response_format '{name}': {problem}"),
+                    "invalid_request_error",
+                    Some("response_format"),
+                    None,
+                ));
+            }
             Ok(Format::JsonSchema(schema))
         }
         other => Err(super::invalid_value(

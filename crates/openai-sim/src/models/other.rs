@@ -422,11 +422,23 @@ pub(crate) fn responses(ctx: &Ctx, body: &Value) -> ModelReply {
         }
         let format = match obj.get("text").and_then(|t| t.get("format")) {
             Some(f) if f.get("type").and_then(Value::as_str) == Some("json_schema") => {
-                Format::JsonSchema(
-                    f.get("schema")
-                        .cloned()
-                        .unwrap_or_else(|| json!({"type": "object"})),
-                )
+                let schema = f
+                    .get("schema")
+                    .cloned()
+                    .unwrap_or_else(|| json!({"type": "object"}));
+                if f.get("strict").and_then(Value::as_bool) == Some(true)
+                    && let Some(problem) = super::schema::strict_problem(&schema)
+                {
+                    let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+                    return Err(error(
+                        400,
+                        &format!("Invalid schema for response_format '{name}': {problem}"),
+                        "invalid_request_error",
+                        Some("text.format.schema"),
+                        None,
+                    ));
+                }
+                Format::JsonSchema(schema)
             }
             Some(f) if f.get("type").and_then(Value::as_str) == Some("json_object") => {
                 Format::JsonObject

@@ -28,6 +28,94 @@ pub(crate) fn asks_critique(schema: &Value) -> bool {
     filler.any_property(schema, 0, &|name| canonical(name).0 == Some("critique"))
 }
 
+/// What OpenAI's strict mode finds wrong with a schema, worded as its error message after
+/// `Invalid schema for response_format 'NAME': `; `None` when the schema is acceptable. Strict
+/// mode wants an object at the root and, on every object, `additionalProperties: false` and
+/// every property listed in `required`.
+pub(crate) fn strict_problem(schema: &Value) -> Option<String> {
+    let root_type = types_of(schema);
+    if !root_type.contains(&"object") {
+        let got = root_type.first().copied().unwrap_or("None");
+        return Some(format!(
+            "schema must be a JSON Schema of 'type: \"object\"', got 'type: \"{got}\"'."
+        ));
+    }
+    strict_walk(schema, &mut Vec::new(), 0)
+}
+
+fn strict_walk(node: &Value, path: &mut Vec<String>, depth: usize) -> Option<String> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let context = |path: &[String]| match path {
+        [] => "()".to_string(),
+        [one] => format!("('{one}',)"),
+        many => format!(
+            "({})",
+            many.iter()
+                .map(|p| format!("'{p}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let is_object = types_of(node).contains(&"object") || node.get("properties").is_some();
+    if is_object {
+        if node.get("additionalProperties") != Some(&Value::Bool(false)) {
+            return Some(format!(
+                "In context={}, 'additionalProperties' is required to be supplied and to be false.",
+                context(path)
+            ));
+        }
+        let props = node.get("properties").and_then(Value::as_object);
+        let required: Vec<&str> = node
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if let Some(missing) =
+            props.and_then(|p| p.keys().find(|k| !required.contains(&k.as_str())))
+        {
+            return Some(format!(
+                "In context={}, 'required' is required to be supplied and to be an array including every key in properties. Missing '{missing}'.",
+                context(path)
+            ));
+        }
+    }
+    let mut children: Vec<(Vec<String>, &Value)> = Vec::new();
+    if let Some(props) = node.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            children.push((vec!["properties".into(), k.clone()], v));
+        }
+    }
+    if let Some(items) = node.get("items") {
+        children.push((vec!["items".into()], items));
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(branches) = node.get(key).and_then(Value::as_array) {
+            for (i, b) in branches.iter().enumerate() {
+                children.push((vec![key.into(), i.to_string()], b));
+            }
+        }
+    }
+    for key in ["$defs", "definitions"] {
+        if let Some(defs) = node.get(key).and_then(Value::as_object) {
+            for (k, v) in defs {
+                children.push((vec![key.into(), k.clone()], v));
+            }
+        }
+    }
+    for (segments, child) in children {
+        let n = segments.len();
+        path.extend(segments);
+        let found = strict_walk(child, path, depth + 1);
+        path.truncate(path.len() - n);
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
 struct Filler<'a> {
     root: &'a Value,
 }
@@ -653,6 +741,34 @@ mod tests {
                 "image_a": {"alignment": 3.0}, "score_b": 7.0, "ranking": ["B", "A"],
                 "note": "No note to report.", "kind": "comparison"
             }),
+        );
+    }
+
+    #[test]
+    fn strict_mode_wants_closed_objects_with_every_property_required() {
+        let ok = json!({"type": "object", "additionalProperties": false, "required": ["a", "b"],
+            "properties": {"a": {"type": "string"}, "b": {"type": "array", "items": {"$ref": "#/$defs/c"}}},
+            "$defs": {"c": {"type": "object", "additionalProperties": false, "required": ["x"], "properties": {"x": {"type": "number"}}}}});
+        assert_eq!(strict_problem(&ok), None);
+        let open =
+            json!({"type": "object", "required": ["a"], "properties": {"a": {"type": "string"}}});
+        assert_eq!(
+            strict_problem(&open).as_deref(),
+            Some(
+                "In context=(), 'additionalProperties' is required to be supplied and to be false."
+            )
+        );
+        let nested = json!({"type": "object", "additionalProperties": false, "required": ["j"], "properties": {
+            "j": {"type": "object", "additionalProperties": false, "required": ["x"], "properties": {"x": {"type": "number"}, "y": {"type": "number"}}}}});
+        assert_eq!(
+            strict_problem(&nested).as_deref(),
+            Some(
+                "In context=('properties', 'j'), 'required' is required to be supplied and to be an array including every key in properties. Missing 'y'."
+            )
+        );
+        assert_eq!(
+            strict_problem(&json!({"type": "array", "items": {"type": "string"}})).as_deref(),
+            Some("schema must be a JSON Schema of 'type: \"object\"', got 'type: \"array\"'.")
         );
     }
 

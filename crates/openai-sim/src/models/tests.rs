@@ -274,6 +274,17 @@ fn chat_validation_speaks_like_openai() {
         ),
     );
     check(
+        json!({"model": "gpt-4o", "response_format": {"type": "json_schema", "json_schema": {
+            "name": "j", "strict": true, "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}},
+            "messages": user("hi")}),
+        (
+            400,
+            "Invalid schema for response_format 'j': In context=(), 'additionalProperties' is required to be supplied and to be false.",
+            Some("response_format"),
+            None,
+        ),
+    );
+    check(
         json!({"model": "gpt-4o", "messages": [{"role": "robot", "content": "hi"}]}),
         (
             400,
