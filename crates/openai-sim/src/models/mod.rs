@@ -16,7 +16,9 @@
 //! given `max_tokens` (400 `unsupported_parameter`) or a non-default `temperature`/`top_p`
 //! (400 `unsupported_value`; `gpt-5-chat-latest` accepts sampling), out-of-range `temperature`,
 //! `top_p`, `n` and token limits, `json_object` without the word "json" in the messages,
-//! `json_schema` on models without structured outputs, images sent to text-only models, image
+//! `json_schema` on models without structured outputs, a `strict` schema whose root is not an
+//! object or with an object lacking `additionalProperties: false` or a property missing from
+//! `required` (`Invalid schema for response_format ...`), images sent to text-only models, image
 //! URLs that are not `data:` URLs (nothing can be downloaded here), and image sizes, counts and
 //! prompt lengths per image model. `stream: true` is refused: the simulator does not stream.
 //!
