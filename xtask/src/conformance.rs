@@ -67,8 +67,11 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
 fn ensure_venv(root: &Path, requirements: &Path) -> anyhow::Result<PathBuf> {
     let venv = root.join(".venv");
     let python = venv.join("bin/python");
+    let stamp = venv.join(STAMP);
     if !python.exists() {
         println!("conformance: creating {}", venv.display());
+        // A venv rebuilt over a broken one must not trust the old install stamp.
+        let _ = fs::remove_file(&stamp);
         exec(Command::new("python3").args(["-m", "venv"]).arg(&venv)).context(
             "creating the Python venv (is python3 with the venv module installed? apt-get install python3-venv)",
         )?;
@@ -76,7 +79,6 @@ fn ensure_venv(root: &Path, requirements: &Path) -> anyhow::Result<PathBuf> {
     let text =
         fs::read(requirements).with_context(|| format!("reading {}", requirements.display()))?;
     let want = format!("{:016x}\n", fnv1a(&text));
-    let stamp = venv.join(STAMP);
     if fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
         println!("conformance: installing {}", requirements.display());
         exec(
