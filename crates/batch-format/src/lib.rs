@@ -37,6 +37,8 @@ mod error;
 mod image;
 mod line;
 mod model;
+mod output;
+mod scan;
 mod tokens;
 mod validate;
 
@@ -57,6 +59,10 @@ pub use line::{BatchRequestLine, Method, RequestBody};
 pub use model::{
     ModelCapabilities, Normalization, NormalizationAction, NormalizationReason, capabilities,
     model_family, normalize_chat,
+};
+pub use output::{
+    ApiErrorBody, LineProblem, LineProblemKind, ManifestMatch, Outcome, OutcomeLine, OutputReader,
+    RawJson, ResultMatcher, Usage, read_output,
 };
 pub use tokens::TokenEstimator;
 pub use validate::{

@@ -1,17 +1,20 @@
 //! Streaming validation of a batch input JSONL file, reporting what OpenAI would put in a failed
 //! batch's `errors.data[]`.
 //!
-//! Each line is parsed once into borrowed probes (no `serde_json::Value`, no copy of the base64
-//! image strings); memory stays constant apart from one 128-bit hash per `custom_id`. The work is
-//! split in two so that it can run on several threads: `analyse_line` looks at one line alone,
-//! `Validator` then applies the checks that need the lines before it (duplicate ids, one
-//! endpoint, one model) strictly in line order.
+//! Each line is read once, borrowing what it needs (no `serde_json::Value`, no copy of the
+//! base64 image strings): by the scanner of `scan.rs`, which finds where a line ends while it
+//! checks it, or, when tokens are estimated, by serde probes that also collect the message
+//! texts. Memory stays constant apart from one 128-bit hash per `custom_id`. The work is split
+//! in two so that it can run on several threads: the facts of one line are found without
+//! looking at any other, then `Validator` applies the checks that need the lines before it
+//! (duplicate ids, one endpoint, one model) strictly in line order.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
 use std::io::{BufRead, Read};
+use std::marker::PhantomData;
 use std::sync::{Mutex, mpsc};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -19,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::endpoint::Endpoint;
 use crate::error::Result;
+use crate::scan::{Nested, Scan, Scanner};
 use crate::tokens::{MESSAGE_OVERHEAD, TokenEstimator, is_image_part};
 
 /// Limits and expectations for [`validate_jsonl`] and [`Validator`].
@@ -181,16 +185,155 @@ impl ValidationSummary {
 /// Validates a whole JSONL stream, calling `on_problem` for each problem in line order, then
 /// for the file-level ones (`empty_file`, `too_many_lines`, `file_too_large`).
 ///
-/// Lines are taken straight from the reader's buffer when they fit in it, and copied into one
-/// reused buffer when they straddle a refill. Only I/O errors are `Err`.
+/// Lines are read straight from the reader's buffer, and each byte is looked at about once:
+/// the scanner finds where a line ends while it checks it. Lines cut by a buffer refill are
+/// copied into one reused buffer. Only I/O errors are `Err`.
 pub fn validate_jsonl<R: BufRead>(
-    reader: R,
+    mut reader: R,
     opts: &ValidationOptions,
     mut on_problem: impl FnMut(Problem),
 ) -> Result<ValidationSummary> {
-    let mut validator = Validator::new(opts.clone());
-    for_each_line(reader, |line| validator.push_line(line, &mut on_problem))?;
-    Ok(validator.finish(on_problem))
+    let mut v = Validator::new(opts.clone());
+    if opts.estimate_tokens {
+        for_each_line(reader, |line| v.push_line(line, &mut on_problem))?;
+        return Ok(v.finish(on_problem));
+    }
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if buf.is_empty() {
+            if !carry.is_empty() {
+                v.push_line(&carry, &mut on_problem);
+            }
+            return Ok(v.finish(on_problem));
+        }
+        if !carry.is_empty() {
+            // Finish the line cut by the last refill.
+            let used = match find_newline(buf) {
+                Some(end) => {
+                    carry.extend_from_slice(&buf[..=end]);
+                    v.push_line(&carry, &mut on_problem);
+                    carry.clear();
+                    end + 1
+                }
+                None => {
+                    carry.extend_from_slice(buf);
+                    buf.len()
+                }
+            };
+            reader.consume(used);
+            continue;
+        }
+        // A window at a time: an in-memory reader hands out the whole file at once, and a
+        // line cut by the window's end is simply scanned again from the next window.
+        let window = &buf[..buf.len().min(SCAN_WINDOW)];
+        let mut used = scan_lines(window, false, |len, facts| {
+            v.summary.bytes += len as u64;
+            v.apply(facts, &mut on_problem);
+        });
+        if used == 0 {
+            // The first line is cut by the end of the buffer or longer than the window: take
+            // it whole when its end is in the buffer.
+            match find_newline(buf) {
+                Some(end) => {
+                    v.push_line(&buf[..=end], &mut on_problem);
+                    used = end + 1;
+                }
+                None => {
+                    carry.extend_from_slice(buf);
+                    used = buf.len();
+                }
+            }
+        }
+        reader.consume(used);
+    }
+}
+
+/// Bytes scanned at a time by `validate_jsonl`; lines longer than this take a slower path.
+const SCAN_WINDOW: usize = 64 * 1024;
+
+/// One line read straight out of a buffer of many lines.
+enum LineScan<'a> {
+    /// The line ended with `\n`; the next line starts at `next`.
+    Done { facts: LineFacts<'a>, next: usize },
+    /// The text ended before the line did; `facts` are right if that is the end of the file.
+    RanOut { facts: LineFacts<'a> },
+}
+
+/// Reads the line starting at `start`, finding its end on the way.
+fn scan_one(text: &[u8], start: usize) -> LineScan<'_> {
+    fn found(obj: Option<ObjectFacts<'_>>) -> LineFacts<'_> {
+        obj.map_or(LineFacts::NotObject, LineFacts::Object)
+    }
+    let mut s = Scanner::for_line(text, start);
+    s.ws();
+    match s.peek() {
+        None => {
+            return LineScan::RanOut {
+                facts: LineFacts::Blank,
+            };
+        }
+        Some(b'\n') => {
+            return LineScan::Done {
+                facts: LineFacts::Blank,
+                next: s.pos() + 1,
+            };
+        }
+        Some(_) => {}
+    }
+    // The scanner never steps over a line break, so a bad line ends at the first `\n` after
+    // the point where it went wrong.
+    let resume = match scan_request(&mut s) {
+        Ok(obj) => {
+            s.ws();
+            match s.peek() {
+                Some(b'\n') => {
+                    return LineScan::Done {
+                        facts: found(obj),
+                        next: s.pos() + 1,
+                    };
+                }
+                None => return LineScan::RanOut { facts: found(obj) },
+                Some(_) => s.pos(),
+            }
+        }
+        Err(e) => e.at.min(text.len()),
+    };
+    match find_newline(&text[resume..]) {
+        Some(end) => LineScan::Done {
+            facts: LineFacts::NotJson,
+            next: resume + end + 1,
+        },
+        None => LineScan::RanOut {
+            facts: LineFacts::NotJson,
+        },
+    }
+}
+
+/// Reads the lines of `text`, calling `f(bytes, facts)` for each, and returns how many bytes
+/// it read: all of them `at_eof`, else up to the end of the last complete line.
+fn scan_lines<'a>(text: &'a [u8], at_eof: bool, mut f: impl FnMut(usize, LineFacts<'a>)) -> usize {
+    let mut start = 0;
+    while start < text.len() {
+        match scan_one(text, start) {
+            LineScan::Done { facts, next } => {
+                f(next - start, facts);
+                start = next;
+            }
+            LineScan::RanOut { facts } => {
+                if at_eof {
+                    f(text.len() - start, facts);
+                    start = text.len();
+                }
+                break;
+            }
+        }
+    }
+    start
 }
 
 /// Like [`validate_jsonl`], but reads and parses blocks of lines on `threads` worker threads
@@ -242,9 +385,18 @@ pub fn validate_jsonl_parallel<R: BufRead + Send>(
                         read.map(|_| seq)
                     };
                     let analysed = read.map(|seq| {
-                        let facts = split_lines(block.lines())
-                            .map(|line| analyse_line(line, cache.as_mut()).into_owned())
-                            .collect();
+                        let mut facts = Vec::new();
+                        match cache.as_mut() {
+                            None => {
+                                scan_lines(block.lines(), true, |_, f| {
+                                    facts.push(f.into_owned());
+                                });
+                            }
+                            Some(cache) => facts.extend(
+                                split_lines(block.lines())
+                                    .map(|line| analyse_line(line, Some(cache)).into_owned()),
+                            ),
+                        }
                         (seq, block, facts)
                     });
                     if done_tx.send(analysed).is_err() {
@@ -355,10 +507,7 @@ fn split_lines(mut rest: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Calls `f` with each line of `reader`, newline included (the last line may lack one).
-pub(crate) fn for_each_line<R: BufRead>(
-    mut reader: R,
-    mut f: impl FnMut(&[u8]),
-) -> std::io::Result<()> {
+fn for_each_line<R: BufRead>(mut reader: R, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
     let mut carry: Vec<u8> = Vec::new();
     loop {
         let buf = match reader.fill_buf() {
@@ -401,7 +550,7 @@ pub(crate) fn for_each_line<R: BufRead>(
 
 /// Position of the first `\n`. Written so that the compiler vectorises the 64-byte blocks,
 /// which makes it several times faster than `core::slice::memchr` on long lines.
-fn find_newline(hay: &[u8]) -> Option<usize> {
+pub(crate) fn find_newline(hay: &[u8]) -> Option<usize> {
     const BLOCK: usize = 64;
     let mut blocks = hay.chunks_exact(BLOCK);
     let mut offset = 0;
@@ -783,7 +932,7 @@ fn id_hash(id: impl Hash) -> u128 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Per-line analysis: borrowed probes, no serde_json::Value.
+// Per-line analysis: the facts of one line, borrowed from it.
 
 /// What one line says, found without looking at any other line.
 #[derive(Debug)]
@@ -811,7 +960,7 @@ struct ObjectFacts<'a> {
 /// A field that should hold a string (or, for `stream` and the token budgets, a bool or a
 /// count); any other JSON value is accepted and remembered only as `Other`.
 #[derive(Debug, Default, PartialEq)]
-enum Field<'a> {
+pub(crate) enum Field<'a> {
     #[default]
     Missing,
     Null,
@@ -866,7 +1015,7 @@ impl Field<'_> {
         }
     }
 
-    fn as_str(&self) -> Option<&str> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match self {
             Field::Str(s) => Some(s),
             _ => None,
@@ -895,17 +1044,29 @@ struct BodyFacts<'a> {
 /// Looks at one line (with or without its line ending) on its own. With a `token_cache`, also
 /// estimates the body's prompt tokens with the line's own model.
 fn analyse_line<'a>(line: &'a [u8], token_cache: Option<&mut CountCache>) -> LineFacts<'a> {
-    if line.iter().all(u8::is_ascii_whitespace) {
+    if line
+        .iter()
+        .all(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+    {
         return LineFacts::Blank;
     }
-    // Validating UTF-8 once up front lets serde_json borrow strings without checking them.
+    // Validating UTF-8 once up front lets the parsers borrow strings without checking them.
     let Ok(text) = std::str::from_utf8(line) else {
         return LineFacts::NotJson;
     };
+    let Some(cache) = token_cache else {
+        // The usual case: the scanner skips the long strings (base64 images) fastest.
+        return match scan_request_line(text) {
+            Ok(Some(obj)) => LineFacts::Object(obj),
+            Ok(None) => LineFacts::NotObject,
+            Err(_) => LineFacts::NotJson,
+        };
+    };
+    // Estimating tokens needs the message texts too: serde probes collect them.
     let mut tally = Tally::default();
     let mut de = serde_json::Deserializer::from_str(text);
     let parsed = LineSeed {
-        tally: token_cache.is_some().then_some(&mut tally),
+        tally: Some(&mut tally),
     }
     .deserialize(&mut de)
     .and_then(|facts| de.end().map(|()| facts));
@@ -913,16 +1074,61 @@ fn analyse_line<'a>(line: &'a [u8], token_cache: Option<&mut CountCache>) -> Lin
         Err(_) => LineFacts::NotJson,
         Ok(None) => LineFacts::NotObject,
         Ok(Some(mut obj)) => {
-            if let Some(cache) = token_cache {
-                let model = match &obj.body {
-                    Body::Object(body) => body.model.as_str().unwrap_or(""),
-                    _ => "",
-                };
-                obj.tokens = tally.total(&TokenEstimator::for_model(model), cache);
-            }
+            let model = match &obj.body {
+                Body::Object(body) => body.model.as_str().unwrap_or(""),
+                _ => "",
+            };
+            obj.tokens = tally.total(&TokenEstimator::for_model(model), cache);
             LineFacts::Object(obj)
         }
     }
+}
+
+/// The facts of a request line, read with the scanner; `Ok(None)` when the line is JSON but
+/// not an object. Gives the same facts as the serde probes (tests hold them together).
+fn scan_request_line(text: &str) -> Scan<Option<ObjectFacts<'_>>> {
+    let mut s = Scanner::new(text);
+    let facts = scan_request(&mut s)?;
+    s.end()?;
+    Ok(facts)
+}
+
+/// The request line value at the scanner's cursor (what follows it is the caller's business).
+fn scan_request<'a>(s: &mut Scanner<'a>) -> Scan<Option<ObjectFacts<'a>>> {
+    s.ws();
+    if s.peek() != Some(b'{') {
+        s.value()?;
+        return Ok(None);
+    }
+    let mut facts = ObjectFacts::default();
+    // Repeated keys: the last wins, as with the serde probes and Python's json module.
+    s.object(|s, key| {
+        match key.as_ref() {
+            b"custom_id" => facts.custom_id = s.field()?,
+            b"method" => facts.method = s.field()?,
+            b"url" => facts.url = s.field()?,
+            b"body" => {
+                let body = s.nested(|s, key, body: &mut BodyFacts<'_>| {
+                    match key {
+                        b"model" => body.model = s.field()?,
+                        b"stream" => body.stream = s.field()? == Field::Bool(true),
+                        b"messages" => body.has_messages = s.field()? != Field::Null,
+                        _ => s.skip()?,
+                    }
+                    Ok(())
+                })?;
+                facts.body = match body {
+                    Nested::Missing => Body::Missing,
+                    Nested::Null => Body::Null,
+                    Nested::NotObject => Body::NotObject,
+                    Nested::Object(body) => Body::Object(body),
+                };
+            }
+            _ => s.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(Some(facts))
 }
 
 /// Borrowed text and fixed costs of one body, counted once its model is known. Mirrors
@@ -1064,35 +1270,35 @@ fn skip_value<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
     map.next_value::<IgnoredAny>().map(drop)
 }
 
-impl<'de> Deserialize<'de> for Field<'de> {
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct FieldVisitor;
-        impl<'de> Visitor<'de> for FieldVisitor {
-            type Value = Field<'de>;
+        struct FieldVisitor<'a>(PhantomData<Field<'a>>);
+        impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
+            type Value = Field<'a>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Field<'de>, E> {
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Field<'a>, E> {
                 Ok(Field::Str(Cow::Borrowed(s)))
             }
-            fn visit_str<E>(self, s: &str) -> Result<Field<'de>, E> {
+            fn visit_str<E>(self, s: &str) -> Result<Field<'a>, E> {
                 Ok(Field::Str(Cow::Owned(s.to_owned())))
             }
-            fn visit_unit<E>(self) -> Result<Field<'de>, E> {
+            fn visit_unit<E>(self) -> Result<Field<'a>, E> {
                 Ok(Field::Null)
             }
-            fn visit_bool<E>(self, b: bool) -> Result<Field<'de>, E> {
+            fn visit_bool<E>(self, b: bool) -> Result<Field<'a>, E> {
                 Ok(Field::Bool(b))
             }
-            fn visit_u64<E>(self, n: u64) -> Result<Field<'de>, E> {
+            fn visit_u64<E>(self, n: u64) -> Result<Field<'a>, E> {
                 Ok(Field::Count(n))
             }
-            fn visit_i64<E>(self, n: i64) -> Result<Field<'de>, E> {
+            fn visit_i64<E>(self, n: i64) -> Result<Field<'a>, E> {
                 Ok(u64::try_from(n).map_or(Field::Other, Field::Count))
             }
             accept_other!(Field::Other; f64, seq, map);
         }
-        d.deserialize_any(FieldVisitor)
+        d.deserialize_any(FieldVisitor(PhantomData))
     }
 }
 
@@ -1432,6 +1638,16 @@ mod tests {
         let mut par = Vec::new();
         let s = validate_jsonl_parallel(input.as_bytes(), opts, 3, |p| par.push(p)).unwrap();
         assert_eq!((&s, &par), (&summary, &problems), "parallel");
+        // With and without token estimates, lines are read by different parsers (serde probes,
+        // the scanner): they must find the same problems.
+        let flipped = ValidationOptions {
+            estimate_tokens: !opts.estimate_tokens,
+            ..opts.clone()
+        };
+        let mut other = Vec::new();
+        let s = validate_jsonl(input.as_bytes(), &flipped, |p| other.push(p)).unwrap();
+        assert_eq!(other, problems, "estimate_tokens flipped");
+        assert_eq!(s.model, summary.model);
         (render(&problems), summary)
     }
 
@@ -2043,5 +2259,108 @@ mod tests {
         assert_eq!(cache.count(&o200k, &text), o200k.count_text(&text));
         assert_eq!(cache.count(&cl100k, &text), cl100k.count_text(&text));
         assert_ne!(o200k.count_text(&text), cl100k.count_text(&text));
+    }
+
+    #[test]
+    fn parsers_agree_on_corrupted_lines() {
+        // Every one-byte corruption and every prefix of a realistic line: the scanner (used
+        // without token estimates) and the serde probes (with) must report the same problems.
+        let line = r#"{"custom_id":"judge-1","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":[{"type":"text","text":"Score \"this\" 1-10"},{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo=","detail":"low"}}]}],"max_tokens":300,"temperature":0.3}}"#;
+        let agree = |text: &str| {
+            let problems = |estimate_tokens| {
+                let opts = ValidationOptions {
+                    estimate_tokens,
+                    ..ValidationOptions::default()
+                };
+                let mut problems = Vec::new();
+                validate_jsonl(text.as_bytes(), &opts, |p| problems.push(p)).unwrap();
+                problems
+            };
+            assert_eq!(problems(false), problems(true), "{text}");
+        };
+        for end in 1..line.len() {
+            agree(&line[..end]);
+        }
+        for at in 0..line.len() {
+            for c in [
+                b'"', b'\\', b'{', b']', b',', b':', b'n', b'1', b'-', b' ', 0x01,
+            ] {
+                let mut bytes = line.as_bytes().to_vec();
+                bytes[at] = c;
+                if let Ok(text) = std::str::from_utf8(&bytes) {
+                    agree(text);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn buffer_scanning_matches_line_by_line() {
+        // Reference: split on `\n` by hand and push each line.
+        let reference = |input: &[u8]| {
+            let mut v = Validator::new(ValidationOptions::default());
+            let mut problems = Vec::new();
+            let mut rest = input;
+            while !rest.is_empty() {
+                let end = rest
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(rest.len(), |p| p + 1);
+                v.push_line(&rest[..end], |p| problems.push(p));
+                rest = &rest[end..];
+            }
+            (v.finish(|p| problems.push(p)), problems)
+        };
+        let mut bad_utf8 = format!("{}\n", ok("a")).into_bytes();
+        bad_utf8.extend_from_slice(b"{\"custom_id\":\"\xff\"}\n");
+        bad_utf8.extend_from_slice(format!("{}\n", ok("b")).as_bytes());
+        bad_utf8.extend_from_slice(b"\xc3");
+        let inputs: Vec<Vec<u8>> = vec![
+            // A pretty-printed object: every physical line is a bad line.
+            format!("{{\n  \"custom_id\": \"a\"\n}}\n{}\n", ok("b")).into_bytes(),
+            // Multi-byte characters that refills will split.
+            format!(
+                "{}\n{}\n",
+                ok("caf\u{e9}-\u{1F98A}"),
+                ok("\u{65e5}\u{672c}")
+            )
+            .into_bytes(),
+            // Garbage after a value, a form feed line, a lone value, spaces around.
+            format!("{} x\n\u{c}\n  {}  \r\n42\n", ok("a"), ok("b")).into_bytes(),
+            // A line break inside a string is a line break.
+            format!("{{\"custom_id\":\"a\nb\"}}\n{}", ok("c")).into_bytes(),
+            bad_utf8,
+            format!("{}\n\n\n", ok("a")).into_bytes(),
+            b"\n\n{}".to_vec(),
+        ];
+        for input in &inputs {
+            let expect = reference(input);
+            for capacity in [1, 2, 3, 5, 16, 64, 100, 1 << 16] {
+                let mut problems = Vec::new();
+                let reader = BufReader::with_capacity(capacity, &input[..]);
+                let summary =
+                    validate_jsonl(reader, &ValidationOptions::default(), |p| problems.push(p))
+                        .unwrap();
+                assert_eq!(
+                    (summary, problems),
+                    expect,
+                    "capacity {capacity}: {}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+            let mut par = Vec::new();
+            let s = validate_jsonl_parallel(&input[..], &ValidationOptions::default(), 2, |p| {
+                par.push(p)
+            })
+            .unwrap();
+            assert_eq!((s, par), expect);
+        }
+        // The pretty-printed object, spelled out.
+        assert_eq!(
+            render(&reference(&inputs[0]).1),
+            "1 invalid_json_line -: This line is not parseable as valid JSON.\n\
+             2 invalid_json_line -: This line is not parseable as valid JSON.\n\
+             3 invalid_json_line -: This line is not parseable as valid JSON.\n"
+        );
     }
 }
