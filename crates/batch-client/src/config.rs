@@ -1,0 +1,213 @@
+//! Client configuration: base URL, the API key (kept secret), organisation and project headers,
+//! timeouts and the retry policy.
+
+use std::fmt;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{Error, Result};
+
+/// OpenAI's base URL, used when `OPENAI_BASE_URL` is not set.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// The API key. Its `Debug` and `Display` print `[REDACTED]`; it is never logged, stored or put
+/// into an error.
+#[derive(Clone)]
+pub struct ApiKey(SecretString);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> ApiKey {
+        ApiKey(SecretString::from(key.into()))
+    }
+
+    /// The key itself, for the `Authorization` header only.
+    pub(crate) fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey([REDACTED])")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+/// How failed requests are retried: jittered exponential backoff on 429, 5xx, timeouts and
+/// connection errors, never on other 4xx.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: usize,
+    /// First backoff delay.
+    pub min_delay: Duration,
+    /// Longest backoff delay.
+    pub max_delay: Duration,
+    /// The most a `Retry-After` / `retry-after-ms` header may make us wait.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 6,
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries at all.
+    pub const NONE: RetryPolicy = RetryPolicy {
+        max_retries: 0,
+        min_delay: Duration::ZERO,
+        max_delay: Duration::ZERO,
+        max_retry_after: Duration::ZERO,
+    };
+
+    /// Short delays, for tests against a local server.
+    pub fn fast() -> RetryPolicy {
+        RetryPolicy {
+            max_retries: 8,
+            min_delay: Duration::from_millis(2),
+            max_delay: Duration::from_millis(20),
+            max_retry_after: Duration::from_millis(20),
+        }
+    }
+
+    pub(crate) fn backoff(&self) -> backon::ExponentialBuilder {
+        backon::ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay.max(self.min_delay))
+            .with_max_times(self.max_retries)
+    }
+}
+
+/// Everything the HTTP client needs.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// The API key.
+    pub api_key: ApiKey,
+    /// Sent as `OpenAI-Organization` when set.
+    pub organization: Option<String>,
+    /// Sent as `OpenAI-Project` when set.
+    pub project: Option<String>,
+    /// Timeout of a whole request (uploads and downloads get [`ClientConfig::transfer_timeout`]).
+    pub timeout: Duration,
+    /// Timeout of uploads and downloads.
+    pub transfer_timeout: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+}
+
+impl ClientConfig {
+    /// A configuration for `base_url` and `api_key` with default timeouts and retries.
+    pub fn new(base_url: impl Into<String>, api_key: ApiKey) -> ClientConfig {
+        ClientConfig {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            api_key,
+            organization: None,
+            project: None,
+            timeout: Duration::from_secs(120),
+            transfer_timeout: Duration::from_secs(3600),
+            connect_timeout: Duration::from_secs(15),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Reads `OPENAI_BASE_URL` (default [`DEFAULT_BASE_URL`]), `OPENAI_API_KEY` (required),
+    /// `OPENAI_ORGANIZATION` and `OPENAI_PROJECT`.
+    pub fn from_env() -> Result<ClientConfig> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`ClientConfig::from_env`], reading variables through `get`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<ClientConfig> {
+        let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let key = non_empty("OPENAI_API_KEY")
+            .ok_or_else(|| Error::Config("OPENAI_API_KEY is not set".to_owned()))?;
+        let base = non_empty("OPENAI_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::Config(format!(
+                "OPENAI_BASE_URL must start with http:// or https://, got '{base}'"
+            )));
+        }
+        let mut config = ClientConfig::new(base, ApiKey::new(key.trim()));
+        config.organization = non_empty("OPENAI_ORGANIZATION");
+        config.project = non_empty("OPENAI_PROJECT");
+        Ok(config)
+    }
+
+    /// Sets the organisation header.
+    pub fn with_organization(mut self, org: impl Into<String>) -> ClientConfig {
+        self.organization = Some(org.into());
+        self
+    }
+
+    /// Sets the project header.
+    pub fn with_project(mut self, project: impl Into<String>) -> ClientConfig {
+        self.project = Some(project.into());
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> ClientConfig {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets the request timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> ClientConfig {
+        self.timeout = timeout;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_redacted_in_debug_and_display() {
+        let config = ClientConfig::new("http://x/v1/", ApiKey::new("sk-secret-123"));
+        let dbg = format!("{config:?} {}", config.api_key);
+        assert!(!dbg.contains("sk-secret-123"), "{dbg}");
+        assert!(dbg.contains("REDACTED"));
+        assert_eq!(config.base_url, "http://x/v1");
+    }
+
+    #[test]
+    fn from_lookup_reads_the_variables() {
+        let vars = [
+            ("OPENAI_API_KEY", "sk-a"),
+            ("OPENAI_ORGANIZATION", "org-1"),
+            ("OPENAI_PROJECT", "proj_1"),
+        ];
+        let get = |n: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        };
+        let config = ClientConfig::from_lookup(get).unwrap();
+        assert_eq!(config.base_url, DEFAULT_BASE_URL);
+        assert_eq!(config.organization.as_deref(), Some("org-1"));
+        assert_eq!(config.project.as_deref(), Some("proj_1"));
+        assert_eq!(config.api_key.expose(), "sk-a");
+        let err = ClientConfig::from_lookup(|_| None).unwrap_err();
+        assert!(err.to_string().contains("OPENAI_API_KEY"));
+    }
+}

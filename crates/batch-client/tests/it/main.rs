@@ -1,0 +1,9 @@
+//! batch-client integration tests: the HTTP shapes against wiremock, and the client and
+//! `BatchJobManager` against openai-sim with faults. One module per area.
+
+mod exactly_once;
+mod faults;
+mod http_shapes;
+mod lifecycle;
+mod secrets;
+mod support;
