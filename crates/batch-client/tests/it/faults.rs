@@ -1,1 +1,126 @@
-//! faults tests.
+//! Faults on the wire: 429 storms, 5xx, connection resets and truncated downloads lose and
+//! duplicate nothing; a 4xx is never retried.
+
+use batch_client::JobState;
+use openai_sim::{FaultConfig, FaultKind, FaultRule, SimConfig};
+
+use crate::support::{client, drive, manager, no_metadata, shards, sim, sim_with};
+
+#[tokio::test]
+async fn storms_of_429_5xx_and_resets_lose_and_duplicate_nothing() {
+    let mut faults = FaultConfig::default();
+    faults.seed = Some(11);
+    let faults = faults
+        .with_rule(
+            FaultRule::new(FaultKind::RateLimit)
+                .probability(0.2)
+                .retry_after_secs(1),
+        )
+        .with_rule(FaultRule::new(FaultKind::ServerError).probability(0.1))
+        .with_rule(FaultRule::new(FaultKind::ServiceUnavailable).probability(0.05))
+        .with_rule(FaultRule::new(FaultKind::ConnectionReset).probability(0.1))
+        .with_rule(
+            FaultRule::new(FaultKind::TruncatedDownload)
+                .on("GET", "/v1/files/*/content")
+                .probability(0.5),
+        );
+    let sim = sim_with(SimConfig::default().with_faults(faults)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manager = manager(&sim, dir.path()).await;
+    let all = shards("storm", 5, 6);
+    let mut ids = Vec::new();
+    for shard in &all {
+        // A submit that runs out of retries leaves its record for the poller to carry on.
+        match manager.submit_batch(shard, no_metadata()).await {
+            Ok(id) => ids.push(id),
+            Err(e) => assert!(e.is_retryable(), "{e}"),
+        }
+    }
+    let records = drive(&sim, &manager, 200).await;
+    assert_eq!(records.len(), 5);
+    let mut succeeded = 0;
+    for record in &records {
+        assert_eq!(record.state, JobState::Done, "{record:?}");
+        let results = manager.retrieve_results(&record.id).await.unwrap();
+        assert!(results.unfinished.is_empty() && results.duplicates.is_empty());
+        succeeded += results.succeeded;
+    }
+    assert_eq!(succeeded, 30);
+    let stats = sim.stats().await;
+    assert_eq!(stats.files_uploaded, 5, "{stats:?}");
+    assert_eq!(stats.batches_created, 5, "{stats:?}");
+    assert_eq!(stats.batch_requests_billed, 30);
+    for kind in [
+        "rate_limit",
+        "server_error",
+        "connection_reset",
+        "truncated_download",
+    ] {
+        assert!(
+            stats.faults.get(kind).copied().unwrap_or(0) > 0,
+            "{kind}: {:?}",
+            stats.faults
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_truncated_download_is_detected_and_retried() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manager = manager(&sim, dir.path()).await;
+    let id = manager
+        .submit_batch(&shards("trunc", 1, 5)[0], no_metadata())
+        .await
+        .unwrap();
+    sim.set_faults(
+        FaultConfig::default().with_rule(
+            FaultRule::new(FaultKind::TruncatedDownload)
+                .on("GET", "/v1/files/*/content")
+                .next(2),
+        ),
+    );
+    drive(&sim, &manager, 50).await;
+    let results = manager.retrieve_results(&id).await.unwrap();
+    assert_eq!(results.succeeded, 5);
+    let path = results.output_path.unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 5);
+    assert!(text.ends_with('\n'));
+    assert_eq!(sim.stats().await.faults.get("truncated_download"), Some(&2));
+}
+
+#[tokio::test]
+async fn the_client_retries_429_and_5xx_but_never_a_404() {
+    let sim = sim().await;
+    let client = client(&sim.base_url());
+    sim.set_faults(
+        FaultConfig::default()
+            .with_rule(
+                FaultRule::new(FaultKind::RateLimit)
+                    .on("GET", "/v1/batches")
+                    .next(3),
+            )
+            .with_rule(
+                FaultRule::new(FaultKind::BadGateway)
+                    .on("GET", "/v1/batches")
+                    .next(2),
+            ),
+    );
+    let page = client.list_batches(&Default::default()).await.unwrap();
+    assert!(page.data.is_empty());
+    let err = client.retrieve_batch("batch_nope").await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    assert!(!err.is_retryable());
+    let batch_client::Error::Api(api) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(
+        api.error.as_ref().unwrap().message.as_deref(),
+        Some("No batch found with id 'batch_nope'.")
+    );
+    assert!(api.body.contains("invalid_request_error"));
+    let stats = sim.stats().await;
+    assert_eq!(stats.faults.get("rate_limit"), Some(&3));
+    assert_eq!(stats.faults.get("bad_gateway"), Some(&2));
+}
