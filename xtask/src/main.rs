@@ -1,1 +1,65 @@
-//! Project automation.
+//! Project automation for batchbeam: `cargo xtask ci`, `phase N`, `bench` and the tidy checks.
+
+mod bench;
+mod ci;
+mod conformance;
+mod demo;
+mod deny;
+mod util;
+
+#[cfg(test)]
+mod tidy;
+
+use clap::{Parser, Subcommand};
+
+/// batchbeam's project automation.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything CI checks, in order, stopping at the first failure.
+    Ci,
+    /// Run one phase's integration suite (1 core, 2 queue and providers, 3 orchestrator, 4 advanced).
+    Phase {
+        /// The phase number, 1 to 4.
+        #[arg(value_parser = clap::value_parser!(u8).range(1..=4))]
+        n: u8,
+    },
+    /// Run `cargo deny` with the offline RustSec snapshot from `../shared/rustsec/`.
+    Deny,
+    /// Benchmarks, reported as ratios against a baseline measured in the same run.
+    Bench {
+        /// Which benchmark: `format`.
+        #[arg(default_value = "format")]
+        what: String,
+    },
+    /// The official `openai` Python SDK against `batchbeam sim` (scripts/conformance).
+    Conformance,
+    /// Show what the batchbeam binary can do so far, end to end, on generated files.
+    Demo,
+    /// One measured step of a benchmark, in its own process (used by `bench`).
+    #[command(hide = true)]
+    BenchWorker {
+        /// The step and its arguments.
+        args: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = util::project_root();
+    match cli.command {
+        Command::Ci => ci::run(&root),
+        Command::Phase { n } => ci::phase(&root, n),
+        Command::Deny => deny::run(&root),
+        Command::Bench { what } => bench::run(&root, &what),
+        Command::Demo => demo::run(&root),
+        Command::Conformance => conformance::run(&root),
+        Command::BenchWorker { args } => bench::worker(&args),
+    }
+}

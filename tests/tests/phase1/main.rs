@@ -1,1 +1,4 @@
-//! Phase 1 integration suite.
+//! Phase 1 (core infrastructure): the wire format, the simulator and the job manager working
+//! together. One module per area.
+
+mod format_roundtrip;

@@ -1,0 +1,123 @@
+//! `batchbeam batch …`: commands on Batch API files.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use batch_format::{Endpoint, ValidationOptions, validate_jsonl_parallel};
+use clap::{Args, Subcommand};
+
+/// The `batch` subcommands.
+#[derive(Subcommand)]
+pub(crate) enum BatchCommand {
+    /// Check a batch input file the way the Batch API will, one line at a time in constant
+    /// memory. Exit 0 and a one-line summary when valid; exit 1 with one line per problem.
+    Validate(ValidateArgs),
+}
+
+/// Arguments of `batchbeam batch validate`.
+#[derive(Args)]
+pub(crate) struct ValidateArgs {
+    /// The JSONL file to check.
+    file: PathBuf,
+    /// The endpoint every line must target (default: the first line's).
+    #[arg(long, value_parser = parse_endpoint)]
+    endpoint: Option<Endpoint>,
+    /// The most lines one batch may hold.
+    #[arg(long, default_value_t = 50_000)]
+    max_lines: u64,
+    /// The largest file one batch may be, in bytes.
+    #[arg(long, default_value_t = 200 * 1024 * 1024)]
+    max_bytes: u64,
+    /// Skip the token estimate (faster on very large files).
+    #[arg(long)]
+    no_tokens: bool,
+}
+
+fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
+    Endpoint::from_url(s).ok_or_else(|| {
+        let allowed: Vec<&str> = Endpoint::ALL.iter().map(|e| e.as_str()).collect();
+        format!(
+            "'{s}' is not a Batch API endpoint; allowed: {}",
+            allowed.join(", ")
+        )
+    })
+}
+
+pub(crate) fn run(cmd: BatchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BatchCommand::Validate(args) => validate(args),
+    }
+}
+
+fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let file =
+        File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
+    let options = ValidationOptions {
+        max_lines: args.max_lines,
+        max_bytes: args.max_bytes,
+        expected_endpoint: args.endpoint,
+        estimate_tokens: !args.no_tokens,
+        ..ValidationOptions::default()
+    };
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut write_error = None;
+    // Every core: problems still come out in line order, and memory stays bounded.
+    let summary = validate_jsonl_parallel(
+        BufReader::with_capacity(1 << 20, file),
+        &options,
+        0,
+        |problem| {
+            let place = match problem.line {
+                Some(n) => format!("line {n}"),
+                None => "file".to_owned(),
+            };
+            if let Err(e) = writeln!(
+                out,
+                "{place}: {}: {}",
+                problem.code.as_str(),
+                problem.message
+            ) {
+                write_error.get_or_insert(e);
+            }
+        },
+    )
+    .with_context(|| format!("reading {}", args.file.display()))?;
+    if let Some(e) = write_error {
+        return Err(e).context("writing to stdout");
+    }
+    let endpoint = summary.endpoint.map_or("-", |e| e.as_str());
+    let model = summary.model.as_deref().unwrap_or("-");
+    let tokens = if args.no_tokens {
+        "not estimated".to_owned()
+    } else {
+        format!("{} estimated tokens", summary.estimated_tokens)
+    };
+    let facts = format!(
+        "{}, endpoint {endpoint}, model {model}, {} bytes, {tokens}",
+        plural(summary.lines, "line"),
+        summary.bytes
+    );
+    if summary.problems == 0 {
+        writeln!(out, "valid: {facts}")?;
+        out.flush()?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        out.flush()?;
+        drop(out);
+        eprintln!("invalid: {}; {facts}", plural(summary.problems, "problem"));
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// "1 line", "2 lines".
+fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

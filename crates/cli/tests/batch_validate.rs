@@ -1,0 +1,128 @@
+//! End-to-end tests of `batchbeam batch validate`: exit codes, the summary line and one line per
+//! problem.
+
+use std::io::Write;
+use std::process::{Command, Output};
+
+fn validate(content: &[u8], extra: &[&str]) -> Output {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(content).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_batchbeam"))
+        .args(["batch", "validate"])
+        .arg(file.path())
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const GOOD: &str = r#"{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello there"}]}}"#;
+
+#[test]
+fn a_valid_file_exits_zero_with_a_one_line_summary() {
+    let content = format!("{GOOD}\n{}\n", GOOD.replace("\"a\"", "\"b\""));
+    let out = validate(content.as_bytes(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let line = text.lines().next().unwrap();
+    assert!(line.starts_with("valid: 2 lines"), "{line}");
+    assert!(line.contains("endpoint /v1/chat/completions"), "{line}");
+    assert!(line.contains("model gpt-4o-mini"), "{line}");
+    assert!(line.contains(&format!("{} bytes", content.len())), "{line}");
+    // "hello there" and the message overhead make a small, non-zero estimate.
+    let tokens: u64 = line
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" estimated tokens"))
+        .expect("an estimated token count")
+        .parse()
+        .unwrap();
+    assert!(tokens > 0 && tokens < 100, "{line}");
+}
+
+#[test]
+fn every_problem_gets_its_own_line_with_its_number_and_code() {
+    let content = format!(
+        "{GOOD}\n{}\nnot json\n{}\n",
+        GOOD.replace("POST", "GET"),
+        GOOD.replace("\"a\"", "\"c\"")
+            .replace("/v1/chat/completions", "/v1/chat")
+    );
+    let out = validate(content.as_bytes(), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("line 2: duplicate_custom_id: ")),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("line 2: invalid_method: ")),
+        "{text}"
+    );
+    assert!(
+        lines.contains(&"line 3: invalid_json_line: This line is not parseable as valid JSON."),
+        "{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("line 4: invalid_url: ")),
+        "{text}"
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("line 1:")), "{text}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("invalid: 4 problems;"), "{stderr}");
+}
+
+#[test]
+fn limits_and_the_expected_endpoint_come_from_the_command_line() {
+    let content = format!("{GOOD}\n{}\n", GOOD.replace("\"a\"", "\"b\""));
+    let out = validate(content.as_bytes(), &["--max-lines", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("file: too_many_lines: "),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = validate(content.as_bytes(), &["--endpoint", "/v1/embeddings"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out).matches(": invalid_url: ").count(),
+        2,
+        "{}",
+        stdout(&out)
+    );
+
+    let out = validate(content.as_bytes(), &["--endpoint", "/v1/nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("'/v1/nope' is not a Batch API endpoint")
+    );
+}
+
+#[test]
+fn an_empty_file_is_invalid_and_a_missing_file_is_an_error() {
+    let out = validate(b"", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).starts_with("file: empty_file: "),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_batchbeam"))
+        .args(["batch", "validate", "/definitely/not/here.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot open /definitely/not/here.jsonl")
+    );
+}

@@ -1,0 +1,171 @@
+//! Tidy checks run by `cargo test`: the layering of the workspace, the crates each layer may use,
+//! and the `//!` line every source file opens with.
+
+use std::path::{Path, PathBuf};
+
+use cargo_metadata::{DependencyKind, MetadataCommand};
+
+/// Each crate's layer; a crate may depend only on crates of a lower rank.
+const RANKS: &[(&str, u8)] = &[
+    ("batch-format", 0),
+    ("batch-client", 1),
+    ("openai-sim", 1),
+    ("batch-queue", 2),
+    ("providers", 3),
+    ("orchestrator", 4),
+    ("server", 5),
+    ("batchbeam", 6),
+];
+
+/// External crates only some layers may use directly: (crate, the packages allowed to).
+const RESTRICTED: &[(&str, &[&str])] = &[
+    ("reqwest", &["batch-client", "providers"]),
+    ("axum", &["openai-sim", "server"]),
+];
+
+/// The one crate any layer may use as a dev-dependency, whatever its rank.
+const TEST_DOUBLE: &str = "openai-sim";
+
+fn rank(name: &str) -> Option<u8> {
+    RANKS.iter().find(|(n, _)| *n == name).map(|&(_, r)| r)
+}
+
+/// One dependency edge of a workspace package.
+struct Edge<'a> {
+    from: &'a str,
+    to: &'a str,
+    dev: bool,
+}
+
+/// Every rule the edges break, as readable lines.
+fn check_edges(edges: &[Edge<'_>]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for e in edges {
+        let Some(from_rank) = rank(e.from) else {
+            continue; // xtask and the integration-test crate sit outside the layers
+        };
+        if let Some(to_rank) = rank(e.to)
+            && to_rank >= from_rank
+            && !(e.dev && e.to == TEST_DOUBLE)
+        {
+            problems.push(format!(
+                "{} (rank {from_rank}) depends on {} (rank {to_rank}): a crate may only depend on lower layers",
+                e.from, e.to
+            ));
+        }
+        if !e.dev
+            && let Some((_, allowed)) = RESTRICTED.iter().find(|(c, _)| *c == e.to)
+            && !allowed.contains(&e.from)
+        {
+            problems.push(format!(
+                "{} depends on {}, which only {} may use",
+                e.from,
+                e.to,
+                allowed.join(" and ")
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn layers_only_point_down() {
+    let metadata = MetadataCommand::new()
+        .manifest_path(crate::util::project_root().join("Cargo.toml"))
+        .no_deps()
+        .exec()
+        .expect("cargo metadata");
+    let mut edges = Vec::new();
+    for pkg in metadata.workspace_packages() {
+        for dep in &pkg.dependencies {
+            edges.push(Edge {
+                from: &pkg.name,
+                to: &dep.name,
+                dev: dep.kind == DependencyKind::Development,
+            });
+        }
+    }
+    // Every layered crate must exist, or the table above is stale.
+    for (name, _) in RANKS {
+        assert!(
+            metadata
+                .workspace_packages()
+                .iter()
+                .any(|p| p.name.as_str() == *name),
+            "tidy's layer table names `{name}`, which is not a workspace package"
+        );
+    }
+    let problems = check_edges(&edges);
+    assert!(
+        problems.is_empty(),
+        "layering violations:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_layer_check_catches_upward_sideways_and_banned_edges() {
+    let edge = |from, to, dev| Edge { from, to, dev };
+    let problems = check_edges(&[
+        edge("batch-format", "batch-client", false), // upward
+        edge("batch-client", "openai-sim", false),   // sideways, normal
+        edge("batch-queue", "reqwest", false),       // banned crate
+        edge("orchestrator", "axum", false),         // banned crate
+        edge("orchestrator", "server", true),        // upward even as a dev-dependency
+    ]);
+    assert_eq!(problems.len(), 5, "{problems:#?}");
+    let fine = check_edges(&[
+        edge("batch-queue", "batch-client", false),
+        edge("batch-client", "openai-sim", true), // the test double, as a dev-dependency
+        edge("batch-client", "reqwest", false),
+        edge("server", "axum", false),
+        edge("batch-format", "reqwest", true), // dev-dependencies may speak HTTP in tests
+        edge("xtask", "batchbeam", false),
+    ]);
+    assert!(fine.is_empty(), "{fine:#?}");
+}
+
+#[test]
+fn every_source_file_opens_with_a_doc_line() {
+    let root = crate::util::project_root();
+    let mut files = Vec::new();
+    for dir in ["crates", "xtask", "tests"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    assert!(
+        !files.is_empty(),
+        "found no .rs files under {}",
+        root.display()
+    );
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|f| !opens_with_doc_line(f))
+        .map(|f| f.strip_prefix(&root).unwrap_or(f).display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "these files do not open with a `//!` line saying what they are for:\n{}",
+        missing.join("\n")
+    );
+}
+
+fn opens_with_doc_line(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| text.starts_with("//!"))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "target") {
+                continue;
+            }
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
