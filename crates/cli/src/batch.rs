@@ -15,6 +15,9 @@ pub(crate) enum BatchCommand {
     /// Check a batch input file the way the Batch API will, one line at a time in constant
     /// memory. Exit 0 and a one-line summary when valid; exit 1 with one line per problem.
     Validate(ValidateArgs),
+    /// submit, status, list, cancel, results, resume: batches on the OpenAI API.
+    #[command(flatten)]
+    Remote(crate::batch_remote::RemoteCommand),
 }
 
 /// Arguments of `batchbeam batch validate`.
@@ -49,6 +52,7 @@ fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
 pub(crate) fn run(cmd: BatchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BatchCommand::Validate(args) => validate(args),
+        BatchCommand::Remote(cmd) => crate::async_main(crate::batch_remote::run(cmd)),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `batchbeam` binary: the one user-facing entry point.
 
 mod batch;
+mod batch_remote;
 mod sim;
 
 use std::process::ExitCode;
@@ -41,7 +42,9 @@ fn main() -> ExitCode {
 }
 
 /// Runs one async command on a multi-threaded tokio runtime.
-fn async_main<T>(fut: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub(crate) fn async_main<T>(
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
