@@ -2,3 +2,4 @@
 //! together. One module per area.
 
 mod format_roundtrip;
+mod job_manager;
