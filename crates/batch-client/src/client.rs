@@ -248,7 +248,8 @@ impl OpenAiClient {
         .await
     }
 
-    /// Streams `GET /files/{id}/content` to `dest` (through `dest.part`, renamed when complete).
+    /// Streams `GET /files/{id}/content` to `dest` (through a `.part` file beside it, renamed when
+    /// complete).
     /// A download shorter than its `Content-Length` is an error and is retried. Returns the bytes
     /// written.
     pub async fn download_file(&self, file_id: &str, dest: &Path) -> Result<u64> {
@@ -261,8 +262,9 @@ impl OpenAiClient {
         let req = self.request(Method::GET, &path, self.config.transfer_timeout);
         let resp = self.send(Method::GET, &path, req).await?;
         let expected = resp.content_length();
+        // A name of its own, so that two downloads of one file never write the same bytes.
         let mut tmp = dest.as_os_str().to_owned();
-        tmp.push(".part");
+        tmp.push(format!(".{}.part", ulid::Ulid::new()));
         let tmp = std::path::PathBuf::from(tmp);
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent)

@@ -43,6 +43,10 @@ pub struct ManagerConfig {
     pub resubmit_delay: Duration,
     /// Most batches created for one record (1 + resubmissions).
     pub max_attempts: u32,
+    /// How long a manager holds a record while it uploads or creates its batch, so that two
+    /// processes never do it at once. A process that dies holding one delays others by at most
+    /// this long.
+    pub lease: Duration,
 }
 
 impl ManagerConfig {
@@ -55,6 +59,7 @@ impl ManagerConfig {
             max_wait: Duration::from_secs(24 * 3600),
             resubmit_delay: Duration::from_secs(300),
             max_attempts: 10,
+            lease: Duration::from_secs(600),
         }
     }
 
@@ -222,6 +227,8 @@ struct Inner<S> {
     client: OpenAiClient,
     store: S,
     config: ManagerConfig,
+    /// Names this manager in record leases.
+    owner: String,
     failpoint: StdMutex<Option<SubmitStep>>,
     locks: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
     wake: Notify,
@@ -282,6 +289,7 @@ impl<S: JobStore> BatchJobManager<S> {
                 client,
                 store,
                 config,
+                owner: new_id("mgr_"),
                 failpoint: StdMutex::new(None),
                 locks: StdMutex::new(HashMap::new()),
                 wake: Notify::new(),
@@ -375,8 +383,7 @@ impl<S: JobStore> BatchJobManager<S> {
                 })
                 .await
                 .map_err(|e| Error::Store(format!("writer task: {e}")))??;
-                let (checked, bytes) = scan_input(&path, manifest.endpoint).await?;
-                let _ = checked;
+                let bytes = scan_input(&path, manifest.endpoint).await?;
                 (manifest, path, bytes)
             }
             SubmitInput::File(path) => {
@@ -425,17 +432,77 @@ impl<S: JobStore> BatchJobManager<S> {
             )),
         );
         self.inner.store.insert(&record, &change).await?;
+        self.take_lease(&id).await?;
         tracing::info!(record = %id, shard = %record.shard_name, requests = record.manifest.custom_ids.len(), "batch intent stored");
         self.failpoint(SubmitStep::AfterIntent)?;
         let guard = self.lock(&id).await;
         let mut record = record;
         let result = self.carry_submit(&mut record, true).await;
+        if !matches!(result, Err(Error::Failpoint(_))) {
+            self.give_back_lease(&id).await;
+        }
         drop(guard);
         self.inner.wake.notify_one();
         match result {
             Ok(()) => Ok(id),
             Err(e) => Err(e),
         }
+    }
+
+    /// Takes or renews this manager's lease on a record.
+    async fn take_lease(&self, id: &str) -> Result<bool> {
+        let now = now_ms();
+        self.inner
+            .store
+            .try_lease(
+                id,
+                &self.inner.owner,
+                now,
+                now + duration_ms(self.inner.config.lease),
+            )
+            .await
+    }
+
+    async fn give_back_lease(&self, id: &str) {
+        if let Err(e) = self.inner.store.release_lease(id, &self.inner.owner).await {
+            tracing::warn!(record = %id, error = %e, "could not release the lease");
+        }
+    }
+
+    /// Carries a record that may upload or create, under its lease. A record leased by another
+    /// process is left alone.
+    async fn carry_leased(&self, record: &mut JobRecord, resubmit: bool) -> Result<()> {
+        if !self.take_lease(&record.id).await? {
+            tracing::debug!(record = %record.id, "leased by another process; skipped");
+            return Ok(());
+        }
+        // Another process may have carried it on before the lease was ours.
+        if let Some(current) = self.inner.store.get(&record.id).await? {
+            *record = current;
+        }
+        let result = async {
+            if resubmit {
+                if record.state != JobState::WaitingResubmit || record.next_poll_at_ms > now_ms() {
+                    return Ok(());
+                }
+                record.attempts += 1;
+                record.state = JobState::Uploaded;
+                record.batch_id = None;
+                record.remote_status = None;
+                record.batch_errors.clear();
+                let detail = format!("resubmitting (attempt {})", record.attempts);
+                self.save(record, Some(detail)).await?;
+            }
+            if matches!(record.state, JobState::Intent | JobState::Uploaded) {
+                self.carry_submit(record, false).await?;
+            }
+            Ok(())
+        }
+        .await;
+        if !matches!(result, Err(Error::Failpoint(_))) {
+            self.give_back_lease(&record.id).await;
+        }
+        result
     }
 
     fn change(&self, record: &JobRecord, detail: Option<String>) -> StatusChange {
@@ -461,7 +528,12 @@ impl<S: JobStore> BatchJobManager<S> {
             && !matches!(e, Error::Failpoint(_))
         {
             record.last_error = Some(e.to_string());
-            if !e.is_retryable() && !matches!(e, Error::Store(_) | Error::Io { .. }) {
+            let transient_local = match e {
+                Error::Store(_) => true,
+                Error::Io { source, .. } => source.kind() != std::io::ErrorKind::NotFound,
+                _ => false,
+            };
+            if !e.is_retryable() && !transient_local {
                 record.state = JobState::Error;
                 let detail = format!("gave up: {e}");
                 let _ = self.save(record, Some(detail)).await;
@@ -782,19 +854,12 @@ impl<S: JobStore> BatchJobManager<S> {
     async fn step(&self, mut record: JobRecord) -> Result<JobRecord> {
         match record.state {
             JobState::Intent | JobState::Uploaded => {
-                self.carry_submit(&mut record, false).await?;
+                self.carry_leased(&mut record, false).await?;
             }
             JobState::Submitted => self.poll_batch(&mut record).await?,
             JobState::WaitingResubmit => {
                 if record.next_poll_at_ms <= now_ms() {
-                    record.attempts += 1;
-                    record.state = JobState::Uploaded;
-                    record.batch_id = None;
-                    record.remote_status = None;
-                    record.batch_errors.clear();
-                    let detail = format!("resubmitting (attempt {})", record.attempts);
-                    self.save(&mut record, Some(detail)).await?;
-                    self.carry_submit(&mut record, false).await?;
+                    self.carry_leased(&mut record, true).await?;
                 }
             }
             JobState::Ended => self.collect(&mut record).await?,
@@ -910,8 +975,15 @@ impl<S: JobStore> BatchJobManager<S> {
             let path = dir.join(format!("attempt-{}-{kind}.jsonl", record.attempts));
             if let Err(e) = client.download_file(&file_id, &path).await {
                 record.last_error = Some(e.to_string());
-                record.next_poll_at_ms = now_ms() + jitter(record.poll_interval_ms.max(1));
-                self.save(record, None).await?;
+                if e.is_retryable() || matches!(e, Error::Io { .. } | Error::Store(_)) {
+                    record.next_poll_at_ms = now_ms() + jitter(record.poll_interval_ms.max(1));
+                    self.save(record, None).await?;
+                } else {
+                    // e.g. the file expired (OpenAI keeps them 30 days): nothing will bring it back.
+                    record.state = JobState::Error;
+                    self.save(record, Some(format!("cannot download {file_id}: {e}")))
+                        .await?;
+                }
                 return Err(e);
             }
             let path = path.display().to_string();
@@ -1095,8 +1167,8 @@ fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
-/// Validates a JSONL file, one line at a time; returns its size or every problem.
-async fn scan_input(path: &Path, endpoint: Endpoint) -> Result<(ShardManifest, u64)> {
+/// Validates a shard's JSONL as written, one line at a time; returns its size or every problem.
+async fn scan_input(path: &Path, endpoint: Endpoint) -> Result<u64> {
     let (manifest, bytes) = scan_input_file(path).await?;
     if manifest.endpoint != endpoint {
         return Err(Error::Config(format!(
@@ -1105,7 +1177,7 @@ async fn scan_input(path: &Path, endpoint: Endpoint) -> Result<(ShardManifest, u
             manifest.endpoint
         )));
     }
-    Ok((manifest, bytes))
+    Ok(bytes)
 }
 
 /// Validates a JSONL file and collects its custom ids, endpoint and model.

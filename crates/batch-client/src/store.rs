@@ -177,6 +177,17 @@ pub trait JobStore: Send + Sync + 'static {
     fn unfinished(&self) -> impl Future<Output = Result<Vec<JobRecord>>> + Send;
     /// A record's history, oldest first.
     fn history(&self, id: &str) -> impl Future<Output = Result<Vec<StatusChange>>> + Send;
+    /// Takes or renews the record's lease for `owner` until `until_ms`, unless another owner
+    /// holds an unexpired one. `true` when `owner` now holds it.
+    fn try_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Gives the lease back, if `owner` holds it.
+    fn release_lease(&self, id: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// A [`JobStore`] in one SQLite file: WAL, a busy timeout, created when missing, migrated on
@@ -364,6 +375,18 @@ impl JobStore for SqliteStore {
         if done.rows_affected() != 1 {
             return Err(Error::NotFound(record.id.clone()));
         }
+        if let Some(batch_id) = &record.batch_id {
+            sqlx::query(
+                "INSERT OR IGNORE INTO batch_job_batches (batch_id, job_id, attempt, created_at_ms) VALUES (?, ?, ?, ?)",
+            )
+            .bind(batch_id.clone())
+            .bind(record.id.clone())
+            .bind(i64::from(record.attempts))
+            .bind(record.updated_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::store)?;
+        }
         if let Some(change) = change {
             insert_event(&mut tx, &record.id, change).await?;
         }
@@ -381,7 +404,9 @@ impl JobStore for SqliteStore {
     }
 
     async fn find_by_batch_id(&self, batch_id: &str) -> Result<Option<JobRecord>> {
-        let sql = format!("SELECT {COLUMNS} FROM batch_jobs WHERE batch_id = ? LIMIT 1");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM batch_jobs WHERE batch_id = ?1 OR id = (SELECT job_id FROM batch_job_batches WHERE batch_id = ?1) LIMIT 1"
+        );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(batch_id.to_owned())
             .fetch_optional(&self.pool)
@@ -408,6 +433,32 @@ impl JobStore for SqliteStore {
             .await
             .map_err(Error::store)?;
         rows.iter().map(from_row).collect()
+    }
+
+    async fn try_lease(&self, id: &str, owner: &str, now_ms: i64, until_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE batch_jobs SET lease_owner = ?2, lease_until_ms = ?3 WHERE id = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until_ms < ?4)",
+        )
+        .bind(id.to_owned())
+        .bind(owner.to_owned())
+        .bind(until_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, id: &str, owner: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE batch_jobs SET lease_owner = NULL, lease_until_ms = 0 WHERE id = ? AND lease_owner = ?",
+        )
+        .bind(id.to_owned())
+        .bind(owner.to_owned())
+        .execute(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        Ok(())
     }
 
     async fn history(&self, id: &str) -> Result<Vec<StatusChange>> {

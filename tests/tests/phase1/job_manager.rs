@@ -57,6 +57,7 @@ async fn open(sim: &SimHandle, dir: &Path) -> BatchJobManager {
     let mut config = ManagerConfig::new(dir.join("files"));
     config.poll_interval = Duration::from_millis(1);
     config.poll_ceiling = Duration::from_millis(2);
+    config.lease = Duration::from_millis(30);
     BatchJobManager::open(client, &dir.join("batchbeam.db"), config)
         .await
         .unwrap()

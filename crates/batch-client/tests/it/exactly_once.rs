@@ -88,3 +88,40 @@ async fn resuming_twice_or_polling_a_resumed_record_changes_nothing() {
     assert_eq!((stats.files_uploaded, stats.batches_created), (2, 2));
     assert_eq!(stats.batch_requests_billed, 6);
 }
+
+#[tokio::test]
+async fn two_processes_resuming_at_once_create_each_batch_once() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let all = shards("race", 4, 2);
+    {
+        let manager = manager(&sim, dir.path()).await;
+        manager.set_failpoint(Some(SubmitStep::AfterUpload));
+        for shard in &all {
+            manager
+                .submit_batch(shard, no_metadata())
+                .await
+                .unwrap_err();
+        }
+    }
+    // Let the dead manager's leases run out, then race two managers on one database.
+    tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    let (a, b) = (
+        manager(&sim, dir.path()).await,
+        manager(&sim, dir.path()).await,
+    );
+    let (ra, rb) = tokio::join!(a.resume(), b.resume());
+    ra.unwrap();
+    rb.unwrap();
+    let (pa, pb) = tokio::join!(a.poll_once(), b.poll_once());
+    pa.unwrap();
+    pb.unwrap();
+    drive(&sim, &a, 60).await;
+    let stats = sim.stats().await;
+    assert_eq!(
+        (stats.files_uploaded, stats.batches_created),
+        (4, 4),
+        "{stats:?}"
+    );
+    assert_eq!(stats.batch_requests_billed, 8);
+}

@@ -257,6 +257,23 @@ async fn token_limit_exceeded_waits_and_resubmits_on_the_same_record() {
         let results = manager.retrieve_results(id).await.unwrap();
         assert_eq!(results.succeeded, 10, "{id}");
     }
+    // Every attempt's batch id finds the record, not only the last one.
+    let first_batch = manager
+        .history(&second)
+        .await
+        .unwrap()
+        .iter()
+        .find_map(|c| {
+            c.detail
+                .as_deref()?
+                .strip_prefix("created ")?
+                .split(' ')
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap();
+    assert_ne!(Some(&first_batch), again.batch_id.as_ref());
+    assert_eq!(manager.record(&first_batch).await.unwrap().id, second);
     let stats = sim.stats().await;
     assert_eq!(stats.batch_requests_billed, 20);
     assert_eq!(

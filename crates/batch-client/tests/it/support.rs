@@ -31,6 +31,8 @@ pub(crate) fn manager_config(dir: &Path) -> ManagerConfig {
     config.poll_interval = Duration::from_millis(1);
     config.poll_ceiling = Duration::from_millis(2);
     config.resubmit_delay = Duration::from_millis(1);
+    // A "crashed" manager's lease runs out quickly.
+    config.lease = Duration::from_millis(30);
     config
 }
 

@@ -1,0 +1,14 @@
+-- A lease per record, so two processes never carry the same submit at once, and every batch
+-- created for a record (one per attempt), so any of its batch ids finds it.
+ALTER TABLE batch_jobs ADD COLUMN lease_owner TEXT;
+ALTER TABLE batch_jobs ADD COLUMN lease_until_ms INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE IF NOT EXISTS batch_job_batches (
+    batch_id      TEXT PRIMARY KEY NOT NULL,
+    job_id        TEXT NOT NULL REFERENCES batch_jobs (id),
+    attempt       INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+
+INSERT OR IGNORE INTO batch_job_batches (batch_id, job_id, attempt, created_at_ms)
+    SELECT batch_id, id, attempts, updated_at_ms FROM batch_jobs WHERE batch_id IS NOT NULL;
