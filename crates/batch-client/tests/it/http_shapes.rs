@@ -377,3 +377,184 @@ async fn chat_and_image_requests_post_the_typed_bodies() {
     let sent: Value = serde_json::from_slice(&requests[1].body).unwrap();
     assert_eq!(sent["prompt"], "a fox");
 }
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A batch created now: the lookup stops at batches older than the record.
+fn dated(mut batch: Value) -> Value {
+    batch["created_at"] = json!(now());
+    batch
+}
+
+/// Answers `POST /v1/batches` too late for the client (the batch is made, the answer lost) and
+/// lists that batch on the second page of `GET /v1/batches`.
+#[derive(Clone, Default)]
+struct LostCreate {
+    metadata: std::sync::Arc<std::sync::Mutex<Option<Value>>>,
+}
+
+impl wiremock::Respond for LostCreate {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if request.method.as_str() == "POST" {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            *self.metadata.lock().unwrap() = Some(body["metadata"].clone());
+            let mut batch = batch_json("batch_lost", "validating");
+            batch["metadata"] = body["metadata"].clone();
+            return ResponseTemplate::new(200)
+                .set_body_json(batch)
+                .set_delay(Duration::from_millis(400));
+        }
+        let after = request
+            .url
+            .query_pairs()
+            .find(|(k, _)| k == "after")
+            .map(|(_, v)| v.into_owned());
+        match after.as_deref() {
+            None => ResponseTemplate::new(200).set_body_json(json!({
+                "object": "list", "data": [dated(batch_json("batch_other", "completed"))],
+                "first_id": "batch_other", "last_id": "batch_other", "has_more": true
+            })),
+            Some("batch_other") => {
+                let mut batch = batch_json("batch_lost", "validating");
+                batch["created_at"] = json!(now());
+                batch["metadata"] = self.metadata.lock().unwrap().clone().unwrap_or(Value::Null);
+                ResponseTemplate::new(200).set_body_json(json!({
+                    "object": "list", "data": [batch], "first_id": "batch_lost",
+                    "last_id": "batch_lost", "has_more": false
+                }))
+            }
+            Some(other) => panic!("unexpected cursor {other}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_found_on_a_later_page_not_sent_again() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/files"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "file-in", "object": "file"})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let lost = LostCreate::default();
+    Mock::given(method("POST"))
+        .and(path("/v1/batches"))
+        .respond_with(lost.clone())
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/batches"))
+        .and(query_param("limit", "100"))
+        .respond_with(lost.clone())
+        .expect(2)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ClientConfig::new(format!("{}/v1", server.uri()), ApiKey::new(KEY))
+        .with_retry(RetryPolicy::fast())
+        .with_timeout(Duration::from_millis(150));
+    let manager = batch_client::BatchJobManager::open(
+        OpenAiClient::new(config).unwrap(),
+        &dir.path().join("db.sqlite"),
+        batch_client::ManagerConfig::new(dir.path().join("files")),
+    )
+    .await
+    .unwrap();
+    let shard = &crate::support::shards("lost", 1, 2)[0];
+    let id = manager.submit_batch(shard, BTreeMap::new()).await.unwrap();
+    let record = manager.record(&id).await.unwrap();
+    assert_eq!(record.batch_id.as_deref(), Some("batch_lost"));
+    let metadata = lost.metadata.lock().unwrap().clone().unwrap();
+    assert_eq!(metadata["batchbeam_key"], record.idempotency_key.as_str());
+    assert_eq!(metadata["batchbeam_attempt"], "1");
+    assert_eq!(metadata["batchbeam_record"], id.as_str());
+    // Dropping the server checks each mock's `expect`: one upload, one create, two list pages.
+}
+
+/// Takes an upload but answers too late; lists it under the name it was sent with.
+#[derive(Clone, Default)]
+struct LostUpload {
+    filename: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl wiremock::Respond for LostUpload {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if request.method.as_str() == "POST" {
+            let body = String::from_utf8_lossy(&request.body);
+            let name = body
+                .split("filename=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .map(str::to_owned);
+            *self.filename.lock().unwrap() = name;
+            return ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "file-lost", "object": "file"}))
+                .set_delay(Duration::from_millis(400));
+        }
+        let name = self.filename.lock().unwrap().clone();
+        ResponseTemplate::new(200).set_body_json(json!({
+            "object": "list", "has_more": false,
+            "data": [
+                {"id": "file-else", "object": "file", "filename": "other.jsonl", "purpose": "batch", "status": "processed"},
+                {"id": "file-lost", "object": "file", "filename": name, "purpose": "batch", "status": "processed"}
+            ]
+        }))
+    }
+}
+
+#[tokio::test]
+async fn an_upload_whose_answer_is_lost_is_found_by_its_name_not_sent_again() {
+    let server = MockServer::start().await;
+    let lost = LostUpload::default();
+    Mock::given(method("POST"))
+        .and(path("/v1/files"))
+        .respond_with(lost.clone())
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/files"))
+        .and(query_param("purpose", "batch"))
+        .respond_with(lost.clone())
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/batches"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(batch_json("batch_1", "validating")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ClientConfig::new(format!("{}/v1", server.uri()), ApiKey::new(KEY))
+        .with_retry(RetryPolicy::fast());
+    config.transfer_timeout = Duration::from_millis(150);
+    let manager = batch_client::BatchJobManager::open(
+        OpenAiClient::new(config).unwrap(),
+        &dir.path().join("db.sqlite"),
+        batch_client::ManagerConfig::new(dir.path().join("files")),
+    )
+    .await
+    .unwrap();
+    let id = manager
+        .submit_batch(&crate::support::shards("up", 1, 2)[0], BTreeMap::new())
+        .await
+        .unwrap();
+    let record = manager.record(&id).await.unwrap();
+    assert_eq!(record.input_file_id.as_deref(), Some("file-lost"));
+    let sent = lost.filename.lock().unwrap().clone().unwrap();
+    assert_eq!(sent, batch_client::upload_filename(&record.idempotency_key));
+    assert!(
+        sent.starts_with("batchbeam-bbk_") && sent.ends_with(".jsonl"),
+        "{sent}"
+    );
+}
