@@ -484,3 +484,172 @@ impl JobStore for SqliteStore {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use batch_format::Endpoint;
+
+    use super::*;
+
+    fn record(id: &str) -> JobRecord {
+        JobRecord {
+            id: id.into(),
+            shard_name: "s-0".into(),
+            manifest: ShardManifest {
+                shard_name: "s-0".into(),
+                index: 0,
+                endpoint: Endpoint::ChatCompletions,
+                model: Some("gpt-4o-mini".into()),
+                custom_ids: vec!["a".into(), "b".into()],
+            },
+            idempotency_key: format!("key-{id}"),
+            input_path: "/tmp/in.jsonl".into(),
+            input_bytes: 10,
+            metadata: BTreeMap::from([("k".into(), "v".into())]),
+            input_file_id: None,
+            batch_id: None,
+            state: JobState::Intent,
+            remote_status: None,
+            request_counts: RequestCounts::default(),
+            attempts: 1,
+            output_file_id: None,
+            error_file_id: None,
+            output_path: None,
+            error_path: None,
+            batch_errors: Vec::new(),
+            last_error: None,
+            cancel_requested: false,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            submitted_at_ms: None,
+            next_poll_at_ms: 0,
+            poll_interval_ms: 30_000,
+        }
+    }
+
+    fn change(state: JobState) -> StatusChange {
+        StatusChange {
+            at_ms: 2,
+            state,
+            remote_status: None,
+            detail: Some(state.as_str().into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn records_round_trip_and_leases_exclude_other_owners() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("nested").join("j.db"))
+            .await
+            .unwrap();
+        let mut r = record("bb_1");
+        store.insert(&r, &change(JobState::Intent)).await.unwrap();
+        assert_eq!(store.get("bb_1").await.unwrap().unwrap(), r);
+
+        r.state = JobState::Submitted;
+        r.batch_id = Some("batch_a".into());
+        r.remote_status = Some(BatchStatus::InProgress);
+        r.batch_errors = vec![BatchError {
+            line: Some(3),
+            ..Default::default()
+        }];
+        store
+            .update(&r, Some(&change(JobState::Submitted)))
+            .await
+            .unwrap();
+        r.attempts = 2;
+        r.batch_id = Some("batch_b".into());
+        store.update(&r, None).await.unwrap();
+        assert_eq!(store.get("bb_1").await.unwrap().unwrap(), r);
+        // Both attempts' batch ids find the record.
+        for b in ["batch_a", "batch_b"] {
+            assert_eq!(store.find_by_batch_id(b).await.unwrap().unwrap().id, "bb_1");
+        }
+        assert!(store.find_by_batch_id("batch_c").await.unwrap().is_none());
+        let history = store.history("bb_1").await.unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1].state, JobState::Submitted);
+
+        assert!(store.try_lease("bb_1", "p1", 100, 200).await.unwrap());
+        assert!(
+            !store.try_lease("bb_1", "p2", 150, 300).await.unwrap(),
+            "held"
+        );
+        assert!(
+            store.try_lease("bb_1", "p1", 150, 300).await.unwrap(),
+            "renewed"
+        );
+        assert!(
+            store.try_lease("bb_1", "p2", 301, 400).await.unwrap(),
+            "expired"
+        );
+        store.release_lease("bb_1", "p1").await.unwrap();
+        assert!(
+            !store.try_lease("bb_1", "p1", 302, 400).await.unwrap(),
+            "not p1's to release"
+        );
+        store.release_lease("bb_1", "p2").await.unwrap();
+        assert!(store.try_lease("bb_1", "p1", 302, 400).await.unwrap());
+
+        r.state = JobState::Done;
+        store.update(&r, None).await.unwrap();
+        store
+            .insert(&record("bb_2"), &change(JobState::Intent))
+            .await
+            .unwrap();
+        let unfinished: Vec<String> = store
+            .unfinished()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(unfinished, ["bb_2"]);
+        assert_eq!(store.list().await.unwrap().len(), 2);
+        // The key is unique: a second record with the same key is refused.
+        let mut dup = record("bb_3");
+        dup.idempotency_key = "key-bb_1".into();
+        assert!(store.insert(&dup, &change(JobState::Intent)).await.is_err());
+        assert!(matches!(
+            store.update(&record("bb_9"), None).await,
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_database_is_in_wal_mode_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        store
+            .insert(&record("bb_1"), &change(JobState::Intent))
+            .await
+            .unwrap();
+        store.close().await;
+        let again = SqliteStore::open_url(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        assert!(again.get("bb_1").await.unwrap().is_some());
+    }
+
+    #[test]
+    fn states_parse_back() {
+        for s in [
+            JobState::Intent,
+            JobState::Uploaded,
+            JobState::Submitted,
+            JobState::WaitingResubmit,
+            JobState::Ended,
+            JobState::Done,
+            JobState::Error,
+        ] {
+            assert_eq!(s.as_str().parse::<JobState>().unwrap(), s);
+        }
+        assert!("nope".parse::<JobState>().is_err());
+    }
+}

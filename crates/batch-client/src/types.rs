@@ -290,3 +290,72 @@ impl CreateBatchRequest {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A completed batch as OpenAI returned it (observed-behaviour §1, BOT cassette, trimmed).
+    const COMPLETED: &str = r#"{"id":"batch_691100653714819085a1d9b57a239d50","object":"batch","endpoint":"/v1/chat/completions","model":"gpt-4o-mini-2024-07-18","errors":null,"input_file_id":"file-Fbd6NJ5k8WEkring4tdFaY","completion_window":"24h","status":"completed","output_file_id":"file-2uVzUMvGHRZAcNg1ZHHjdq","error_file_id":null,"created_at":1762722031,"in_progress_at":1762722032,"expires_at":1762808431,"finalizing_at":1762722070,"completed_at":1762722075,"failed_at":null,"expired_at":null,"cancelling_at":null,"cancelled_at":null,"request_counts":{"total":1,"completed":1,"failed":0},"usage":{"input_tokens":9,"output_tokens":9,"total_tokens":18},"metadata":null,"a_field_from_the_future":{"x":1}}"#;
+
+    #[test]
+    fn a_real_batch_parses_and_unknown_fields_are_ignored() {
+        let batch: Batch = serde_json::from_str(COMPLETED).unwrap();
+        assert_eq!(batch.status(), BatchStatus::Completed);
+        assert!(batch.status().is_terminal());
+        assert_eq!(batch.request_counts.unwrap().completed, 1);
+        assert_eq!(batch.error_file_id, None);
+        assert_eq!(batch.metadata_value("batchbeam_key"), None);
+    }
+
+    #[test]
+    fn a_2024_batch_without_model_or_usage_parses() {
+        let batch: Batch = serde_json::from_str(
+            r#"{"id":"batch_eh23pqnpVq4ZMov2lVVtTNC5","status":"validating"}"#,
+        )
+        .unwrap();
+        assert_eq!(batch.status(), BatchStatus::Validating);
+        assert!(!batch.status().is_terminal());
+        assert_eq!((batch.model, batch.usage), (None, None));
+    }
+
+    #[test]
+    fn statuses_round_trip_and_unknown_ones_are_kept() {
+        for s in [
+            "validating",
+            "failed",
+            "in_progress",
+            "finalizing",
+            "completed",
+            "expired",
+            "cancelling",
+            "cancelled",
+        ] {
+            assert_eq!(BatchStatus::parse(s).as_str(), s);
+            assert!(!matches!(BatchStatus::parse(s), BatchStatus::Other(_)));
+        }
+        assert_eq!(
+            BatchStatus::parse("paused"),
+            BatchStatus::Other("paused".into())
+        );
+        let batch: Batch = serde_json::from_str(r#"{"id":"b","status":"paused"}"#).unwrap();
+        assert_eq!(batch.status().as_str(), "paused");
+    }
+
+    #[test]
+    fn failed_batch_errors_keep_their_lines() {
+        let batch: Batch = serde_json::from_str(
+            r#"{"id":"b","status":"failed","errors":{"object":"list","data":[{"code":"invalid_json_line","message":"This line is not parseable as valid JSON.","param":null,"line":2},{"code":"token_limit_exceeded","message":"Enqueued token limit reached","param":null,"line":null}]}}"#,
+        )
+        .unwrap();
+        let errors = batch.errors.unwrap().data;
+        assert_eq!(errors[0].line, Some(2));
+        assert_eq!(errors[1].code.as_deref(), Some("token_limit_exceeded"));
+    }
+
+    #[test]
+    fn list_pages_default_what_is_missing() {
+        let page: List<FileObject> = serde_json::from_str(r#"{"object":"list"}"#).unwrap();
+        assert!(page.data.is_empty() && !page.has_more && page.last_id.is_none());
+    }
+}
