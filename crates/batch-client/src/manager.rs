@@ -528,12 +528,7 @@ impl<S: JobStore> BatchJobManager<S> {
             && !matches!(e, Error::Failpoint(_))
         {
             record.last_error = Some(e.to_string());
-            let transient_local = match e {
-                Error::Store(_) => true,
-                Error::Io { source, .. } => source.kind() != std::io::ErrorKind::NotFound,
-                _ => false,
-            };
-            if !e.is_retryable() && !transient_local {
+            if ends_record(e) {
                 record.state = JobState::Error;
                 let detail = format!("gave up: {e}");
                 let _ = self.save(record, Some(detail)).await;
@@ -757,7 +752,19 @@ impl<S: JobStore> BatchJobManager<S> {
         match record.state {
             JobState::Submitted => {
                 let batch_id = record.batch_id.clone().unwrap_or_default();
-                let batch = self.inner.client.cancel_batch(&batch_id).await?;
+                let batch = match self.inner.client.cancel_batch(&batch_id).await {
+                    Ok(batch) => batch,
+                    // It ended meanwhile: record how, and say so.
+                    Err(e) if e.status() == Some(409) => {
+                        let _ = self.poll_batch(&mut record).await;
+                        return Err(Error::InvalidState {
+                            id: record.id.clone(),
+                            state: record.state.to_string(),
+                            reason: format!("the batch cannot be cancelled any more: {e}"),
+                        });
+                    }
+                    Err(e) => return Err(e),
+                };
                 record.cancel_requested = true;
                 record.next_poll_at_ms = now_ms();
                 record.poll_interval_ms = duration_ms(self.inner.config.poll_interval);
@@ -904,7 +911,7 @@ impl<S: JobStore> BatchJobManager<S> {
             Ok(b) => b,
             Err(e) => {
                 record.last_error = Some(e.to_string());
-                if e.is_retryable() {
+                if !ends_record(&e) {
                     record.poll_interval_ms = self.next_interval(record, false);
                     record.next_poll_at_ms = now_ms() + jitter(record.poll_interval_ms);
                     self.save(record, None).await?;
@@ -975,7 +982,7 @@ impl<S: JobStore> BatchJobManager<S> {
             let path = dir.join(format!("attempt-{}-{kind}.jsonl", record.attempts));
             if let Err(e) = client.download_file(&file_id, &path).await {
                 record.last_error = Some(e.to_string());
-                if e.is_retryable() || matches!(e, Error::Io { .. } | Error::Store(_)) {
+                if !ends_record(&e) {
                     record.next_poll_at_ms = now_ms() + jitter(record.poll_interval_ms.max(1));
                     self.save(record, None).await?;
                 } else {
@@ -1123,6 +1130,19 @@ impl<S: JobStore> BatchJobManager<S> {
         tokio::task::spawn_blocking(move || match_results(&record))
             .await
             .map_err(|e| Error::Store(format!("reader task: {e}")))?
+    }
+}
+
+/// Whether an error means the record can never go on: the request itself is wrong (400, 404,
+/// 409, 413, 415, 422: a bad file, a batch or file that is gone) or the local input is missing.
+/// Rate limits, server errors and credentials (401, 403: fixed by configuration, not by the
+/// record) only pause it.
+fn ends_record(e: &Error) -> bool {
+    match e {
+        Error::Api(api) => matches!(api.status, 400 | 404 | 409 | 413 | 415 | 422),
+        Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        Error::InvalidInput(_) | Error::InvalidState { .. } | Error::Format(_) => true,
+        _ => false,
     }
 }
 
@@ -1367,6 +1387,31 @@ mod tests {
                 "{k}"
             );
         }
+    }
+
+    #[test]
+    fn only_errors_of_the_record_itself_end_it() {
+        let api = |status| {
+            Error::Api(Box::new(crate::ApiError {
+                method: "GET".into(),
+                path: "/batches/b".into(),
+                status,
+                error: None,
+                body: String::new(),
+                retry_after: None,
+            }))
+        };
+        for status in [400, 404, 409] {
+            assert!(ends_record(&api(status)), "{status}");
+        }
+        for status in [401, 403, 408, 429, 500, 503] {
+            assert!(!ends_record(&api(status)), "{status}");
+        }
+        let missing = Error::io(Path::new("x"), std::io::ErrorKind::NotFound.into());
+        assert!(ends_record(&missing));
+        let busy = Error::io(Path::new("x"), std::io::ErrorKind::PermissionDenied.into());
+        assert!(!ends_record(&busy));
+        assert!(!ends_record(&Error::Store("locked".into())));
     }
 
     #[test]

@@ -322,3 +322,42 @@ async fn the_poller_task_carries_many_batches_and_a_restart_resumes_them() {
         (4, 12)
     );
 }
+
+#[tokio::test]
+async fn a_wrong_key_pauses_records_and_the_right_one_carries_them_on() {
+    let sim = sim_with(SimConfig::default().with_api_keys([support::KEY])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let manager = manager(&sim, dir.path()).await;
+        manager
+            .submit_batch(&shards("key", 1, 2)[0], no_metadata())
+            .await
+            .unwrap()
+    };
+    let wrong = batch_client::OpenAiClient::new(batch_client::ClientConfig::new(
+        sim.base_url(),
+        batch_client::ApiKey::new("sk-rotated-away-000000"),
+    ))
+    .unwrap();
+    let config = support::manager_config(dir.path());
+    let misconfigured =
+        batch_client::BatchJobManager::open(wrong, &dir.path().join("batchbeam.db"), config)
+            .await
+            .unwrap();
+    sim.advance_clock(120.0).await;
+    misconfigured.resume().await.unwrap();
+    let record = misconfigured.record(&id).await.unwrap();
+    assert_eq!(
+        record.state,
+        JobState::Submitted,
+        "a 401 does not end the record"
+    );
+    assert!(
+        record.last_error.as_deref().unwrap().contains("401"),
+        "{record:?}"
+    );
+    drop(misconfigured);
+    let manager = manager(&sim, dir.path()).await;
+    drive(&sim, &manager, 30).await;
+    assert_eq!(manager.retrieve_results(&id).await.unwrap().succeeded, 2);
+}
