@@ -373,13 +373,18 @@ impl<S: JobStore> BatchJobManager<S> {
                 let p = path.clone();
                 let manifest = shard.manifest().clone();
                 tokio::task::spawn_blocking(move || -> Result<()> {
+                    use std::io::Write;
                     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-                    let mut text = String::new();
+                    let file = std::fs::File::create(&p).map_err(|e| Error::io(&p, e))?;
+                    let mut w = std::io::BufWriter::new(file);
                     for line in lines {
-                        text.push_str(&line);
-                        text.push('\n');
+                        w.write_all(line.as_bytes())
+                            .and_then(|()| w.write_all(b"\n"))
+                            .map_err(|e| Error::io(&p, e))?;
                     }
-                    std::fs::write(&p, text).map_err(|e| Error::io(&p, e))
+                    let file = w.into_inner().map_err(|e| Error::io(&p, e.into_error()))?;
+                    // The intent that follows points at this file: it must be on disk first.
+                    file.sync_all().map_err(|e| Error::io(&p, e))
                 })
                 .await
                 .map_err(|e| Error::Store(format!("writer task: {e}")))??;
