@@ -436,11 +436,13 @@ impl<S: JobStore> BatchJobManager<S> {
                 record.manifest.custom_ids.len()
             )),
         );
+        // Held from before the record exists, so this process's poller cannot carry it on at
+        // the same time (the lease only keeps other processes out).
+        let guard = self.lock(&id).await;
         self.inner.store.insert(&record, &change).await?;
         self.take_lease(&id).await?;
         tracing::info!(record = %id, shard = %record.shard_name, requests = record.manifest.custom_ids.len(), "batch intent stored");
         self.failpoint(SubmitStep::AfterIntent)?;
-        let guard = self.lock(&id).await;
         let mut record = record;
         let result = self.carry_submit(&mut record, true).await;
         if !matches!(result, Err(Error::Failpoint(_))) {

@@ -125,3 +125,35 @@ async fn two_processes_resuming_at_once_create_each_batch_once() {
     );
     assert_eq!(stats.batch_requests_billed, 8);
 }
+
+#[tokio::test]
+async fn submitting_while_the_poller_runs_creates_each_batch_once() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manager = manager(&sim, dir.path()).await;
+    let poller = manager.spawn_poller();
+    for shard in &shards("busy", 6, 2) {
+        manager.submit_batch(shard, no_metadata()).await.unwrap();
+    }
+    for _ in 0..100 {
+        if manager
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.state == JobState::Done)
+        {
+            break;
+        }
+        sim.advance_clock(10.0).await;
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    poller.stop().await;
+    let stats = sim.stats().await;
+    assert_eq!(
+        (stats.files_uploaded, stats.batches_created),
+        (6, 6),
+        "{stats:?}"
+    );
+    assert_eq!(stats.batch_requests_billed, 12);
+}

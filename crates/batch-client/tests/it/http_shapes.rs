@@ -558,3 +558,37 @@ async fn an_upload_whose_answer_is_lost_is_found_by_its_name_not_sent_again() {
         "{sent}"
     );
 }
+
+#[tokio::test]
+async fn a_retry_after_of_an_hour_is_capped() {
+    let server = MockServer::start().await;
+    let in_an_hour = httpdate_in(3600);
+    for (priority, value) in [(1, "3600".to_owned()), (2, in_an_hour)] {
+        Mock::given(method("GET"))
+            .and(path("/v1/batches/batch_1"))
+            .respond_with(ResponseTemplate::new(429).insert_header("retry-after", value.as_str()))
+            .up_to_n_times(1)
+            .with_priority(priority)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/v1/batches/batch_1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(batch_json("batch_1", "completed")))
+        .with_priority(3)
+        .mount(&server)
+        .await;
+    let started = std::time::Instant::now();
+    // RetryPolicy::fast caps Retry-After at 20 ms.
+    client(&server).retrieve_batch("batch_1").await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+}
+
+fn httpdate_in(secs: u64) -> String {
+    httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(secs))
+}
