@@ -515,8 +515,18 @@ async fn time_scale_runs_a_batch_to_completion_in_real_time() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(statuses.first().map(String::as_str), Some("validating"));
-    assert!(statuses.contains(&"in_progress".to_owned()), "{statuses:?}");
+    // How many states a poll sees depends on the machine's load; their order does not.
+    let order = ["validating", "in_progress", "finalizing", "completed"];
+    let ranks: Vec<usize> = statuses
+        .iter()
+        .map(|s| {
+            order
+                .iter()
+                .position(|o| o == s)
+                .expect("a lifecycle state")
+        })
+        .collect();
+    assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{statuses:?}");
 }
 
 #[tokio::test]
