@@ -346,6 +346,15 @@ impl<S: JobStore> BatchJobManager<S> {
         lock.lock_owned().await
     }
 
+    /// Drops a finished record's lock entry unless someone holds or waits for it.
+    fn forget_lock(&self, id: &str) {
+        if let Ok(mut locks) = self.inner.locks.lock()
+            && locks.get(id).is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            locks.remove(id);
+        }
+    }
+
     // ---- submit ----
 
     /// Validates `input`, stores the intent, uploads it (its file name carries the idempotency
@@ -852,7 +861,9 @@ impl<S: JobStore> BatchJobManager<S> {
                 }
             };
             drop(guard);
-            if !record.state.is_finished() {
+            if record.state.is_finished() {
+                self.forget_lock(&record.id);
+            } else {
                 report.unfinished += 1;
                 report.next_due_ms = Some(
                     report
