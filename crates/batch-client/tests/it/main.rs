@@ -1,6 +1,7 @@
 //! batch-client integration tests: the HTTP shapes against wiremock, and the client and
 //! `BatchJobManager` against openai-sim with faults. One module per area.
 
+mod client_sim;
 mod exactly_once;
 mod faults;
 mod http_shapes;
