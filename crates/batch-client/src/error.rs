@@ -175,6 +175,9 @@ pub enum Error {
     /// batch-format failed (reading or writing JSONL).
     #[error(transparent)]
     Format(#[from] batch_format::Error),
+    /// Another process holds the record's lease and is carrying it on.
+    #[error("batch record '{0}' is being carried on by another process")]
+    Busy(String),
     /// A test-only failpoint fired: the manager stopped as if the process had died.
     #[error("failpoint: stopped {0}")]
     Failpoint(SubmitStep),

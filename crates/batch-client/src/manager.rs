@@ -541,7 +541,7 @@ impl<S: JobStore> BatchJobManager<S> {
     async fn carry_submit(&self, record: &mut JobRecord, fresh: bool) -> Result<()> {
         let outcome = self.carry_submit_inner(record, fresh).await;
         if let Err(e) = &outcome
-            && !matches!(e, Error::Failpoint(_))
+            && !matches!(e, Error::Failpoint(_) | Error::Busy(_))
         {
             record.last_error = Some(e.to_string());
             if ends_record(e) {
@@ -567,6 +567,11 @@ impl<S: JobStore> BatchJobManager<S> {
             self.failpoint(SubmitStep::AfterUpload)?;
         }
         if record.state == JobState::Uploaded {
+            // Renewed before creating: the create (bounded by the request timeout, well under
+            // the lease) lands while no other process may look the batch up and create it.
+            if !self.take_lease(&record.id).await? {
+                return Err(Error::Busy(record.id.clone()));
+            }
             let batch = self.create_exactly_once(record, fresh).await?;
             self.failpoint(SubmitStep::AfterCreateSent)?;
             record.batch_id = Some(batch.id.clone());

@@ -5,6 +5,7 @@ mod client_sim;
 mod exactly_once;
 mod faults;
 mod http_shapes;
+mod killed;
 mod lifecycle;
 mod secrets;
 mod support;

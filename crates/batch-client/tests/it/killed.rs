@@ -1,0 +1,123 @@
+//! A real process killed (SIGKILL) while its upload or its create is in flight: the test binary
+//! runs itself as the child, and a fresh manager on the same database finishes the job with one
+//! upload and one batch per record.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use openai_sim::{FaultConfig, FaultKind, FaultRule};
+
+use crate::support::{self, drive, manager_with, no_metadata, shards, sim};
+
+const CHILD_SIM: &str = "BATCHBEAM_TEST_CHILD_SIM";
+const CHILD_DIR: &str = "BATCHBEAM_TEST_CHILD_DIR";
+
+/// Longer than the slow fault keeps a request in flight, so a dead child's request has landed
+/// (or died) before its lease runs out and anyone looks for what it did.
+const LEASE: Duration = Duration::from_millis(400);
+const SLOW_MS: u64 = 250;
+
+fn config(dir: &std::path::Path) -> batch_client::ManagerConfig {
+    let mut config = support::manager_config(dir);
+    config.lease = LEASE;
+    config
+}
+
+/// The child's body; a no-op in an ordinary test run.
+#[tokio::test]
+async fn child_submitter() {
+    let (Ok(url), Ok(dir)) = (std::env::var(CHILD_SIM), std::env::var(CHILD_DIR)) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let manager = batch_client::BatchJobManager::open(
+        support::client(&url),
+        &dir.join("batchbeam.db"),
+        config(&dir),
+    )
+    .await
+    .unwrap();
+    for shard in &shards("kill", 3, 2) {
+        manager.submit_batch(shard, no_metadata()).await.unwrap();
+    }
+    // Only reached if the parent failed to kill us in time.
+    std::process::exit(3);
+}
+
+async fn kill_during(method: &str, path: &str, ready: impl Fn(&openai_sim::StatsSnapshot) -> bool) {
+    let sim = sim().await;
+    // The second request of this kind is slow: the child dies while it is in flight.
+    sim.set_faults(
+        FaultConfig::default().with_rule(
+            FaultRule::new(FaultKind::Slow)
+                .on(method, path)
+                .skip(1)
+                .next(1)
+                .delay_ms(SLOW_MS),
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "killed::child_submitter",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_SIM, sim.base_url())
+        .env(CHILD_DIR, dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !ready(&sim.stats().await) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the child never got there"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the child ended early");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Well inside the slow request.
+    tokio::time::sleep(Duration::from_millis(SLOW_MS / 3)).await;
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_ne!(status.code(), Some(3), "killed before it finished");
+    sim.set_faults(FaultConfig::default());
+
+    tokio::time::sleep(LEASE + Duration::from_millis(50)).await;
+    let manager = manager_with(&sim, dir.path(), config(dir.path())).await;
+    manager.resume().await.unwrap();
+    let records = drive(&sim, &manager, 60).await;
+    // Normally 2 (the third shard was never begun); 3 only if the machine was too slow for the
+    // kill to land inside the slow request. Either way each one counts once below.
+    let n = records.len() as u64;
+    assert!((2..=3).contains(&n), "{method} {path}: {records:?}");
+    for record in &records {
+        let results = manager.retrieve_results(&record.id).await.unwrap();
+        assert_eq!(results.succeeded, 2, "{method} {path}: {results:?}");
+    }
+    let stats = sim.stats().await;
+    assert_eq!(
+        (stats.files_uploaded, stats.batches_created),
+        (n, n),
+        "{method} {path}: {stats:?}"
+    );
+    assert_eq!(stats.batch_requests_billed, 2 * n);
+}
+
+#[tokio::test]
+async fn a_process_killed_while_uploading_loses_and_repeats_nothing() {
+    kill_during("POST", "/v1/files", |s| s.batches_created == 1).await;
+}
+
+#[tokio::test]
+async fn a_process_killed_while_creating_loses_and_repeats_nothing() {
+    kill_during("POST", "/v1/batches", |s| {
+        s.batches_created == 1 && s.files_uploaded == 2
+    })
+    .await;
+}
