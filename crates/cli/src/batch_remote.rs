@@ -154,11 +154,13 @@ pub(crate) async fn run_with(
                 writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
             } else {
                 write_record(&mut out, &record)?;
+                writeln!(out, "  history (time since the intent):")?;
                 for change in history {
+                    let secs = (change.at_ms - record.created_at_ms) as f64 / 1000.0;
                     writeln!(
                         out,
-                        "  {}  {:<16} {:<11} {}",
-                        change.at_ms,
+                        "  {:>+10.3}s  {:<16} {:<11} {}",
+                        secs,
                         change.state.as_str(),
                         change.remote_status.as_deref().unwrap_or("-"),
                         change.detail.as_deref().unwrap_or("")
