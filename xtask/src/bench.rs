@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use batch_format::{
-    BatchRequestBuilder, ChatOptions, ContentPart, ImageDetail, Message, OutputReader,
-    ResultMatcher, ValidationOptions, validate_jsonl, validate_jsonl_parallel,
+    BatchRequestBuilder, ChatOptions, ContentPart, ImageDetail, Message, ResultMatcher,
+    ValidationOptions, read_output_parallel, validate_jsonl, validate_jsonl_parallel,
 };
 
 use crate::util::{cargo, exec};
@@ -387,12 +387,22 @@ fn parse(output: &Path, ids: Vec<String>) -> anyhow::Result<u64> {
     let mut matcher = ResultMatcher::new(ids);
     let mut bytes = 0u64;
     let mut succeeded = 0u64;
-    for item in OutputReader::new(BufReader::with_capacity(1 << 20, File::open(output)?)) {
-        let line = item?.map_err(|p| anyhow::anyhow!("{p}"))?;
-        if matches!(line.outcome, batch_format::Outcome::Succeeded { .. }) {
-            succeeded += 1;
+    let mut first_problem = None;
+    // A small buffer: the parallel reader reads its blocks straight from the file.
+    let reader = BufReader::new(File::open(output)?);
+    read_output_parallel(reader, 0, |item| match item {
+        Ok(line) => {
+            if matches!(line.outcome, batch_format::Outcome::Succeeded { .. }) {
+                succeeded += 1;
+            }
+            matcher.record(&line);
         }
-        matcher.record(&line);
+        Err(problem) => {
+            first_problem.get_or_insert(problem);
+        }
+    })?;
+    if let Some(problem) = first_problem {
+        bail!("{problem}");
     }
     bytes += std::fs::metadata(output)?.len();
     let matched = matcher.finish();

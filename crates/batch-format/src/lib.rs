@@ -30,6 +30,7 @@
 //! # Ok::<(), batch_format::Error>(())
 //! ```
 
+mod blocks;
 mod builder;
 mod chat;
 mod endpoint;
@@ -62,7 +63,7 @@ pub use model::{
 };
 pub use output::{
     ApiErrorBody, LineProblem, LineProblemKind, ManifestMatch, Outcome, OutcomeLine, OutputReader,
-    RawJson, ResultMatcher, Usage, read_output,
+    RawJson, ResultMatcher, Usage, read_output, read_output_parallel,
 };
 pub use tokens::TokenEstimator;
 pub use validate::{

@@ -10,16 +10,16 @@
 //! (duplicate ids, one endpoint, one model) strictly in line order.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::marker::PhantomData;
-use std::sync::{Mutex, mpsc};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::blocks::{BLOCK_BYTES, parallel_blocks, split_lines, worker_threads};
 use crate::endpoint::Endpoint;
 use crate::error::Result;
 use crate::scan::{Nested, Scan, Scanner};
@@ -338,172 +338,45 @@ fn scan_lines<'a>(text: &'a [u8], at_eof: bool, mut f: impl FnMut(usize, LineFac
 
 /// Like [`validate_jsonl`], but reads and parses blocks of lines on `threads` worker threads
 /// (0: one per available core). Problems still arrive in line order, on the calling thread,
-/// and the summary is the same. Memory stays bounded: a few blocks of about 1 MiB per thread.
+/// and the summary is the same. Memory stays bounded: one block of about 1 MiB per thread,
+/// plus two.
 pub fn validate_jsonl_parallel<R: BufRead + Send>(
     reader: R,
     opts: &ValidationOptions,
     threads: usize,
     mut on_problem: impl FnMut(Problem),
 ) -> Result<ValidationSummary> {
-    let threads = match threads {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        n => n,
-    };
+    let threads = worker_threads(threads);
     if threads == 1 {
         return validate_jsonl(reader, opts, on_problem);
     }
     let mut validator = Validator::new(opts.clone());
     let estimate = opts.estimate_tokens;
-    // Workers take turns reading the next block under this lock, then parse it unlocked; the
-    // sequence number restores file order.
-    let source = Mutex::new(BlockSource {
+    parallel_blocks(
         reader,
-        carry: Vec::new(),
-        next_seq: 0,
-        done: false,
-    });
-    let spare_blocks = Mutex::new(Vec::<Block>::new());
-    let (done_tx, done_rx) = mpsc::sync_channel::<Analysed>(2 * threads);
-    std::thread::scope(|scope| -> Result<()> {
-        for _ in 0..threads {
-            let (source, spare_blocks, done_tx) = (&source, &spare_blocks, done_tx.clone());
-            scope.spawn(move || {
-                let mut cache = estimate.then(CountCache::default);
-                loop {
-                    let spare = spare_blocks.lock().ok().and_then(|mut spare| spare.pop());
-                    let mut block = spare.unwrap_or_default();
-                    let read = {
-                        let Ok(mut src) = source.lock() else { return };
-                        if src.done {
-                            return;
-                        }
-                        let src = &mut *src;
-                        let seq = src.next_seq;
-                        src.next_seq += 1;
-                        let read = read_block(&mut src.reader, &mut block, &mut src.carry);
-                        src.done = !matches!(read, Ok(false));
-                        read.map(|_| seq)
-                    };
-                    let analysed = read.map(|seq| {
-                        let mut facts = Vec::new();
-                        match cache.as_mut() {
-                            None => {
-                                scan_lines(block.lines(), true, |_, f| {
-                                    facts.push(f.into_owned());
-                                });
-                            }
-                            Some(cache) => facts.extend(
-                                split_lines(block.lines())
-                                    .map(|line| analyse_line(line, Some(cache)).into_owned()),
-                            ),
-                        }
-                        (seq, block, facts)
-                    });
-                    if done_tx.send(analysed).is_err() {
-                        return;
-                    }
+        threads,
+        BLOCK_BYTES,
+        || estimate.then(CountCache::default),
+        |cache, lines| {
+            let mut facts = Vec::new();
+            match cache.as_mut() {
+                None => {
+                    scan_lines(lines, true, |_, f| facts.push(f.into_owned()));
                 }
-            });
-        }
-        drop(done_tx);
-        // Ends when every worker has finished (all senders dropped). A panicking worker drops
-        // its sender too, so this never waits forever; the panic resurfaces when the scope
-        // joins.
-        let mut pending = BTreeMap::new();
-        let mut next = 0u64;
-        for analysed in done_rx {
-            let (seq, block, facts) = analysed?;
-            pending.insert(seq, (block, facts));
-            while let Some((block, facts)) = pending.remove(&next) {
-                validator.summary.bytes += block.len as u64;
-                for f in facts {
-                    validator.apply(f, &mut on_problem);
-                }
-                if let Ok(mut spare) = spare_blocks.lock() {
-                    spare.push(block);
-                }
-                next += 1;
+                Some(cache) => facts.extend(
+                    split_lines(lines).map(|line| analyse_line(line, Some(cache)).into_owned()),
+                ),
             }
-        }
-        Ok(())
-    })?;
+            facts
+        },
+        |lines, facts| {
+            validator.summary.bytes += lines.len() as u64;
+            for f in facts {
+                validator.apply(f, &mut on_problem);
+            }
+        },
+    )?;
     Ok(validator.finish(on_problem))
-}
-
-/// A block of lines and what each line says, tagged with the block's place in the file.
-type Analysed = std::io::Result<(u64, Block, Vec<LineFacts<'static>>)>;
-
-/// The reader shared by the workers of [`validate_jsonl_parallel`].
-struct BlockSource<R> {
-    reader: R,
-    carry: Vec<u8>,
-    next_seq: u64,
-    done: bool,
-}
-
-/// Target size of one block of lines handed to a worker.
-const BLOCK_BYTES: usize = 1 << 20;
-
-/// A reusable buffer of whole lines: `data[..len]`. `data` stays zero-initialised at its full
-/// size so that the reader can write into it directly (for a `BufReader` over a file, with no
-/// copy through the reader's own buffer).
-#[derive(Default)]
-struct Block {
-    data: Vec<u8>,
-    len: usize,
-}
-
-impl Block {
-    fn lines(&self) -> &[u8] {
-        &self.data[..self.len]
-    }
-}
-
-/// Fills `block` with whole lines, about [`BLOCK_BYTES`] of them, starting with `carry` (the
-/// partial line left over last time) and leaving the new partial line in `carry`. Returns
-/// whether the reader is exhausted; the last block may then end without a newline.
-fn read_block<R: Read>(
-    reader: &mut R,
-    block: &mut Block,
-    carry: &mut Vec<u8>,
-) -> std::io::Result<bool> {
-    let size = BLOCK_BYTES.max(2 * carry.len());
-    if block.data.len() < size {
-        block.data.resize(size, 0);
-    }
-    block.data[..carry.len()].copy_from_slice(carry);
-    block.len = carry.len();
-    carry.clear();
-    loop {
-        if block.len == block.data.len() {
-            if let Some(last) = block.lines().iter().rposition(|&b| b == b'\n') {
-                carry.extend_from_slice(&block.data[last + 1..block.len]);
-                block.len = last + 1;
-                return Ok(false);
-            }
-            // One line longer than the whole block.
-            block.data.resize(2 * block.data.len(), 0);
-        }
-        match reader.read(&mut block.data[block.len..]) {
-            Ok(0) => return Ok(true),
-            Ok(n) => block.len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// The lines of a block, each with its newline (the last may lack one).
-fn split_lines(mut rest: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let end = find_newline(rest).map_or(rest.len(), |p| p + 1);
-        let (line, tail) = rest.split_at(end);
-        rest = tail;
-        Some(line)
-    })
 }
 
 /// Calls `f` with each line of `reader`, newline included (the last line may lack one).
@@ -1599,7 +1472,7 @@ impl<'de> Deserialize<'de> for UrlDetail<'de> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::BufReader;
+    use std::io::{BufReader, Read};
 
     use serde_json::json;
 
