@@ -2,23 +2,18 @@
 //! (scripts/conformance), proving the simulator behaves as OpenAI does to an unmodified client.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::Duration;
+use std::process::Command;
 
 use anyhow::{Context, bail};
 
+use crate::sim_process::{Sim, target_dir};
 use crate::util::{cargo, describe, exec};
 
 /// The only key the simulator accepts during the suite, so a wrong key really is wrong.
 const API_KEY: &str = "sk-conformance-0123456789abcdefghijklmnopqrstuvwxyz";
 /// Simulated time runs this much faster than real time: a batch takes tens of milliseconds.
 const TIME_SCALE: &str = "1000";
-/// How long the simulator may take to print its address.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Written into `.venv` after a successful install: the requirements' hash.
 const STAMP: &str = ".conformance-requirements";
 
@@ -34,7 +29,11 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     )?;
     let bin = target_dir(root).join("debug/batchbeam");
     let log = target_dir(root).join("conformance-sim.log");
-    let sim = Sim::start(&bin, &log)?;
+    let sim = Sim::start(
+        &bin,
+        &log,
+        &["--time-scale", TIME_SCALE, "--api-key", API_KEY],
+    )?;
     println!("conformance: openai-sim at {}", sim.base_url);
 
     let mut pytest = Command::new(&python);
@@ -96,83 +95,6 @@ fn ensure_venv(root: &Path, requirements: &Path) -> anyhow::Result<PathBuf> {
         fs::write(&stamp, want).with_context(|| format!("writing {}", stamp.display()))?;
     }
     Ok(python)
-}
-
-/// Where cargo puts build output (`$CARGO_TARGET_DIR` or `target/`).
-fn target_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
-    }
-}
-
-/// A running `batchbeam sim`, killed when dropped.
-struct Sim {
-    child: Child,
-    base_url: String,
-}
-
-impl Sim {
-    /// Starts the simulator on a free port and waits for `openai-sim listening on URL`.
-    fn start(bin: &Path, log: &Path) -> anyhow::Result<Sim> {
-        let log_file =
-            fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "sim",
-            "--addr",
-            "127.0.0.1:0",
-            "--time-scale",
-            TIME_SCALE,
-            "--api-key",
-            API_KEY,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log_file);
-        let line = describe(&cmd);
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("could not start `{line}`"))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut first = String::new();
-            let _ = reader.read_line(&mut first);
-            let _ = tx.send(first);
-            // Keep draining so the simulator never blocks on a full pipe.
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let mut sim = Sim {
-            child,
-            base_url: String::new(),
-        };
-        let first = rx.recv_timeout(START_TIMEOUT).unwrap_or_default();
-        match first.trim().strip_prefix("openai-sim listening on ") {
-            Some(url) if url.starts_with("http://") => {
-                sim.base_url = url.to_string();
-                Ok(sim)
-            }
-            _ => {
-                let exited = sim.child.try_wait().ok().flatten();
-                drop(sim);
-                let mut log_text = String::new();
-                let _ = fs::File::open(log).and_then(|mut f| f.read_to_string(&mut log_text));
-                bail!(
-                    "`{line}` did not announce its address (first line {first:?}, exit {exited:?}); its log:\n{}",
-                    log_text.trim_end()
-                )
-            }
-        }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// FNV-1a: a stable fingerprint of the requirements file for the install stamp.

@@ -9,6 +9,7 @@ use batch_format::{
     BatchRequestBuilder, ChatOptions, ContentPart, ImageDetail, ImageGenerationRequest, Message,
 };
 
+use crate::sim_process::Sim;
 use crate::util::{cargo, exec};
 
 /// A 1x1 PNG, as a judge request would carry a rendered image.
@@ -61,6 +62,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     }
     let batch = builder.build_batch("demo")?;
     println!("built {} shard(s):", batch.shards().len());
+    let mut shard_files = Vec::new();
     for shard in batch.shards() {
         let path = dir.join(format!("{}.jsonl", shard.name()));
         let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
@@ -75,6 +77,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
             out.1
         );
         print!("  {}", out.1);
+        shard_files.push(path);
     }
 
     // 3. A broken file: every problem is reported with its line, and the exit code is 1.
@@ -103,7 +106,81 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
             bail!("`batch validate` did not report `{expected}`");
         }
     }
+
+    // 4. Submit every shard to a local openai-sim, wait, and fetch the results.
+    round_trip(root, &bin, &dir, &shard_files)?;
     println!("demo: ok");
+    Ok(())
+}
+
+/// `batch submit --wait`, `batch list` and `batch results` against `batchbeam sim`.
+fn round_trip(
+    root: &Path,
+    bin: &Path,
+    dir: &Path,
+    shards: &[std::path::PathBuf],
+) -> anyhow::Result<()> {
+    let log = dir.join("sim.log");
+    let sim = Sim::start(bin, &log, &["--time-scale", "1000"])?;
+    println!("openai-sim at {}", sim.base_url);
+    let db = dir.join("batchbeam.db");
+    for stale in ["batchbeam.db", "batchbeam.db-wal", "batchbeam.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(stale));
+    }
+    let batchbeam = |args: &[&str]| -> anyhow::Result<String> {
+        let mut cmd = Command::new(bin);
+        cmd.current_dir(root)
+            .arg("batch")
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .env("OPENAI_BASE_URL", &sim.base_url)
+            .env("OPENAI_API_KEY", "sk-demo-key")
+            // The simulator runs 1000x faster than real time: poll often.
+            .env("BATCH_POLL_INTERVAL_MS", "100")
+            .env("BATCH_POLL_MAX_INTERVAL_MS", "500");
+        let out = cmd.output().context("running batchbeam")?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        ensure!(
+            out.status.success(),
+            "`batchbeam batch {}` failed: {}{}",
+            args.join(" "),
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(text)
+    };
+    for shard in shards {
+        let path = shard.to_str().context("non-UTF-8 path")?;
+        print!("{}", batchbeam(&["submit", path, "--wait"])?);
+    }
+    print!("{}", batchbeam(&["list"])?);
+    let records: serde_json::Value = serde_json::from_str(&batchbeam(&["list", "--json"])?)
+        .context("`batch list --json` is not JSON")?;
+    let records = records
+        .as_array()
+        .context("`batch list --json` is not a list")?;
+    ensure!(
+        records.len() == shards.len(),
+        "expected one record per shard: {records:?}"
+    );
+    for record in records {
+        let id = record["id"].as_str().context("a record without an id")?;
+        let out = dir.join(format!("{id}-results.jsonl"));
+        batchbeam(&[
+            "results",
+            id,
+            "--out",
+            out.to_str().context("non-UTF-8 path")?,
+        ])?;
+        let lines = std::fs::read_to_string(&out)?.lines().count();
+        let expected = record["requests"].as_u64().unwrap_or_default() as usize;
+        ensure!(
+            lines == expected,
+            "{id}: {lines} result lines for {expected} requests"
+        );
+        println!("results of {id}: {lines} lines -> {}", out.display());
+    }
     Ok(())
 }
 

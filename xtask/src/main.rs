@@ -5,6 +5,7 @@ mod ci;
 mod conformance;
 mod demo;
 mod deny;
+mod sim_process;
 mod util;
 
 #[cfg(test)]

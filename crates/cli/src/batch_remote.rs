@@ -107,7 +107,14 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 
 /// Runs one remote command with configuration from the environment.
 pub(crate) async fn run(cmd: RemoteCommand) -> anyhow::Result<ExitCode> {
-    let client = ClientConfig::from_env()?;
+    let client = match ClientConfig::from_env() {
+        Ok(client) => client,
+        // Listing reads only the local database, so it works without a key (and offline).
+        Err(_) if matches!(cmd, RemoteCommand::List(_)) => {
+            ClientConfig::new("https://api.openai.com/v1", batch_client::ApiKey::new(""))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let env = |name: &str| std::env::var(name).ok();
     run_with(cmd, client, &env).await
 }
@@ -179,13 +186,13 @@ pub(crate) async fn run_with(
             } else {
                 writeln!(
                     out,
-                    "{:<30} {:<38} {:<16} {:<11} {:>9}",
+                    "{:<30} {:<39} {:<16} {:<11} {:>9}",
                     "RECORD", "BATCH", "STATE", "STATUS", "DONE/ALL"
                 )?;
                 for r in &records {
                     writeln!(
                         out,
-                        "{:<30} {:<38} {:<16} {:<11} {:>9}",
+                        "{:<30} {:<39} {:<16} {:<11} {:>9}",
                         r.id,
                         r.batch_id.as_deref().unwrap_or("-"),
                         r.state.as_str(),
