@@ -240,6 +240,12 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// The connection pool, for a higher layer that keeps its own tables in the same database
+    /// (batch-queue). It must leave `batch_jobs*` and `_sqlx_migrations` alone.
+    pub fn pool(&self) -> &sqlx::SqlitePool {
+        &self.pool
+    }
+
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.pool.close().await;

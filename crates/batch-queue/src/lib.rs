@@ -1,1 +1,44 @@
-//! `BatchRequestQueue`: accumulates requests, groups them by endpoint and model, flushes at stage barriers and maps results back (not built yet).
+//! `BatchRequestQueue`: accumulates requests from every session, groups them by endpoint and
+//! model, submits them as batches at a stage barrier (`flush`), a size limit or a delay, and
+//! hands each request its own result: from the batch, from a retry in a later batch, or from
+//! the standard API when the batch could not carry it. Pending requests live in the same SQLite
+//! database as batch-client's records, so a restart loses nothing.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use std::sync::Arc;
+//!
+//! use batch_client::{BatchJobManager, ManagerConfig, OpenAiClient};
+//! use batch_format::{ChatOptions, Message};
+//! use batch_queue::{BatchRequestQueue, QueueConfig, QueuedRequest, Tier};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = OpenAiClient::from_env()?;
+//! let config = ManagerConfig::from_env("batchbeam-files")?;
+//! let manager = BatchJobManager::open(client.clone(), Path::new("batchbeam.db"), config).await?;
+//! let queue = BatchRequestQueue::new(Arc::new(manager), client, QueueConfig::default()).await?;
+//!
+//! let request = ChatOptions::new("gpt-4o-mini")
+//!     .into_request(vec![Message::user("Critique this prompt: a red fox in snow.")]);
+//! let handle = queue.enqueue("critique", QueuedRequest::Chat(request)).await?;
+//! let id = handle.id().clone();
+//! queue.flush().await?; // the stage barrier: every pending group is submitted now
+//! let done = handle.wait().await?;
+//! assert_eq!(done.request_id, id);
+//! println!("{} via {:?}: {}", id, done.tier, done.body);
+//! # let _ = Tier::Batch;
+//! // After a restart: re-attach, then ask by id.
+//! queue.resume().await?;
+//! let again = queue.result_for(&id).await?;
+//! # let _ = again;
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod queue;
+mod types;
+
+pub use error::{Error, Result};
+pub use queue::{BatchRequestQueue, RequestHandle};
+pub use types::{Completed, MAX_GROUP_SIZE, QueueConfig, QueuedRequest, RequestId, Tier};

@@ -1,0 +1,187 @@
+//! The queue's public data: configuration, requests, ids, tiers and results.
+
+use std::fmt;
+use std::time::Duration;
+
+use batch_format::{ChatCompletionRequest, Endpoint, ImageGenerationRequest, Usage};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// OpenAI's most lines per batch input file, and so the largest group.
+pub const MAX_GROUP_SIZE: usize = 50_000;
+
+/// How the queue groups, flushes and recovers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// A group (endpoint, model) is submitted as soon as it holds this many pending requests.
+    /// Default 10,000; at most [`MAX_GROUP_SIZE`].
+    pub max_group_size: usize,
+    /// A group is submitted this long after its oldest pending request was queued, if no
+    /// `flush()` came first. `None` (the default): only at `flush()` or `max_group_size`.
+    pub flush_delay: Option<Duration>,
+    /// How many later batches may carry a request that failed, expired or was cancelled.
+    /// Default 1.
+    pub max_retries: u32,
+    /// After the retries, send the request to the standard (synchronous, full-price) API instead
+    /// of handing the error to the caller. Default `true` (`BATCH_FALLBACK_TO_STANDARD`).
+    pub fallback_to_standard: bool,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_group_size: 10_000,
+            flush_delay: None,
+            max_retries: 1,
+            fallback_to_standard: true,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// Checks the ranges.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_group_size == 0 || self.max_group_size > MAX_GROUP_SIZE {
+            return Err(Error::Config(format!(
+                "max_group_size must be 1 to {MAX_GROUP_SIZE}, got {}",
+                self.max_group_size
+            )));
+        }
+        if self.flush_delay == Some(Duration::ZERO) {
+            return Err(Error::Config(
+                "flush_delay must be positive (None turns it off)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One request to carry, typed for the endpoints batchbeam uses.
+#[derive(Debug, Clone, PartialEq)]
+// Unboxed so callers can build it directly; one request at a time is moved, never a slice.
+#[allow(clippy::large_enum_variant)]
+pub enum QueuedRequest {
+    /// `POST /v1/chat/completions`.
+    Chat(ChatCompletionRequest),
+    /// `POST /v1/images/generations`.
+    Image(ImageGenerationRequest),
+    /// Any other batch endpoint, with its body as JSON.
+    Raw {
+        /// The endpoint.
+        endpoint: Endpoint,
+        /// The request body.
+        body: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+impl QueuedRequest {
+    /// The endpoint the request goes to.
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            QueuedRequest::Chat(_) => Endpoint::ChatCompletions,
+            QueuedRequest::Image(_) => Endpoint::ImagesGenerations,
+            QueuedRequest::Raw { endpoint, .. } => *endpoint,
+        }
+    }
+
+    /// The model named in the body, if any.
+    pub fn model(&self) -> Option<&str> {
+        match self {
+            QueuedRequest::Chat(r) => Some(&r.model),
+            QueuedRequest::Image(r) => r.model.as_deref(),
+            QueuedRequest::Raw { body, .. } => body.get("model").and_then(|m| m.as_str()),
+        }
+    }
+}
+
+/// A request's stable id (`rq_` and a lowercase ULID); it is also the request's `custom_id`
+/// in every batch that carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RequestId(String);
+
+impl RequestId {
+    #[allow(dead_code)]
+    pub(crate) fn new() -> RequestId {
+        RequestId(format!(
+            "rq_{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        ))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for RequestId {
+    fn from(s: String) -> Self {
+        RequestId(s)
+    }
+}
+
+impl From<&str> for RequestId {
+    fn from(s: &str) -> Self {
+        RequestId(s.to_owned())
+    }
+}
+
+/// Which tier finally carried a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// The Batch API, at half price.
+    Batch,
+    /// The standard synchronous API, at full price.
+    Standard,
+}
+
+impl Tier {
+    /// `batch` or `standard`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Batch => "batch",
+            Tier::Standard => "standard",
+        }
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn parse(s: &str) -> Tier {
+        if s == "standard" {
+            Tier::Standard
+        } else {
+            Tier::Batch
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request's successful result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Completed {
+    /// The request.
+    pub request_id: RequestId,
+    /// The endpoint's response body (a chat completion, an image response, ...).
+    pub body: serde_json::Value,
+    /// Token usage from the body, when it has one.
+    pub usage: Option<Usage>,
+    /// The tier that carried it.
+    pub tier: Tier,
+    /// Batches that carried it, plus one if the standard API finally did.
+    pub attempts: u32,
+    /// OpenAI batch ids of every batch that carried it, in order.
+    pub batch_ids: Vec<String>,
+}
