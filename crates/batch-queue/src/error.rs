@@ -51,7 +51,6 @@ pub enum Error {
 }
 
 impl Error {
-    #[allow(dead_code)]
     pub(crate) fn store(e: impl std::fmt::Display) -> Error {
         Error::Store(e.to_string())
     }

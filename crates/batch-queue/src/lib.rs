@@ -37,8 +37,9 @@
 
 mod error;
 mod queue;
+mod store;
 mod types;
 
 pub use error::{Error, Result};
-pub use queue::{BatchRequestQueue, RequestHandle};
+pub use queue::{BatchRequestQueue, METADATA_DISPATCH, RequestHandle};
 pub use types::{Completed, MAX_GROUP_SIZE, QueueConfig, QueuedRequest, RequestId, Tier};

@@ -1,36 +1,95 @@
-//! `BatchRequestQueue`: enqueue, group, flush, dispatch and map results back.
+//! `BatchRequestQueue`: enqueue (group-committed to SQLite), flush by group, dispatch through
+//! `BatchJobManager`, settle each finished record back onto its requests, retry or fall back.
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
 
-use batch_client::{BatchJobManager, OpenAiClient};
+use batch_client::{BatchJobManager, JobState, OpenAiClient};
+use batch_format::{
+    BatchRequestBuilder, BatchRequestLine, ChatCompletionRequest, Endpoint, ImageGenerationRequest,
+    Method, Outcome, RequestBody, ShardLimits,
+};
+use serde_json::Value;
+use sqlx::{Row, SqlitePool};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
-use crate::{Completed, Error, QueueConfig, QueuedRequest, RequestId, Result};
+use crate::store::{self, Lookup, StoredError, now_ms};
+use crate::{Completed, Error, QueueConfig, QueuedRequest, RequestId, Result, Tier};
+
+/// Batch metadata naming the flush that submitted a record, so a restart finds the record of a
+/// flush that died between `submit_batch` and storing its answer.
+pub const METADATA_DISPATCH: &str = "queue_dispatch";
+
+/// Rows written per enqueue transaction at most (group commit).
+const WRITE_BATCH: usize = 2_048;
+/// Standard-API fallbacks run at once.
+const STANDARD_CONCURRENCY: usize = 16;
+
+type GroupKey = (Endpoint, String);
+type Waiter = oneshot::Sender<Result<Completed>>;
 
 /// Accumulates requests from any number of sessions, submits them as batches grouped by
-/// endpoint and model, and hands every request its own result. Cheap to clone.
+/// endpoint and model, and hands every request its own result. Cheap to clone; the background
+/// task stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct BatchRequestQueue {
     inner: Arc<Inner>,
+    _driver: Arc<DriverGuard>,
+}
+
+struct DriverGuard(JoinHandle<()>);
+
+impl Drop for DriverGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 struct Inner {
-    _manager: Arc<BatchJobManager>,
-    _standard: OpenAiClient,
-    _config: QueueConfig,
+    manager: Arc<BatchJobManager>,
+    standard: OpenAiClient,
+    config: QueueConfig,
+    pool: SqlitePool,
+    writer: mpsc::Sender<Insert>,
+    waiters: StdMutex<HashMap<RequestId, Waiter>>,
+    groups: StdMutex<HashMap<GroupKey, GroupState>>,
+    dispatch: tokio::sync::Mutex<()>,
+    wake: Notify,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct GroupState {
+    pending: usize,
+    oldest: Option<Instant>,
+}
+
+struct Insert {
+    id: RequestId,
+    operation: String,
+    endpoint: Endpoint,
+    model: String,
+    body: String,
+    ack: oneshot::Sender<Result<()>>,
 }
 
 impl std::fmt::Debug for BatchRequestQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BatchRequestQueue").finish_non_exhaustive()
+        f.debug_struct("BatchRequestQueue")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
-/// One queued request: its id now, its result later.
+/// One queued request: its id at once, its result when the batch (or a retry, or the standard
+/// API) has carried it. Dropping it loses nothing: the result stays in the database.
 #[derive(Debug)]
 pub struct RequestHandle {
     id: RequestId,
+    rx: oneshot::Receiver<Result<Completed>>,
 }
 
 impl RequestHandle {
@@ -39,9 +98,13 @@ impl RequestHandle {
         &self.id
     }
 
-    /// Waits for the request's result.
+    /// Waits for the request's result: [`Completed`], or its own failure ([`Error::Request`]
+    /// with OpenAI's status, code and message) once no tier is left to try.
     pub async fn wait(self) -> Result<Completed> {
-        Err(Error::Closed(self.id))
+        match self.rx.await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Closed(self.id)),
+        }
     }
 }
 
@@ -55,40 +118,941 @@ impl IntoFuture for RequestHandle {
 }
 
 impl BatchRequestQueue {
-    /// A queue keeping its requests in the manager's database.
+    /// A queue keeping its requests in the manager's SQLite database (its own `queue_*` tables)
+    /// and sending fallbacks through `standard`. Starts one background task that flushes on
+    /// size and delay, polls the queue's batches and settles them.
     pub async fn new(
         manager: Arc<BatchJobManager>,
         standard: OpenAiClient,
         config: QueueConfig,
     ) -> Result<Self> {
         config.validate()?;
+        let pool = manager.store().pool().clone();
+        store::create_tables(&pool).await?;
+        let (writer, rx) = mpsc::channel(WRITE_BATCH * 2);
+        tokio::spawn(write_loop(pool.clone(), rx));
+        let inner = Arc::new(Inner {
+            manager,
+            standard,
+            config,
+            pool,
+            writer,
+            waiters: StdMutex::new(HashMap::new()),
+            groups: StdMutex::new(HashMap::new()),
+            dispatch: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+        });
+        inner.reload_groups().await?;
+        let driver = tokio::spawn(drive(Arc::clone(&inner)));
         Ok(BatchRequestQueue {
-            inner: Arc::new(Inner {
-                _manager: manager,
-                _standard: standard,
-                _config: config,
-            }),
+            inner,
+            _driver: Arc::new(DriverGuard(driver)),
         })
     }
 
-    /// Stores the request and returns its handle.
+    /// The configuration.
+    pub fn config(&self) -> &QueueConfig {
+        &self.inner.config
+    }
+
+    /// Checks the request with batch-format's builder (a chat request is normalised for its
+    /// model, and the changes logged), stores it durably as pending and returns its handle.
+    /// `operation` (e.g. `critique`, `render`) is kept with it for accounting.
     pub async fn enqueue(&self, operation: &str, request: QueuedRequest) -> Result<RequestHandle> {
-        let _ = (operation, request, &self.inner);
-        Err(Error::Store("not built yet".into()))
+        let id = RequestId::new();
+        let line = match request {
+            QueuedRequest::Chat(req) => BatchRequestLine::chat(id.as_str(), req),
+            QueuedRequest::Image(req) => BatchRequestLine::image_generation(id.as_str(), req),
+            QueuedRequest::Raw { endpoint, body } => {
+                let body = RequestBody::from_json(endpoint, body)
+                    .map_err(|e| Error::InvalidRequest(format!("{endpoint} body: {e}")))?;
+                BatchRequestLine {
+                    custom_id: id.to_string(),
+                    method: Method::Post,
+                    url: endpoint,
+                    body,
+                }
+            }
+        };
+        let (line, changes) = check_line(line)?;
+        for change in changes {
+            tracing::info!(request = %id, ?change, "request normalised for its model");
+        }
+        let endpoint = line.url;
+        let model = line.body.model().unwrap_or_default().to_owned();
+        let body = serde_json::to_string(&line.body).map_err(Error::store)?;
+        let (tx, rx) = oneshot::channel();
+        self.inner.lock_waiters().insert(id.clone(), tx);
+        let (ack, acked) = oneshot::channel();
+        let sent = self
+            .inner
+            .writer
+            .send(Insert {
+                id: id.clone(),
+                operation: operation.to_owned(),
+                endpoint,
+                model: model.clone(),
+                body,
+                ack,
+            })
+            .await;
+        let stored = match sent {
+            Ok(()) => acked
+                .await
+                .unwrap_or_else(|_| Err(Error::Store("the writer stopped".into()))),
+            Err(_) => Err(Error::Store("the writer stopped".into())),
+        };
+        if let Err(e) = stored {
+            self.inner.lock_waiters().remove(&id);
+            return Err(e);
+        }
+        let full = {
+            let mut groups = self.inner.lock_groups();
+            let group = groups.entry((endpoint, model)).or_default();
+            group.pending += 1;
+            group.oldest.get_or_insert_with(Instant::now);
+            group.pending >= self.inner.config.max_group_size
+        };
+        if full || self.inner.config.flush_delay.is_some() {
+            self.inner.wake.notify_one();
+        }
+        Ok(RequestHandle { id, rx })
     }
 
-    /// Submits every pending group now.
+    /// The stage barrier: submits every pending group now (split into shards of at most
+    /// `max_group_size` lines, and at OpenAI's byte limit) and returns once they are submitted.
+    /// Requests of every session queued so far share the batches.
     pub async fn flush(&self) -> Result<()> {
-        Err(Error::Store("not built yet".into()))
+        let keys: Vec<GroupKey> = self.inner.pending_groups(false).await?;
+        for key in keys {
+            self.inner.flush_group(&key).await?;
+        }
+        self.inner.wake.notify_one();
+        Ok(())
     }
 
-    /// A request's result, also after a restart.
+    /// A request's result: `Some` when it succeeded, `None` while it is still on its way, its
+    /// own failure as [`Error::Request`], [`Error::UnknownRequest`] for an id this database
+    /// never held. Works after a restart for every id the queue knew.
     pub async fn result_for(&self, id: &RequestId) -> Result<Option<Completed>> {
-        Err(Error::UnknownRequest(id.clone()))
+        match store::lookup(&self.inner.pool, id).await? {
+            Lookup::Unknown => Err(Error::UnknownRequest(id.clone())),
+            Lookup::Waiting => Ok(None),
+            Lookup::Done(done) => Ok(Some(done)),
+            Lookup::Failed(e) => Err(e),
+        }
     }
 
-    /// Re-attaches to the batches of a previous run.
+    /// After a restart: adopts the records of flushes that died mid-submit (found by their
+    /// [`METADATA_DISPATCH`] metadata; requests without one go back to pending, since nothing
+    /// was sent for them), lets the manager carry every unfinished record on, and wakes the
+    /// background task to settle them. Returns how many requests are still unfinished.
     pub async fn resume(&self) -> Result<usize> {
-        Err(Error::Store("not built yet".into()))
+        {
+            let _guard = self.inner.dispatch.lock().await;
+            let rows = sqlx::query(
+                "SELECT DISTINCT dispatch_id FROM queue_requests WHERE state = 'dispatching'",
+            )
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(Error::store)?;
+            if !rows.is_empty() {
+                let records = self.inner.manager.list().await?;
+                for row in rows {
+                    let dispatch: Option<String> = row.try_get(0).map_err(Error::store)?;
+                    let Some(dispatch) = dispatch else { continue };
+                    for record in records.iter().filter(|r| {
+                        r.metadata.get(METADATA_DISPATCH).map(String::as_str)
+                            == Some(dispatch.as_str())
+                    }) {
+                        self.inner
+                            .adopt(&dispatch, &record.id, &record.manifest.custom_ids)
+                            .await?;
+                    }
+                    sqlx::query(
+                        "UPDATE queue_requests SET state = 'pending', dispatch_id = NULL, updated_at_ms = ? WHERE state = 'dispatching' AND dispatch_id = ?",
+                    )
+                    .bind(now_ms())
+                    .bind(dispatch)
+                    .execute(&self.inner.pool)
+                    .await
+                    .map_err(Error::store)?;
+                }
+            }
+        }
+        self.inner.manager.resume().await?;
+        self.inner.reload_groups().await?;
+        self.inner.wake.notify_one();
+        let left: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM queue_requests WHERE state NOT IN ('done', 'failed')",
+        )
+        .fetch_one(&self.inner.pool)
+        .await
+        .map_err(Error::store)?
+        .try_get(0)
+        .map_err(Error::store)?;
+        Ok(usize::try_from(left).unwrap_or(0))
+    }
+}
+
+/// Runs the request through a fresh builder: every check batch-format makes on a line, and the
+/// model normalisation, happen at enqueue time rather than at flush.
+fn check_line(
+    line: BatchRequestLine,
+) -> Result<(BatchRequestLine, Vec<batch_format::Normalization>)> {
+    let mut line = line;
+    let mut changes = Vec::new();
+    if let RequestBody::ChatCompletion(req) = &mut line.body {
+        changes = batch_format::normalize_chat(req);
+    }
+    let mut builder = BatchRequestBuilder::new();
+    builder.add_line(line.clone()).map_err(|e| match e {
+        batch_format::Error::InvalidRequest { .. } | batch_format::Error::BodyMismatch { .. } => {
+            Error::InvalidRequest(e.to_string())
+        }
+        other => Error::Format(other),
+    })?;
+    Ok((line, changes))
+}
+
+async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Insert>) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        let result = write_batch(&pool, &batch).await;
+        for insert in batch.drain(..) {
+            let _ = insert.ack.send(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(Error::Store(e.to_string())),
+            });
+        }
+    }
+}
+
+async fn write_batch(pool: &SqlitePool, batch: &[Insert]) -> Result<()> {
+    let now = now_ms();
+    let mut tx = pool.begin().await.map_err(Error::store)?;
+    for i in batch {
+        sqlx::query(
+            "INSERT INTO queue_requests (id, operation, endpoint, model, body, state, created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+        )
+        .bind(i.id.as_str().to_owned())
+        .bind(i.operation.clone())
+        .bind(i.endpoint.as_str())
+        .bind(i.model.clone())
+        .bind(i.body.clone())
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::store)?;
+    }
+    tx.commit().await.map_err(Error::store)
+}
+
+/// The one background task: flushes groups that are full or due, polls the queue's open
+/// records through the manager, settles finished ones and runs standard fallbacks.
+async fn drive(inner: Arc<Inner>) {
+    loop {
+        let sleep = match inner.tick().await {
+            Ok(sleep) => sleep,
+            Err(e) => {
+                tracing::warn!(error = %e, "queue pass failed");
+                inner.poll_interval()
+            }
+        };
+        tokio::select! {
+            _ = inner.wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+/// How one request of a settled record ends up.
+enum Verdict {
+    Done {
+        body: String,
+        usage: Option<batch_format::Usage>,
+    },
+    /// It did not run (expired, cancelled, a failed batch) or failed in a way worth another
+    /// try: retry in a later batch, else the standard API, else the error.
+    Again(StoredError),
+    /// OpenAI refused the request itself (a 4xx other than 408/409/429): the same request
+    /// would be refused again on any tier.
+    Final(StoredError),
+}
+
+impl Inner {
+    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Waiter>> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_groups(&self) -> std::sync::MutexGuard<'_, HashMap<GroupKey, GroupState>> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.manager
+            .config()
+            .poll_interval
+            .clamp(Duration::from_millis(1), Duration::from_secs(60))
+    }
+
+    async fn reload_groups(&self) -> Result<()> {
+        let rows = sqlx::query(
+            "SELECT endpoint, model, COUNT(*) FROM queue_requests WHERE state = 'pending' GROUP BY endpoint, model",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        let mut groups = HashMap::new();
+        for row in rows {
+            let endpoint: String = row.try_get(0).map_err(Error::store)?;
+            let model: String = row.try_get(1).map_err(Error::store)?;
+            let count: i64 = row.try_get(2).map_err(Error::store)?;
+            if let Some(endpoint) = Endpoint::from_url(&endpoint) {
+                groups.insert(
+                    (endpoint, model),
+                    GroupState {
+                        pending: usize::try_from(count).unwrap_or(0),
+                        oldest: Some(Instant::now()),
+                    },
+                );
+            }
+        }
+        *self.lock_groups() = groups;
+        Ok(())
+    }
+
+    /// Groups with pending requests (only those holding a retry when `retries_only`).
+    async fn pending_groups(&self, retries_only: bool) -> Result<Vec<GroupKey>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT endpoint, model FROM queue_requests WHERE state = 'pending' AND attempts >= ?",
+        )
+        .bind(i64::from(retries_only))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        let mut keys = Vec::new();
+        for row in rows {
+            let endpoint: String = row.try_get(0).map_err(Error::store)?;
+            let model: String = row.try_get(1).map_err(Error::store)?;
+            if let Some(endpoint) = Endpoint::from_url(&endpoint) {
+                keys.push((endpoint, model));
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn tick(self: &Arc<Self>) -> Result<Duration> {
+        // 1. Groups that are full or whose delay ran out.
+        let now = Instant::now();
+        let mut next = Duration::from_secs(3600);
+        let due: Vec<GroupKey> = {
+            let groups = self.lock_groups();
+            groups
+                .iter()
+                .filter(|(_, g)| g.pending > 0)
+                .filter(|(_, g)| {
+                    if g.pending >= self.config.max_group_size {
+                        return true;
+                    }
+                    match (self.config.flush_delay, g.oldest) {
+                        (Some(delay), Some(oldest)) => {
+                            let at = oldest + delay;
+                            if at <= now {
+                                true
+                            } else {
+                                next = next.min(at - now);
+                                false
+                            }
+                        }
+                        _ => false,
+                    }
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        for key in due {
+            self.flush_group(&key).await?;
+        }
+        // 2. The queue's open records.
+        let open: Vec<String> =
+            sqlx::query("SELECT record_id FROM queue_batches WHERE state = 'open'")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::store)?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(Error::store)?;
+        if !open.is_empty() {
+            let report = self.manager.poll_once().await;
+            if let Err(e) = &report {
+                tracing::warn!(error = %e, "manager poll failed");
+            }
+            for record_id in &open {
+                let record = self.manager.record(record_id).await?;
+                if record.state.is_finished() {
+                    self.settle(record_id).await?;
+                }
+            }
+            let wait = match report {
+                Ok(r) => r
+                    .next_due_ms
+                    .map(|due| Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(1))),
+                Err(_) => None,
+            }
+            .unwrap_or_else(|| self.poll_interval());
+            next = next.min(wait.clamp(Duration::from_millis(1), self.poll_interval()));
+        }
+        // 3. Standard fallbacks.
+        if self.run_standard().await? {
+            next = Duration::from_millis(1);
+        }
+        Ok(next)
+    }
+
+    /// Submits every pending request of one group, `max_group_size` at a time.
+    async fn flush_group(&self, key: &GroupKey) -> Result<()> {
+        let _guard = self.dispatch.lock().await;
+        let (endpoint, model) = key;
+        loop {
+            let dispatch = format!("qd_{}", ulid::Ulid::new().to_string().to_lowercase());
+            let claimed = sqlx::query(
+                "UPDATE queue_requests SET state = 'dispatching', dispatch_id = ?1, updated_at_ms = ?2 WHERE seq IN (SELECT seq FROM queue_requests WHERE state = 'pending' AND endpoint = ?3 AND model = ?4 ORDER BY seq LIMIT ?5)",
+            )
+            .bind(dispatch.clone())
+            .bind(now_ms())
+            .bind(endpoint.as_str())
+            .bind(model.clone())
+            .bind(i64::try_from(self.config.max_group_size).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await
+            .map_err(Error::store)?
+            .rows_affected();
+            if claimed == 0 {
+                break;
+            }
+            self.dispatch_claimed(&dispatch, *endpoint).await?;
+        }
+        let left: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM queue_requests WHERE state = 'pending' AND endpoint = ? AND model = ?",
+        )
+        .bind(endpoint.as_str())
+        .bind(model.clone())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(Error::store)?
+        .try_get(0)
+        .map_err(Error::store)?;
+        let mut groups = self.lock_groups();
+        let group = groups.entry(key.clone()).or_default();
+        group.pending = usize::try_from(left).unwrap_or(0);
+        if group.pending == 0 {
+            group.oldest = None;
+        }
+        Ok(())
+    }
+
+    async fn dispatch_claimed(&self, dispatch: &str, endpoint: Endpoint) -> Result<()> {
+        let rows = sqlx::query(
+            "SELECT id, body FROM queue_requests WHERE dispatch_id = ? AND state = 'dispatching' ORDER BY seq",
+        )
+        .bind(dispatch.to_owned())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        let mut builder = BatchRequestBuilder::with_limits(ShardLimits {
+            max_lines: self.config.max_group_size,
+            ..ShardLimits::OPENAI
+        });
+        let mut rejected = Vec::new();
+        for row in rows {
+            let id: String = row.try_get(0).map_err(Error::store)?;
+            let body: String = row.try_get(1).map_err(Error::store)?;
+            let line = serde_json::from_str::<serde_json::Map<String, Value>>(&body)
+                .map_err(|e| e.to_string())
+                .and_then(|map| RequestBody::from_json(endpoint, map).map_err(|e| e.to_string()))
+                .map(|body| BatchRequestLine {
+                    custom_id: id.clone(),
+                    method: Method::Post,
+                    url: endpoint,
+                    body,
+                });
+            let added = line.and_then(|l| builder.add_line(l).map_err(|e| e.to_string()));
+            if let Err(message) = added {
+                rejected.push((id, message));
+            }
+        }
+        for (id, message) in rejected {
+            let error = StoredError {
+                tier: Tier::Batch,
+                status: None,
+                code: Some("invalid_request".into()),
+                message,
+            };
+            self.finish_failed(&id, &error).await?;
+        }
+        if builder.is_empty() {
+            return Ok(());
+        }
+        let batch = builder.build_batch(dispatch)?;
+        for shard in batch.shards() {
+            let metadata = BTreeMap::from([(METADATA_DISPATCH.to_owned(), dispatch.to_owned())]);
+            let ids = &shard.manifest().custom_ids;
+            match self.manager.submit_batch(shard, metadata).await {
+                Ok(record_id) => self.adopt(dispatch, &record_id, ids).await?,
+                Err(e) => {
+                    // The intent may have been stored before the failure: then the record goes
+                    // on (or ends in `error`) and is settled like any other.
+                    let found = self.manager.list().await?.into_iter().find(|r| {
+                        r.metadata.get(METADATA_DISPATCH).map(String::as_str) == Some(dispatch)
+                            && r.manifest.custom_ids.first() == ids.first()
+                    });
+                    match found {
+                        Some(record) => self.adopt(dispatch, &record.id, ids).await?,
+                        None => {
+                            tracing::warn!(error = %e, dispatch, "batch submit failed; applying the failure policy");
+                            let error = StoredError {
+                                tier: Tier::Batch,
+                                status: e.status(),
+                                code: e.code().map(str::to_owned),
+                                message: e.to_string(),
+                            };
+                            let mut tx = self.pool.begin().await.map_err(Error::store)?;
+                            let mut notify = Vec::new();
+                            for id in ids {
+                                sqlx::query("UPDATE queue_requests SET attempts = attempts + 1, record_id = NULL WHERE id = ?")
+                                    .bind(id.clone())
+                                    .execute(&mut *tx)
+                                    .await
+                                    .map_err(Error::store)?;
+                                if let Some(n) = self
+                                    .apply_verdict(&mut tx, id, Verdict::Again(error.clone()), None)
+                                    .await?
+                                {
+                                    notify.push(n);
+                                }
+                            }
+                            tx.commit().await.map_err(Error::store)?;
+                            self.send_all(notify);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `record_id` carries `ids` (of flush `dispatch`).
+    async fn adopt(&self, dispatch: &str, record_id: &str, ids: &[String]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(Error::store)?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO queue_batches (record_id, dispatch_id, state, created_at_ms) VALUES (?, ?, 'open', ?)",
+        )
+        .bind(record_id.to_owned())
+        .bind(dispatch.to_owned())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::store)?;
+        let now = now_ms();
+        for id in ids {
+            sqlx::query(
+                "UPDATE queue_requests SET state = 'submitted', record_id = ?, attempts = attempts + 1, updated_at_ms = ? WHERE id = ? AND state = 'dispatching' AND dispatch_id = ?",
+            )
+            .bind(record_id.to_owned())
+            .bind(now)
+            .bind(id.clone())
+            .bind(dispatch.to_owned())
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::store)?;
+        }
+        tx.commit().await.map_err(Error::store)
+    }
+
+    /// Maps a finished record's outcomes back onto its requests.
+    async fn settle(&self, record_id: &str) -> Result<()> {
+        let record = self.manager.record(record_id).await?;
+        let batch_id = record.batch_id.clone();
+        // Prior batch ids of every request the record carries (bounded by one shard).
+        let rows = sqlx::query(
+            "SELECT id, batch_ids FROM queue_requests WHERE record_id = ? AND state = 'submitted'",
+        )
+        .bind(record_id.to_owned())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        let mut carried: HashMap<String, Vec<String>> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get(0).map_err(Error::store)?;
+            let ids: String = row.try_get(1).map_err(Error::store)?;
+            let mut ids: Vec<String> = serde_json::from_str(&ids).unwrap_or_default();
+            ids.extend(batch_id.clone());
+            carried.insert(id, ids);
+        }
+        let mut not_run = StoredError {
+            tier: Tier::Batch,
+            status: None,
+            code: Some("batch_unfinished".into()),
+            message: "the batch ended before running this request".into(),
+        };
+        if record.state == JobState::Done {
+            let results = self.manager.retrieve_results(record_id).await?;
+            if let Some(status) = &results.status {
+                not_run.message = format!(
+                    "the batch ended {} before running this request",
+                    status.as_str()
+                );
+            }
+            if let Some(first) = results.validation_errors.first() {
+                not_run.code = first.code.clone().or(not_run.code);
+                not_run.message = first.message.clone().unwrap_or(not_run.message);
+            }
+            let (tx_lines, mut rx_lines) = mpsc::channel::<(String, Verdict)>(256);
+            let reader = tokio::task::spawn_blocking(move || {
+                results.for_each_outcome(|line| {
+                    let _ =
+                        tx_lines.blocking_send((line.custom_id.clone(), verdict(&line.outcome)));
+                })
+            });
+            let mut chunk = Vec::with_capacity(512);
+            while rx_lines.recv_many(&mut chunk, 512).await > 0 {
+                let mut tx = self.pool.begin().await.map_err(Error::store)?;
+                let mut notify = Vec::new();
+                for (id, v) in chunk.drain(..) {
+                    let Some(batch_ids) = carried.remove(&id) else {
+                        continue; // not ours, or already settled
+                    };
+                    if let Some(n) = self
+                        .apply_verdict(&mut tx, &id, v, Some(&batch_ids))
+                        .await?
+                    {
+                        notify.push(n);
+                    }
+                }
+                tx.commit().await.map_err(Error::store)?;
+                self.send_all(notify);
+            }
+            reader
+                .await
+                .map_err(|e| Error::Store(format!("reader task: {e}")))??;
+        } else if let Some(e) = &record.last_error {
+            not_run.message = format!("the batch could not be carried: {e}");
+        }
+        // Everything the files did not answer never ran.
+        let mut tx = self.pool.begin().await.map_err(Error::store)?;
+        let mut notify = Vec::new();
+        for (id, batch_ids) in carried.drain() {
+            if let Some(n) = self
+                .apply_verdict(
+                    &mut tx,
+                    &id,
+                    Verdict::Again(not_run.clone()),
+                    Some(&batch_ids),
+                )
+                .await?
+            {
+                notify.push(n);
+            }
+        }
+        sqlx::query("UPDATE queue_batches SET state = 'settled' WHERE record_id = ?")
+            .bind(record_id.to_owned())
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::store)?;
+        tx.commit().await.map_err(Error::store)?;
+        self.send_all(notify);
+        // Retries go out in a later batch at once: they already waited for one.
+        let retry = self.pending_groups(true).await?;
+        for key in retry {
+            self.flush_group(&key).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes one request's verdict; returns the id and result to hand its waiter when final.
+    async fn apply_verdict(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        id: &str,
+        verdict: Verdict,
+        batch_ids: Option<&[String]>,
+    ) -> Result<Option<(RequestId, Result<Completed>)>> {
+        let now = now_ms();
+        let row = sqlx::query("SELECT attempts, batch_ids FROM queue_requests WHERE id = ?")
+            .bind(id.to_owned())
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(Error::store)?;
+        let attempts = u32::try_from(row.try_get::<i64, _>(0).map_err(Error::store)?).unwrap_or(0);
+        let batch_ids: Vec<String> = match batch_ids {
+            Some(ids) => ids.to_vec(),
+            None => serde_json::from_str(&row.try_get::<String, _>(1).map_err(Error::store)?)
+                .unwrap_or_default(),
+        };
+        let ids_json = serde_json::to_string(&batch_ids).map_err(Error::store)?;
+        let rid = RequestId::from(id);
+        match verdict {
+            Verdict::Done { body, usage } => {
+                sqlx::query("UPDATE queue_requests SET state = 'done', tier = 'batch', result = ?, usage = ?, batch_ids = ?, record_id = NULL, updated_at_ms = ? WHERE id = ?")
+                    .bind(body.clone())
+                    .bind(usage.as_ref().map(store::usage_to_json))
+                    .bind(ids_json)
+                    .bind(now)
+                    .bind(id.to_owned())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(Error::store)?;
+                let body = serde_json::from_str(&body).unwrap_or(Value::Null);
+                Ok(Some((
+                    rid.clone(),
+                    Ok(Completed {
+                        request_id: rid,
+                        body,
+                        usage,
+                        tier: Tier::Batch,
+                        attempts,
+                        batch_ids,
+                    }),
+                )))
+            }
+            Verdict::Again(error) if attempts <= self.config.max_retries => {
+                tracing::info!(request = id, attempts, reason = %error.message, "request goes into a later batch");
+                sqlx::query("UPDATE queue_requests SET state = 'pending', record_id = NULL, dispatch_id = NULL, batch_ids = ?, error = ?, updated_at_ms = ? WHERE id = ?")
+                    .bind(ids_json)
+                    .bind(serde_json::to_string(&error).map_err(Error::store)?)
+                    .bind(now)
+                    .bind(id.to_owned())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(Error::store)?;
+                Ok(None)
+            }
+            Verdict::Again(error) if self.config.fallback_to_standard => {
+                tracing::info!(request = id, attempts, reason = %error.message, "request falls back to the standard API");
+                sqlx::query("UPDATE queue_requests SET state = 'standard', record_id = NULL, dispatch_id = NULL, batch_ids = ?, error = ?, updated_at_ms = ? WHERE id = ?")
+                    .bind(ids_json)
+                    .bind(serde_json::to_string(&error).map_err(Error::store)?)
+                    .bind(now)
+                    .bind(id.to_owned())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(Error::store)?;
+                Ok(None)
+            }
+            Verdict::Again(error) | Verdict::Final(error) => {
+                sqlx::query("UPDATE queue_requests SET state = 'failed', record_id = NULL, batch_ids = ?, error = ?, updated_at_ms = ? WHERE id = ?")
+                    .bind(ids_json)
+                    .bind(serde_json::to_string(&error).map_err(Error::store)?)
+                    .bind(now)
+                    .bind(id.to_owned())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(Error::store)?;
+                Ok(Some((rid.clone(), Err(error.into_error(rid, attempts)))))
+            }
+        }
+    }
+
+    async fn finish_failed(&self, id: &str, error: &StoredError) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(Error::store)?;
+        let n = self
+            .apply_verdict(&mut tx, id, Verdict::Final(error.clone()), None)
+            .await?;
+        tx.commit().await.map_err(Error::store)?;
+        self.send_all(n);
+        Ok(())
+    }
+
+    fn send_all(&self, results: impl IntoIterator<Item = (RequestId, Result<Completed>)>) {
+        let mut waiters = self.lock_waiters();
+        for (id, result) in results {
+            if let Some(tx) = waiters.remove(&id) {
+                let _ = tx.send(result);
+            }
+        }
+    }
+
+    /// Sends waiting fallbacks to the standard API, a few at a time; whether any ran.
+    async fn run_standard(self: &Arc<Self>) -> Result<bool> {
+        let rows = sqlx::query(
+            "SELECT id, endpoint, body FROM queue_requests WHERE state = 'standard' ORDER BY seq LIMIT ?",
+        )
+        .bind(STANDARD_CONCURRENCY as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for row in rows {
+            let id: String = row.try_get(0).map_err(Error::store)?;
+            let endpoint: String = row.try_get(1).map_err(Error::store)?;
+            let body: String = row.try_get(2).map_err(Error::store)?;
+            let inner = Arc::clone(self);
+            tasks.spawn(async move {
+                let outcome = inner.call_standard(&endpoint, &body).await;
+                (id, outcome)
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let (id, outcome) = joined.map_err(|e| Error::Store(format!("standard task: {e}")))?;
+            self.finish_standard(&id, outcome).await?;
+        }
+        Ok(true)
+    }
+
+    async fn call_standard(
+        &self,
+        endpoint: &str,
+        body: &str,
+    ) -> std::result::Result<Value, StoredError> {
+        let fail = |status, code: Option<String>, message: String| StoredError {
+            tier: Tier::Standard,
+            status,
+            code,
+            message,
+        };
+        let answer = match Endpoint::from_url(endpoint) {
+            Some(Endpoint::ChatCompletions) => {
+                let req: ChatCompletionRequest = serde_json::from_str(body)
+                    .map_err(|e| fail(None, Some("invalid_request".into()), e.to_string()))?;
+                self.standard.chat_completion(&req).await
+            }
+            Some(Endpoint::ImagesGenerations) => {
+                let req: ImageGenerationRequest = serde_json::from_str(body)
+                    .map_err(|e| fail(None, Some("invalid_request".into()), e.to_string()))?;
+                self.standard.image_generation(&req).await
+            }
+            _ => {
+                return Err(fail(
+                    None,
+                    Some("no_standard_endpoint".into()),
+                    format!(
+                        "the standard API fallback covers chat completions and image generation, not {endpoint}"
+                    ),
+                ));
+            }
+        };
+        answer.map_err(|e| match &e {
+            batch_client::Error::Api(api) => fail(
+                Some(api.status),
+                api.error
+                    .as_ref()
+                    .and_then(|b| b.code.clone().or(b.kind.clone())),
+                api.error
+                    .as_ref()
+                    .and_then(|b| b.message.clone())
+                    .unwrap_or_else(|| e.to_string()),
+            ),
+            other => fail(
+                other.status(),
+                other.code().map(str::to_owned),
+                other.to_string(),
+            ),
+        })
+    }
+
+    async fn finish_standard(
+        &self,
+        id: &str,
+        outcome: std::result::Result<Value, StoredError>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(Error::store)?;
+        let row = sqlx::query(
+            "SELECT attempts, batch_ids FROM queue_requests WHERE id = ? AND state = 'standard'",
+        )
+        .bind(id.to_owned())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(Error::store)?;
+        let Some(row) = row else { return Ok(()) };
+        let attempts =
+            u32::try_from(row.try_get::<i64, _>(0).map_err(Error::store)?).unwrap_or(0) + 1;
+        let batch_ids: Vec<String> =
+            serde_json::from_str(&row.try_get::<String, _>(1).map_err(Error::store)?)
+                .unwrap_or_default();
+        let rid = RequestId::from(id);
+        let now = now_ms();
+        let result = match outcome {
+            Ok(body) => {
+                let usage = store::usage_from_body(&body);
+                sqlx::query("UPDATE queue_requests SET state = 'done', tier = 'standard', attempts = ?, result = ?, usage = ?, updated_at_ms = ? WHERE id = ?")
+                    .bind(i64::from(attempts))
+                    .bind(body.to_string())
+                    .bind(usage.as_ref().map(store::usage_to_json))
+                    .bind(now)
+                    .bind(id.to_owned())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Error::store)?;
+                Ok(Completed {
+                    request_id: rid.clone(),
+                    body,
+                    usage,
+                    tier: Tier::Standard,
+                    attempts,
+                    batch_ids,
+                })
+            }
+            Err(error) => {
+                sqlx::query("UPDATE queue_requests SET state = 'failed', tier = 'standard', attempts = ?, error = ?, updated_at_ms = ? WHERE id = ?")
+                    .bind(i64::from(attempts))
+                    .bind(serde_json::to_string(&error).map_err(Error::store)?)
+                    .bind(now)
+                    .bind(id.to_owned())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Error::store)?;
+                Err(error.into_error(rid.clone(), attempts))
+            }
+        };
+        tx.commit().await.map_err(Error::store)?;
+        self.send_all([(rid, result)]);
+        Ok(())
+    }
+}
+
+fn verdict(outcome: &Outcome) -> Verdict {
+    match outcome {
+        Outcome::Succeeded { body, usage, .. } => Verdict::Done {
+            body: body.get().to_owned(),
+            usage: *usage,
+        },
+        Outcome::HttpError { status, error, .. } => {
+            let stored = StoredError {
+                tier: Tier::Batch,
+                status: Some(*status),
+                code: error.code.clone().or(error.kind.clone()),
+                message: error
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| format!("HTTP {status}")),
+            };
+            if matches!(status, 408 | 409 | 429) || *status >= 500 {
+                Verdict::Again(stored)
+            } else {
+                Verdict::Final(stored)
+            }
+        }
+        Outcome::Failed { code, message } => Verdict::Again(StoredError {
+            tier: Tier::Batch,
+            status: None,
+            code: (!code.is_empty()).then(|| code.clone()),
+            message: if message.is_empty() {
+                "the request did not run".into()
+            } else {
+                message.clone()
+            },
+        }),
+        _ => Verdict::Again(StoredError {
+            tier: Tier::Batch,
+            status: None,
+            code: None,
+            message: "unknown outcome".into(),
+        }),
     }
 }

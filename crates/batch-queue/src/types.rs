@@ -102,7 +102,6 @@ impl QueuedRequest {
 pub struct RequestId(String);
 
 impl RequestId {
-    #[allow(dead_code)]
     pub(crate) fn new() -> RequestId {
         RequestId(format!(
             "rq_{}",
@@ -153,7 +152,6 @@ impl Tier {
         }
     }
 
-    #[allow(dead_code)]
     pub(crate) fn parse(s: &str) -> Tier {
         if s == "standard" {
             Tier::Standard

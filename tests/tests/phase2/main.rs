@@ -1,1 +1,2 @@
 //! Phase 2 integration suite.
+mod queue;
