@@ -45,6 +45,7 @@ impl Measure {
 pub(crate) fn run(root: &Path, what: &str) -> anyhow::Result<()> {
     match what {
         "format" => format(root),
+        "queue" => crate::bench_queue::run(root),
         other => bail!("unknown benchmark `{other}`; available: format"),
     }
 }

@@ -1,6 +1,7 @@
 //! Project automation for batchbeam: `cargo xtask ci`, `phase N`, `bench` and the tidy checks.
 
 mod bench;
+mod bench_queue;
 mod ci;
 mod conformance;
 mod demo;

@@ -329,22 +329,30 @@ async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Insert>) {
 }
 
 async fn write_batch(pool: &SqlitePool, batch: &[Insert]) -> Result<()> {
+    // Many rows per statement: each statement is a round trip to sqlx's SQLite thread.
+    const ROWS_PER_STATEMENT: usize = 128;
     let now = now_ms();
     let mut tx = pool.begin().await.map_err(Error::store)?;
-    for i in batch {
-        sqlx::query(
-            "INSERT INTO queue_requests (id, operation, endpoint, model, body, state, created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
-        )
-        .bind(i.id.as_str().to_owned())
-        .bind(i.operation.clone())
-        .bind(i.endpoint.as_str())
-        .bind(i.model.clone())
-        .bind(i.body.clone())
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::store)?;
+    for rows in batch.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "INSERT INTO queue_requests (id, operation, endpoint, model, body, state, created_at_ms, updated_at_ms) VALUES ",
+        );
+        for n in 0..rows.len() {
+            sql.push_str(if n == 0 { "" } else { ", " });
+            sql.push_str("(?, ?, ?, ?, ?, 'pending', ?, ?)");
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for i in rows {
+            query = query
+                .bind(i.id.as_str().to_owned())
+                .bind(i.operation.clone())
+                .bind(i.endpoint.as_str())
+                .bind(i.model.clone())
+                .bind(i.body.clone())
+                .bind(now)
+                .bind(now);
+        }
+        query.execute(&mut *tx).await.map_err(Error::store)?;
     }
     tx.commit().await.map_err(Error::store)
 }
@@ -656,19 +664,17 @@ impl Inner {
         .execute(&mut *tx)
         .await
         .map_err(Error::store)?;
-        let now = now_ms();
-        for id in ids {
-            sqlx::query(
-                "UPDATE queue_requests SET state = 'submitted', record_id = ?, attempts = attempts + 1, updated_at_ms = ? WHERE id = ? AND state = 'dispatching' AND dispatch_id = ?",
-            )
-            .bind(record_id.to_owned())
-            .bind(now)
-            .bind(id.clone())
-            .bind(dispatch.to_owned())
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::store)?;
-        }
+        // One statement for the whole shard: the ids go in as a JSON array.
+        sqlx::query(
+            "UPDATE queue_requests SET state = 'submitted', record_id = ?, attempts = attempts + 1, updated_at_ms = ? WHERE state = 'dispatching' AND dispatch_id = ? AND id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(record_id.to_owned())
+        .bind(now_ms())
+        .bind(dispatch.to_owned())
+        .bind(serde_json::to_string(ids).map_err(Error::store)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::store)?;
         tx.commit().await.map_err(Error::store)
     }
 
