@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use batch_client::{
-    ApiKey, BatchJobManager, ClientConfig, ManagerConfig, OpenAiClient, RetryPolicy,
+    ApiKey, BatchJobManager, ClientConfig, ManagerConfig, OpenAiClient, RetryPolicy, SubmitStep,
 };
 use batch_format::{ChatOptions, ImageGenerationRequest, Message};
 use batch_queue::{
@@ -27,6 +27,14 @@ fn client(sim: &SimHandle) -> OpenAiClient {
 }
 
 async fn open(sim: &SimHandle, dir: &Path, config: QueueConfig) -> BatchRequestQueue {
+    open_with_manager(sim, dir, config).await.0
+}
+
+async fn open_with_manager(
+    sim: &SimHandle,
+    dir: &Path,
+    config: QueueConfig,
+) -> (BatchRequestQueue, BatchJobManager) {
     let mut manager_config = ManagerConfig::new(dir.join("files"));
     manager_config.poll_interval = Duration::from_millis(2);
     manager_config.poll_ceiling = Duration::from_millis(5);
@@ -34,9 +42,10 @@ async fn open(sim: &SimHandle, dir: &Path, config: QueueConfig) -> BatchRequestQ
     let manager = BatchJobManager::open(client(sim), &dir.join("batchbeam.db"), manager_config)
         .await
         .unwrap();
-    BatchRequestQueue::new(Arc::new(manager), client(sim), config)
+    let queue = BatchRequestQueue::new(Arc::new(manager.clone()), client(sim), config)
         .await
-        .unwrap()
+        .unwrap();
+    (queue, manager)
 }
 
 fn chat(session: &str, i: usize) -> QueuedRequest {
@@ -378,4 +387,56 @@ async fn bad_requests_and_configs_are_refused_up_front() {
         assert!(matches!(config.validate(), Err(Error::Config(_))));
     }
     assert_eq!(sim.stats().await.files_uploaded, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flush_that_dies_inside_submit_is_adopted_and_sent_once() {
+    for step in [SubmitStep::AfterIntent, SubmitStep::AfterCreateSent] {
+        let sim = Arc::new(openai_sim::spawn(SimConfig::default()).await.unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let mut ids = Vec::new();
+        {
+            let (queue, manager) =
+                open_with_manager(&sim, dir.path(), QueueConfig::default()).await;
+            for i in 0..4 {
+                ids.push(
+                    queue
+                        .enqueue("critique", chat("d", i))
+                        .await
+                        .unwrap()
+                        .id()
+                        .clone(),
+                );
+            }
+            manager.set_failpoint(Some(step));
+            queue.flush().await.unwrap(); // submit "dies"; the queue finds the record by metadata
+            manager.set_failpoint(None);
+        } // and the process goes away before anything else happens
+        let queue = open(&sim, dir.path(), QueueConfig::default()).await;
+        assert_eq!(queue.resume().await.unwrap(), 4, "{step}");
+        let _clock = Clock::start(&sim);
+        for id in &ids {
+            let done = tokio::time::timeout(Duration::from_secs(60), async {
+                loop {
+                    if let Some(done) = queue.result_for(id).await.unwrap() {
+                        return done;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .expect("no result");
+            assert_eq!((done.tier, done.attempts), (Tier::Batch, 1), "{step}");
+        }
+        let stats = sim.stats().await;
+        assert_eq!(
+            (
+                stats.files_uploaded,
+                stats.batches_created,
+                stats.batch_requests_billed
+            ),
+            (1, 1, 4),
+            "{step}: one upload, one batch, each request billed once"
+        );
+    }
 }
