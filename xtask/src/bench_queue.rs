@@ -2,9 +2,10 @@
 //! requests and the memory they take, beside a baseline measured in the same run (the same
 //! 100,000 lines built and written with batch-format's builder directly, no queue, no database).
 //!
-//! Runs release-built (a debug xtask rebuilds itself in release and re-runs), with the simulator
-//! as its own `batchbeam sim` child process so that the peak RSS is the queue's own. The peak is
-//! reset (`/proc/self/clear_refs`) before each measured step and read from `VmHWM`.
+//! Runs release-built (a debug xtask rebuilds itself in release and re-runs). The baseline and the
+//! queue each run in a child process of their own (the same binary, told by an environment
+//! variable), and the simulator in a third (`batchbeam sim`), so each RSS is that side's own.
+//! The peak is reset (`/proc/self/clear_refs`) before each measured step and read from `VmHWM`.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -44,7 +45,13 @@ fn request(i: usize) -> batch_format::ChatCompletionRequest {
     ])
 }
 
+/// Set in a child process: which side to measure.
+const STEP_VAR: &str = "BATCHBEAM_BENCH_QUEUE_STEP";
+const URL_VAR: &str = "BATCHBEAM_BENCH_QUEUE_URL";
+const DIR_VAR: &str = "BATCHBEAM_BENCH_QUEUE_DIR";
+
 struct Step {
+    extra: f64,
     secs: f64,
     /// RSS when the step started (what earlier steps left behind).
     start_mib: f64,
@@ -73,21 +80,56 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
                 .args(["build", "--release", "--quiet", "-p", "batchbeam"]),
         )?;
     }
+    if let Ok(step) = std::env::var(STEP_VAR) {
+        return child(&step);
+    }
     let dir = tempfile::tempdir().context("creating a temp dir")?;
     let sim = Sim::start(&batchbeam, &dir.path().join("sim.log"), &[])?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting tokio")?;
+    let me = std::env::current_exe().context("locating the xtask binary")?;
+    // Each side in its own process, so that neither's RSS includes what the other left.
+    let run_child = |step: &str| -> anyhow::Result<Vec<Step>> {
+        let out = Command::new(&me)
+            .current_dir(root)
+            .args(["bench", "queue"])
+            .env(STEP_VAR, step)
+            .env(URL_VAR, &sim.base_url)
+            .env(DIR_VAR, dir.path().join(step))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .with_context(|| format!("running the {step} step"))?;
+        anyhow::ensure!(out.status.success(), "the {step} step failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("step "))
+            .map(|l| {
+                let v: Vec<f64> = l
+                    .split_whitespace()
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+                anyhow::ensure!(v.len() == 4, "bad step line {l:?}");
+                Ok(Step {
+                    secs: v[0],
+                    start_mib: v[1],
+                    peak_mib: v[2],
+                    extra: v[3],
+                })
+            })
+            .collect()
+    };
 
     eprintln!("bench queue: baseline, {REQUESTS} lines through BatchRequestBuilder to files ...");
-    let (baseline, baseline_bytes) = measured(|| baseline(&dir.path().join("baseline")))?;
-
+    let baseline = run_child("baseline")?
+        .pop()
+        .context("no baseline measurement")?;
+    let baseline_bytes = baseline.extra;
     eprintln!(
         "bench queue: {REQUESTS} requests through BatchRequestQueue ({SESSIONS} sessions) ..."
     );
-    let (enqueue, dispatch, batches) =
-        runtime.block_on(queue(&sim.base_url, &dir.path().join("queue")))?;
+    let mut steps = run_child("queue")?.into_iter();
+    let (Some(enqueue), Some(dispatch)) = (steps.next(), steps.next()) else {
+        anyhow::bail!("no queue measurement");
+    };
+    let batches = dispatch.extra;
 
     let rate = |s: &Step| REQUESTS as f64 / s.secs;
     let mut table = String::new();
@@ -118,6 +160,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let both = Step {
         secs: enqueue.secs + dispatch.secs,
         start_mib: enqueue.start_mib,
+        extra: 0.0,
         peak_mib: enqueue.peak_mib.max(dispatch.peak_mib),
     };
     writeln!(
@@ -132,9 +175,36 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     )?;
     println!("{table}");
     println!(
-        "{REQUESTS} requests, {:.1} MB of JSONL, {batches} batches; peak RSS is the whole xtask process's (the simulator runs apart)",
-        baseline_bytes as f64 / 1e6
+        "{REQUESTS} requests, {:.1} MB of JSONL, {batches} batches; baseline and queue each run in their own process (the simulator in a third), RSS is that process's",
+        baseline_bytes / 1e6
     );
+    Ok(())
+}
+
+/// One side of the benchmark, in a child process: prints `step SECS START_MIB PEAK_MIB EXTRA`
+/// lines (EXTRA: bytes written for the baseline, batches created for dispatch).
+fn child(step: &str) -> anyhow::Result<()> {
+    let dir = std::path::PathBuf::from(std::env::var(DIR_VAR).context("no bench dir")?);
+    let print = |s: &Step| println!("step {} {} {} {}", s.secs, s.start_mib, s.peak_mib, s.extra);
+    match step {
+        "baseline" => {
+            let (mut s, bytes) = measured(|| baseline(&dir))?;
+            s.extra = bytes as f64;
+            print(&s);
+        }
+        "queue" => {
+            let url = std::env::var(URL_VAR).context("no simulator URL")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting tokio")?;
+            let (enqueue, mut dispatch, batches) = runtime.block_on(queue(&url, &dir))?;
+            dispatch.extra = batches as f64;
+            print(&enqueue);
+            print(&dispatch);
+        }
+        other => anyhow::bail!("unknown bench queue step {other}"),
+    }
     Ok(())
 }
 
@@ -148,6 +218,7 @@ fn measured<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(Step, T
             secs: start.elapsed().as_secs_f64(),
             start_mib,
             peak_mib: peak_rss_kib()? as f64 / 1024.0,
+            extra: 0.0,
         },
         out,
     ))
@@ -216,6 +287,7 @@ async fn queue(base_url: &str, dir: &Path) -> anyhow::Result<(Step, Step, usize)
         handles.extend(done??);
     }
     let enqueue = Step {
+        extra: 0.0,
         secs: start.elapsed().as_secs_f64(),
         start_mib,
         peak_mib: peak_rss_kib()? as f64 / 1024.0,
@@ -225,6 +297,7 @@ async fn queue(base_url: &str, dir: &Path) -> anyhow::Result<(Step, Step, usize)
     let start = Instant::now();
     queue.flush().await?;
     let dispatch = Step {
+        extra: 0.0,
         secs: start.elapsed().as_secs_f64(),
         start_mib,
         peak_mib: peak_rss_kib()? as f64 / 1024.0,
