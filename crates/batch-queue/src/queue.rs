@@ -1062,3 +1062,122 @@ fn verdict(outcome: &Outcome) -> Verdict {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batch_client::{ApiKey, ClientConfig, ManagerConfig, RetryPolicy};
+    use batch_format::{ChatOptions, Message};
+    use openai_sim::SimConfig;
+
+    fn chat(i: usize) -> ChatCompletionRequest {
+        ChatOptions::new("gpt-4o-mini").into_request(vec![Message::user(format!("Critique {i}."))])
+    }
+
+    async fn mark_dispatching(pool: &SqlitePool, dispatch: &str, ids: &[RequestId]) {
+        for id in ids {
+            sqlx::query(
+                "UPDATE queue_requests SET state = 'dispatching', dispatch_id = ? WHERE id = ?",
+            )
+            .bind(dispatch.to_owned())
+            .bind(id.as_str().to_owned())
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+
+    async fn state_of(pool: &SqlitePool, id: &RequestId) -> String {
+        sqlx::query("SELECT state FROM queue_requests WHERE id = ?")
+            .bind(id.as_str().to_owned())
+            .fetch_one(pool)
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// A process that died inside a flush left requests `dispatching`: those whose submit
+    /// reached batch-client (a record with their dispatch id) are adopted, the rest go back to
+    /// pending; each is sent and billed once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn resume_adopts_or_releases_requests_left_dispatching() {
+        let sim = openai_sim::spawn(SimConfig::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let client = OpenAiClient::new(
+            ClientConfig::new(sim.base_url(), ApiKey::new("sk-unit"))
+                .with_retry(RetryPolicy::fast()),
+        )
+        .unwrap();
+        let mut config = ManagerConfig::new(dir.path().join("files"));
+        config.poll_interval = Duration::from_millis(2);
+        config.poll_ceiling = Duration::from_millis(5);
+        let manager = Arc::new(
+            BatchJobManager::open(client.clone(), &dir.path().join("db.sqlite"), config)
+                .await
+                .unwrap(),
+        );
+        let pool = manager.store().pool().clone();
+        let queue =
+            BatchRequestQueue::new(Arc::clone(&manager), client.clone(), QueueConfig::default())
+                .await
+                .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            ids.push(
+                queue
+                    .enqueue("critique", QueuedRequest::Chat(chat(i)))
+                    .await
+                    .unwrap()
+                    .id()
+                    .clone(),
+            );
+        }
+        drop(queue);
+        mark_dispatching(&pool, "qd_lost", &ids[..3]).await;
+        mark_dispatching(&pool, "qd_sent", &ids[3..]).await;
+        let mut builder = BatchRequestBuilder::new();
+        for (i, id) in ids.iter().enumerate().skip(3) {
+            builder
+                .add_line(BatchRequestLine::chat(id.as_str(), chat(i)))
+                .unwrap();
+        }
+        let batch = builder.build_batch("sent").unwrap();
+        let metadata = BTreeMap::from([(METADATA_DISPATCH.to_owned(), "qd_sent".to_owned())]);
+        manager
+            .submit_batch(&batch.shards()[0], metadata)
+            .await
+            .unwrap();
+
+        let queue = BatchRequestQueue::new(Arc::clone(&manager), client, QueueConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(queue.resume().await.unwrap(), 6);
+        for id in &ids[..3] {
+            assert_eq!(state_of(&pool, id).await, "pending");
+        }
+        for id in &ids[3..] {
+            assert_eq!(state_of(&pool, id).await, "submitted");
+        }
+        queue.flush().await.unwrap();
+        for _ in 0..2_000 {
+            sim.advance_clock(60.0).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let mut all = true;
+            for id in &ids {
+                all &= queue.result_for(id).await.unwrap().is_some();
+            }
+            if all {
+                break;
+            }
+        }
+        for id in &ids {
+            let done = queue.result_for(id).await.unwrap().expect("a result");
+            assert_eq!(
+                (done.tier, done.attempts, done.batch_ids.len()),
+                (Tier::Batch, 1, 1)
+            );
+        }
+        let stats = sim.stats().await;
+        assert_eq!((stats.batches_created, stats.batch_requests_billed), (2, 6));
+    }
+}
