@@ -455,7 +455,7 @@ impl Inner {
         // 1. Groups that are full or whose delay ran out.
         let now = Instant::now();
         let mut next = Duration::from_secs(3600);
-        let due: Vec<GroupKey> = {
+        let mut due: Vec<GroupKey> = {
             let groups = self.lock_groups();
             groups
                 .iter()
@@ -480,8 +480,17 @@ impl Inner {
                 .map(|(k, _)| k.clone())
                 .collect()
         };
+        for key in self.pending_groups(true).await? {
+            if !due.contains(&key) {
+                due.push(key);
+            }
+        }
+        // One group or record failing (a store hiccup, an API outage) must not hold up the others:
+        // it is logged and tried again on the next pass.
         for key in due {
-            self.flush_group(&key).await?;
+            if let Err(e) = self.flush_group(&key).await {
+                tracing::warn!(error = %e, endpoint = %key.0, model = %key.1, "flush failed");
+            }
         }
         // 2. The queue's open records.
         let open: Vec<String> =
@@ -499,9 +508,13 @@ impl Inner {
                 tracing::warn!(error = %e, "manager poll failed");
             }
             for record_id in &open {
-                let record = self.manager.record(record_id).await?;
-                if record.state.is_finished() {
-                    self.settle(record_id).await?;
+                let settled = match self.manager.record(record_id).await {
+                    Ok(record) if record.state.is_finished() => self.settle(record_id).await,
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = settled {
+                    tracing::warn!(error = %e, record = %record_id, "settling failed");
                 }
             }
             let wait = match report {
@@ -770,11 +783,9 @@ impl Inner {
             .map_err(Error::store)?;
         tx.commit().await.map_err(Error::store)?;
         self.send_all(notify);
-        // Retries go out in a later batch at once: they already waited for one.
-        let retry = self.pending_groups(true).await?;
-        for key in retry {
-            self.flush_group(&key).await?;
-        }
+        // Retries go out in a later batch at once (they already waited for one): the next
+        // pass flushes every group holding one.
+        self.wake.notify_one();
         Ok(())
     }
 
