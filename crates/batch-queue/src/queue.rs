@@ -375,6 +375,15 @@ async fn drive(inner: Arc<Inner>) {
     }
 }
 
+/// Where a request must still be for a verdict to apply to it.
+#[derive(Debug, Clone, Copy)]
+enum Carrier<'a> {
+    /// Riding in this batch-client record.
+    Record(&'a str),
+    /// Claimed by a flush that has not recorded a submit.
+    Dispatch,
+}
+
 /// How one request of a settled record ends up.
 enum Verdict {
     Done {
@@ -649,7 +658,13 @@ impl Inner {
                                     .await
                                     .map_err(Error::store)?;
                                 if let Some(n) = self
-                                    .apply_verdict(&mut tx, id, Verdict::Again(error.clone()), None)
+                                    .apply_verdict(
+                                        &mut tx,
+                                        id,
+                                        Verdict::Again(error.clone()),
+                                        None,
+                                        Carrier::Dispatch,
+                                    )
                                     .await?
                                 {
                                     notify.push(n);
@@ -745,7 +760,13 @@ impl Inner {
                         continue; // not ours, or already settled
                     };
                     if let Some(n) = self
-                        .apply_verdict(&mut tx, &id, v, Some(&batch_ids))
+                        .apply_verdict(
+                            &mut tx,
+                            &id,
+                            v,
+                            Some(&batch_ids),
+                            Carrier::Record(record_id),
+                        )
                         .await?
                     {
                         notify.push(n);
@@ -770,6 +791,7 @@ impl Inner {
                     &id,
                     Verdict::Again(not_run.clone()),
                     Some(&batch_ids),
+                    Carrier::Record(record_id),
                 )
                 .await?
             {
@@ -796,13 +818,28 @@ impl Inner {
         id: &str,
         verdict: Verdict,
         batch_ids: Option<&[String]>,
+        carrier: Carrier<'_>,
     ) -> Result<Option<(RequestId, Result<Completed>)>> {
         let now = now_ms();
-        let row = sqlx::query("SELECT attempts, batch_ids FROM queue_requests WHERE id = ?")
+        // Only a request still where this verdict found it is touched: a second settling of
+        // the same record (another queue on the database) finds nothing and changes nothing.
+        let row = match carrier {
+            Carrier::Record(record_id) => sqlx::query(
+                "SELECT attempts, batch_ids FROM queue_requests WHERE id = ? AND state = 'submitted' AND record_id = ?",
+            )
             .bind(id.to_owned())
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(Error::store)?;
+            .bind(record_id.to_owned()),
+            Carrier::Dispatch => sqlx::query(
+                "SELECT attempts, batch_ids FROM queue_requests WHERE id = ? AND state = 'dispatching'",
+            )
+            .bind(id.to_owned()),
+        }
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(Error::store)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
         let attempts = u32::try_from(row.try_get::<i64, _>(0).map_err(Error::store)?).unwrap_or(0);
         let batch_ids: Vec<String> = match batch_ids {
             Some(ids) => ids.to_vec(),
@@ -876,7 +913,13 @@ impl Inner {
     async fn finish_failed(&self, id: &str, error: &StoredError) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(Error::store)?;
         let n = self
-            .apply_verdict(&mut tx, id, Verdict::Final(error.clone()), None)
+            .apply_verdict(
+                &mut tx,
+                id,
+                Verdict::Final(error.clone()),
+                None,
+                Carrier::Dispatch,
+            )
             .await?;
         tx.commit().await.map_err(Error::store)?;
         self.send_all(n);

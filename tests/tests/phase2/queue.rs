@@ -440,3 +440,54 @@ async fn a_flush_that_dies_inside_submit_is_adopted_and_sent_once() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_queues_on_one_database_settle_each_request_once() {
+    let faults = FaultConfig::default()
+        .with_batch_outcome(BatchOutcomeRule::new(BatchOutcome::Expire).next(1));
+    let sim = Arc::new(
+        openai_sim::spawn(SimConfig::default().with_faults(faults))
+            .await
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (first, manager) = open_with_manager(&sim, dir.path(), QueueConfig::default()).await;
+    // A second queue on the same database (as a second process would be) settles too.
+    let second = BatchRequestQueue::new(Arc::new(manager), client(&sim), QueueConfig::default())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(
+            first
+                .enqueue("critique", chat("two", i))
+                .await
+                .unwrap()
+                .id()
+                .clone(),
+        );
+    }
+    first.flush().await.unwrap();
+    let _clock = Clock::start(&sim);
+    for id in &ids {
+        let done = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                if let Some(done) = second.result_for(id).await.unwrap() {
+                    return done;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("no result");
+        assert_eq!(done.tier, Tier::Batch);
+        assert_eq!(done.batch_ids.len(), done.attempts as usize);
+    }
+    let stats = sim.stats().await;
+    assert_eq!(
+        stats.batches_created, 2,
+        "the expired half retried in one batch, not two"
+    );
+    assert_eq!(stats.batch_requests_billed, 8);
+    assert_eq!(stats.sync_requests, 0);
+}
