@@ -312,6 +312,19 @@ fn check_line(
         }
         other => Error::Format(other),
     })?;
+    // The validator `submit_batch` runs on the whole shard: a line it would refuse must be
+    // refused here, or it would sink the batch of every request that shares its group.
+    let mut jsonl = serde_json::to_vec(&line).map_err(Error::store)?;
+    jsonl.push(b'\n');
+    let mut problems = Vec::new();
+    batch_format::validate_jsonl(
+        jsonl.as_slice(),
+        &batch_format::ValidationOptions::default(),
+        |p| problems.push(p.to_string()),
+    )?;
+    if !problems.is_empty() {
+        return Err(Error::InvalidRequest(problems.join("; ")));
+    }
     Ok((line, changes))
 }
 

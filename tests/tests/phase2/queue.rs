@@ -491,3 +491,33 @@ async fn two_queues_on_one_database_settle_each_request_once() {
     assert_eq!(stats.batch_requests_billed, 8);
     assert_eq!(stats.sync_requests, 0);
 }
+
+#[tokio::test]
+async fn a_request_the_batch_validator_would_refuse_is_refused_at_enqueue() {
+    let sim = openai_sim::spawn(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let queue = open(&sim, dir.path(), QueueConfig::default()).await;
+    let QueuedRequest::Chat(mut streaming) = chat("v", 0) else {
+        unreachable!()
+    };
+    // Valid for the synchronous API, refused in a batch: it must not sink its batch-mates.
+    streaming
+        .extra
+        .insert("stream".into(), serde_json::Value::Bool(true));
+    match queue
+        .enqueue("critique", QueuedRequest::Chat(streaming))
+        .await
+    {
+        Err(Error::InvalidRequest(message)) => assert!(message.contains("stream"), "{message}"),
+        other => panic!("expected InvalidRequest, got {other:?}"),
+    }
+    let good = queue.enqueue("critique", chat("v", 1)).await.unwrap();
+    queue.flush().await.unwrap();
+    let sim = Arc::new(sim);
+    let _clock = Clock::start(&sim);
+    assert_eq!(
+        wait_all(vec![good]).await.pop().unwrap().unwrap().tier,
+        Tier::Batch
+    );
+    assert_eq!(sim.stats().await.batches_created, 1);
+}
