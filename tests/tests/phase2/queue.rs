@@ -521,3 +521,42 @@ async fn a_request_the_batch_validator_would_refuse_is_refused_at_enqueue() {
     );
     assert_eq!(sim.stats().await.batches_created, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_the_model_refuses_fails_at_once_with_openais_status() {
+    let sim = Arc::new(openai_sim::spawn(SimConfig::default()).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let queue = open(&sim, dir.path(), QueueConfig::default()).await;
+    // Valid batch input; the endpoint refuses the model (it is not a chat model).
+    let refused = ChatOptions::new("text-embedding-3-small")
+        .into_request(vec![Message::user("Critique 'a lighthouse'.")]);
+    let handle = match queue
+        .enqueue("critique", QueuedRequest::Chat(refused))
+        .await
+    {
+        Ok(handle) => handle,
+        Err(e) => panic!("refused at enqueue: {e}"),
+    };
+    queue.flush().await.unwrap();
+    let _clock = Clock::start(&sim);
+    match wait_all(vec![handle]).await.pop().unwrap() {
+        Err(Error::Request {
+            tier,
+            attempts,
+            status,
+            message,
+            ..
+        }) => {
+            assert_eq!(
+                (tier, attempts),
+                (Tier::Batch, 1),
+                "neither retried nor sent again"
+            );
+            assert_eq!(status, Some(404), "{message}");
+            assert!(message.contains("not a chat model"), "{message}");
+        }
+        other => panic!("expected OpenAI's refusal, got {other:?}"),
+    }
+    let stats = sim.stats().await;
+    assert_eq!((stats.batches_created, stats.sync_requests), (1, 0));
+}
