@@ -1,1 +1,47 @@
-//! Provider traits for LLM, image and vision calls, their standard, flex, batch and simulated implementations, and the factory (not built yet).
+//! Provider traits for the LLM, image and vision calls of the beam search; their standard,
+//! flex, batch and simulated tiers; and the factory that picks a tier per operation from
+//! configuration.
+//!
+//! ```
+//! use providers::{ChatRequest, LlmProvider, Operation, OpenAiProvider, RoleModels, Tier};
+//! use providers::transport::SimulatedTransport;
+//! use std::sync::Arc;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let llm = OpenAiProvider::new(Arc::new(SimulatedTransport::new(7)), RoleModels::default());
+//! let reply = llm
+//!     .chat(ChatRequest::new(Operation::Expand, "Idea: a lighthouse in a storm"))
+//!     .await?;
+//! assert!(reply.text.contains("WHAT:"));
+//! assert_eq!(reply.meta.tier, Tier::Simulated);
+//! # Ok::<(), providers::ProviderError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! Every tier sends the same bodies, written by [`codec`]; tiers differ only in their
+//! [`Transport`]. See `docs/providers.md`.
+
+mod batch;
+pub mod codec;
+mod config;
+mod error;
+mod factory;
+mod provider;
+mod tier;
+mod traits;
+pub mod transport;
+mod types;
+
+pub use batch::BatchTransport;
+pub use config::{BatchMode, BatchSettings, CONFIG_FILE, ConfigError, ProvidersConfig, SETTINGS};
+pub use error::{ProviderError, Result};
+pub use factory::{ProviderFactory, Providers};
+pub use provider::{Delivered, OpenAiProvider, RoleModels, Transport};
+pub use tier::{Operation, Role, Tier};
+pub use traits::{ImageProvider, LlmProvider, VisionProvider};
+#[cfg(feature = "mocks")]
+pub use traits::{MockImageProvider, MockLlmProvider, MockVisionProvider};
+pub use types::{
+    CallMeta, ChatReply, ChatRequest, CompareRequest, Comparison, GeneratedImage, ImageRequest,
+    JsonReply, JsonRequest, JudgeRequest, Judgement, Ranks, Side,
+};

@@ -1,2 +1,3 @@
 //! Phase 2 integration suite.
+mod provider_tiers;
 mod queue;

@@ -1,0 +1,435 @@
+//! The one place requests are written and answers read: every tier sends these exact bodies,
+//! so tiers differ only in transport.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use batch_format::{
+    ChatCompletionRequest, ContentPart, ImageGenerationRequest, ImageResponseFormat, Message,
+    ResponseFormat, Usage, normalize_chat,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    ChatRequest, CompareRequest, JsonRequest, JudgeRequest, ProviderError, Ranks, Result, Side,
+};
+
+/// The PNG signature every image must start with.
+const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// The judge's standing instruction (it must not mention critiques or children: the judge
+/// would then write them too).
+pub const JUDGE_SYSTEM: &str = "You are an art director judging images generated for a user's idea. \
+Score alignment (does the image show what the idea asks for) and aesthetic quality (is it good \
+to look at), each from 0 to 10, and give reasons, strengths and weaknesses. Answer in JSON.";
+
+/// The chat body for a text answer.
+pub fn chat_body(model: &str, request: &ChatRequest) -> ChatCompletionRequest {
+    let mut messages = Vec::new();
+    if let Some(system) = &request.system {
+        messages.push(Message::system(system.clone()));
+    }
+    messages.push(Message::user(request.user.clone()));
+    let mut body = ChatCompletionRequest::new(model, messages);
+    body.temperature = request.temperature;
+    body.max_completion_tokens = request.max_output_tokens;
+    body.seed = request.seed;
+    // Reasoning models reject sampling parameters; drop them the same way on every tier.
+    normalize_chat(&mut body);
+    body
+}
+
+/// The chat body for a Structured Outputs answer.
+pub fn json_body(model: &str, request: &JsonRequest) -> ChatCompletionRequest {
+    let mut body = chat_body(model, &request.chat);
+    body.response_format = Some(ResponseFormat::json_schema(
+        request.schema_name.clone(),
+        request.schema.clone(),
+    ));
+    body
+}
+
+/// The schema of one judgement.
+pub fn judgement_schema() -> Value {
+    let words = json!({"type": "array", "items": {"type": "string"}});
+    json!({
+        "type": "object",
+        "properties": {
+            "alignment": {"type": "number", "description": "0-10: does the image show the idea"},
+            "aesthetic": {"type": "number", "description": "0-10: is the image good to look at"},
+            "reasons": {"type": "string"},
+            "strengths": words,
+            "weaknesses": words
+        },
+        "required": ["alignment", "aesthetic", "reasons", "strengths", "weaknesses"],
+        "additionalProperties": false
+    })
+}
+
+/// The schema of one comparison.
+pub fn comparison_schema() -> Value {
+    let side = json!({"type": "string", "enum": ["A", "B"]});
+    let words = json!({"type": "array", "items": {"type": "string"}});
+    json!({
+        "type": "object",
+        "properties": {
+            "winner": side,
+            "alignment_winner": side,
+            "aesthetic_winner": side,
+            "reasons": {"type": "string"},
+            "strengths": words,
+            "weaknesses": words
+        },
+        "required": ["winner", "alignment_winner", "aesthetic_winner", "reasons", "strengths", "weaknesses"],
+        "additionalProperties": false
+    })
+}
+
+fn check_alpha(alpha: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&alpha) {
+        Ok(())
+    } else {
+        Err(ProviderError::InvalidRequest(format!(
+            "alpha {alpha} is outside 0-1"
+        )))
+    }
+}
+
+fn image_part(png: &[u8], name: &str) -> Result<ContentPart> {
+    if !png.starts_with(PNG_SIGNATURE) {
+        return Err(ProviderError::InvalidRequest(format!(
+            "{name} is not a PNG ({} bytes)",
+            png.len()
+        )));
+    }
+    Ok(ContentPart::image_url(
+        format!("data:image/png;base64,{}", B64.encode(png)),
+        None,
+    ))
+}
+
+/// The chat body that judges one image: `Label: value` paragraphs, then the image.
+pub fn judge_body(model: &str, request: &JudgeRequest) -> Result<ChatCompletionRequest> {
+    check_alpha(request.alpha)?;
+    let text = format!(
+        "Task: judge\n\nIdea: {}\n\nAlpha: {}\n\nVote: {}",
+        one_line(&request.idea),
+        request.alpha,
+        request.vote
+    );
+    let messages = vec![
+        Message::system(JUDGE_SYSTEM),
+        Message::user_parts(vec![
+            ContentPart::text(text),
+            image_part(&request.png, "the image")?,
+        ]),
+    ];
+    let mut body = ChatCompletionRequest::new(model, messages);
+    body.response_format = Some(ResponseFormat::json_schema("judgement", judgement_schema()));
+    Ok(body)
+}
+
+/// The chat body that compares two images (A shown first).
+pub fn compare_body(model: &str, request: &CompareRequest) -> Result<ChatCompletionRequest> {
+    check_alpha(request.alpha)?;
+    let text = format!(
+        "Task: compare\n\nIdea: {}\n\nAlpha: {}\n\nVote: {}\n\nThe first image is A, the second is B.",
+        one_line(&request.idea),
+        request.alpha,
+        request.vote
+    );
+    let messages = vec![
+        Message::system(JUDGE_SYSTEM),
+        Message::user_parts(vec![
+            ContentPart::text(text),
+            image_part(&request.png_a, "image A")?,
+            image_part(&request.png_b, "image B")?,
+        ]),
+    ];
+    let mut body = ChatCompletionRequest::new(model, messages);
+    body.response_format = Some(ResponseFormat::json_schema(
+        "comparison",
+        comparison_schema(),
+    ));
+    Ok(body)
+}
+
+/// The image body: one image, base64 in the answer.
+pub fn image_body(model: &str, request: &crate::ImageRequest) -> Result<ImageGenerationRequest> {
+    let mut body = ImageGenerationRequest::new(model, request.prompt.clone());
+    body.size = request.size.clone();
+    if let Some(q) = &request.quality {
+        body.quality = Some(serde_json::from_value(json!(q)).map_err(|_| {
+            ProviderError::InvalidRequest(format!(
+                "image quality '{q}' is not one of low, medium, high, standard, hd, auto"
+            ))
+        })?);
+    }
+    // GPT image models always answer in base64 and reject the field; DALL·E needs it.
+    if model.starts_with("dall-e") {
+        body.response_format = Some(ImageResponseFormat::B64Json);
+    }
+    Ok(body)
+}
+
+/// A value on one line, so that it cannot run into the next label.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `usage` of a response body, under either naming (zero when absent).
+pub fn usage_of(body: &Value) -> Usage {
+    let u = &body["usage"];
+    let n = |keys: &[&str]| keys.iter().find_map(|k| u.get(*k).and_then(Value::as_u64));
+    let input = n(&["prompt_tokens", "input_tokens"]).unwrap_or(0);
+    let output = n(&["completion_tokens", "output_tokens"]).unwrap_or(0);
+    let detail = |outer: &[&str], inner: &str| {
+        outer
+            .iter()
+            .find_map(|o| u.get(*o).and_then(|d| d.get(inner)).and_then(Value::as_u64))
+    };
+    Usage {
+        input_tokens: input,
+        output_tokens: output,
+        total_tokens: n(&["total_tokens"]).unwrap_or(input + output),
+        cached_tokens: detail(
+            &["prompt_tokens_details", "input_tokens_details"],
+            "cached_tokens",
+        ),
+        reasoning_tokens: detail(
+            &["completion_tokens_details", "output_tokens_details"],
+            "reasoning_tokens",
+        ),
+    }
+}
+
+/// The model a response names, or `fallback` when it names none.
+pub fn model_of(body: &Value, fallback: &str) -> String {
+    body["model"].as_str().unwrap_or(fallback).to_owned()
+}
+
+/// The text and finish reason of a chat completion.
+pub fn read_chat(body: &Value) -> Result<(String, Option<String>)> {
+    let choice = &body["choices"][0];
+    let message = &choice["message"];
+    let finish = choice["finish_reason"].as_str().map(str::to_owned);
+    match message["content"].as_str() {
+        Some(text) => Ok((text.to_owned(), finish)),
+        None => {
+            let why = match message["refusal"].as_str() {
+                Some(r) => format!("the model refused: {r}"),
+                None => "no choices[0].message.content".to_owned(),
+            };
+            Err(ProviderError::decode(
+                "chat completion",
+                why,
+                &body.to_string(),
+            ))
+        }
+    }
+}
+
+/// The JSON object of a Structured Outputs answer.
+pub fn read_json(body: &Value) -> Result<Value> {
+    let (text, finish) = read_chat(body)?;
+    serde_json::from_str::<Value>(&text).map_err(|e| {
+        let why = match finish.as_deref() {
+            Some("length") => format!("{e} (the answer was cut at its token limit)"),
+            _ => e.to_string(),
+        };
+        ProviderError::decode("JSON answer", why, &text)
+    })
+}
+
+fn number(v: &Value, key: &str, what: &'static str) -> Result<f64> {
+    v[key]
+        .as_f64()
+        .map(|x| x.clamp(0.0, 10.0))
+        .ok_or_else(|| ProviderError::decode(what, format!("no number '{key}'"), &v.to_string()))
+}
+
+fn words(v: &Value, key: &str) -> Vec<String> {
+    match &v[key] {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| i.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Value::String(s) if !s.is_empty() => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+fn text(v: &Value, key: &str) -> String {
+    match &v[key] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// What a judgement answer says: `(alignment, aesthetic, reasons, strengths, weaknesses)`.
+pub type JudgementParts = (f64, f64, String, Vec<String>, Vec<String>);
+
+/// Reads a judgement answer.
+pub fn read_judgement(body: &Value) -> Result<JudgementParts> {
+    let v = read_json(body)?;
+    Ok((
+        number(&v, "alignment", "judgement")?,
+        number(&v, "aesthetic", "judgement")?,
+        text(&v, "reasons"),
+        words(&v, "strengths"),
+        words(&v, "weaknesses"),
+    ))
+}
+
+fn side(v: &Value, key: &str) -> Result<Side> {
+    match v[key]
+        .as_str()
+        .map(|s| s.trim().to_ascii_uppercase())
+        .as_deref()
+    {
+        Some("A") => Ok(Side::A),
+        Some("B") => Ok(Side::B),
+        _ => Err(ProviderError::decode(
+            "comparison",
+            format!("'{key}' is not A or B"),
+            &v.to_string(),
+        )),
+    }
+}
+
+/// What a comparison answer says: `(winner, ranks of A, ranks of B, reasons, strengths,
+/// weaknesses)`.
+pub type ComparisonParts = (Side, Ranks, Ranks, String, Vec<String>, Vec<String>);
+
+/// Reads a comparison answer.
+pub fn read_comparison(body: &Value) -> Result<ComparisonParts> {
+    let v = read_json(body)?;
+    let winner = side(&v, "winner")?;
+    let alignment = side(&v, "alignment_winner")?;
+    let aesthetic = side(&v, "aesthetic_winner")?;
+    let rank = |who: Side, best: Side| if who == best { 1 } else { 2 };
+    let ranks = |who| Ranks {
+        total: rank(who, winner),
+        alignment: rank(who, alignment),
+        aesthetic: rank(who, aesthetic),
+    };
+    Ok((
+        winner,
+        ranks(Side::A),
+        ranks(Side::B),
+        text(&v, "reasons"),
+        words(&v, "strengths"),
+        words(&v, "weaknesses"),
+    ))
+}
+
+/// The PNG and revised prompt of an image answer (`b64_json`, or a `data:` URL).
+pub fn read_image(body: &Value) -> Result<(Vec<u8>, Option<String>)> {
+    let item = &body["data"][0];
+    let encoded = match (item["b64_json"].as_str(), item["url"].as_str()) {
+        (Some(b), _) => b,
+        (None, Some(url)) => url.split_once(";base64,").map(|(_, b)| b).ok_or_else(|| {
+            ProviderError::decode(
+                "image",
+                "only base64 images are read (the url is not a data: URL)",
+                url,
+            )
+        })?,
+        (None, None) => {
+            return Err(ProviderError::decode(
+                "image",
+                "no data[0].b64_json or data[0].url",
+                &body.to_string(),
+            ));
+        }
+    };
+    let png = B64
+        .decode(encoded.trim())
+        .map_err(|e| ProviderError::decode("image", format!("bad base64: {e}"), encoded))?;
+    if !png.starts_with(PNG_SIGNATURE) {
+        return Err(ProviderError::decode(
+            "image",
+            "the image is not a PNG",
+            &format!("{} bytes", png.len()),
+        ));
+    }
+    Ok((png, item["revised_prompt"].as_str().map(str::to_owned)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Operation;
+
+    #[test]
+    fn chat_bodies_drop_temperature_for_reasoning_models() {
+        let req = ChatRequest::new(Operation::Expand, "Idea: a fox").with_temperature(0.7);
+        let body = serde_json::to_value(chat_body("gpt-5-mini", &req)).unwrap();
+        assert!(body.get("temperature").is_none(), "{body}");
+        let body = serde_json::to_value(chat_body("gpt-4o-mini", &req)).unwrap();
+        assert_eq!(body["temperature"], 0.7);
+    }
+
+    #[test]
+    fn judge_bodies_refuse_bad_input() {
+        let mut req = JudgeRequest {
+            idea: "a fox".into(),
+            png: b"not a png".to_vec(),
+            alpha: 0.7,
+            vote: 0,
+        };
+        assert!(matches!(
+            judge_body("gpt-4o-mini", &req),
+            Err(ProviderError::InvalidRequest(_))
+        ));
+        req.png = PNG_SIGNATURE.to_vec();
+        req.alpha = 1.5;
+        assert!(judge_body("gpt-4o-mini", &req).is_err());
+    }
+
+    #[test]
+    fn answers_that_lack_what_was_asked_are_decode_errors() {
+        let cases = [
+            json!({}),
+            json!({"choices": [{"message": {"content": null, "refusal": "no"}}]}),
+            json!({"choices": [{"message": {"content": "not json"}}]}),
+            json!({"choices": [{"message": {"content": "{\"alignment\": \"high\"}"}}]}),
+        ];
+        for body in cases {
+            assert!(
+                matches!(read_judgement(&body), Err(ProviderError::Decode { .. })),
+                "{body}"
+            );
+        }
+        assert!(read_image(&json!({"data": [{"b64_json": "!!"}]})).is_err());
+        assert!(read_image(&json!({"data": [{"url": "https://x/y.png"}]})).is_err());
+    }
+
+    #[test]
+    fn comparisons_rank_each_dimension() {
+        let answer = json!({"winner": "B", "alignment_winner": "A", "aesthetic_winner": "b",
+                            "reasons": "r", "strengths": ["s"], "weaknesses": []});
+        let body = json!({"choices": [{"message": {"content": answer.to_string()}}]});
+        let (winner, a, b, ..) = read_comparison(&body).unwrap();
+        assert_eq!(winner, Side::B);
+        assert_eq!((a.total, a.alignment, a.aesthetic), (2, 1, 2));
+        assert_eq!((b.total, b.alignment, b.aesthetic), (1, 2, 1));
+    }
+
+    #[test]
+    fn usage_is_read_under_either_naming() {
+        let u = usage_of(
+            &json!({"usage": {"prompt_tokens": 3, "completion_tokens": 4,
+            "completion_tokens_details": {"reasoning_tokens": 2}}}),
+        );
+        assert_eq!((u.input_tokens, u.output_tokens, u.total_tokens), (3, 4, 7));
+        assert_eq!(u.reasoning_tokens, Some(2));
+        let u = usage_of(
+            &json!({"usage": {"input_tokens": 5, "output_tokens": 6, "total_tokens": 11}}),
+        );
+        assert_eq!(u.total_tokens, 11);
+        assert_eq!(usage_of(&json!({})), Usage::default());
+    }
+}

@@ -1,0 +1,144 @@
+//! The tiers a call can travel by and the pipeline operations that choose one.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How a call reached the model: the tier actually used, recorded on every result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Tier {
+    /// Synchronous, full price.
+    Standard,
+    /// Synchronous with `service_tier: "flex"`: discounted, slower, may be refused.
+    Flex,
+    /// OpenAI's Batch API through the batch queue: half price, up to 24 h.
+    Batch,
+    /// The simulated models of openai-sim, in process: no network, no cost.
+    Simulated,
+}
+
+impl Tier {
+    /// Every tier, in price order (most expensive first), then the simulated one.
+    pub const ALL: [Tier; 4] = [Tier::Standard, Tier::Flex, Tier::Batch, Tier::Simulated];
+
+    /// The name used in configuration and reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Tier::Standard => "standard",
+            Tier::Flex => "flex",
+            Tier::Batch => "batch",
+            Tier::Simulated => "simulated",
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Tier {
+    type Err = ();
+
+    /// Parses a tier name, case and surrounding spaces ignored.
+    fn from_str(s: &str) -> Result<Tier, ()> {
+        let s = s.trim().to_ascii_lowercase();
+        Tier::ALL.into_iter().find(|t| t.as_str() == s).ok_or(())
+    }
+}
+
+/// A step of the beam search that makes model calls; each has its own tier in configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Operation {
+    /// Writing the first WHAT/HOW candidates from the idea (LLM).
+    Expand,
+    /// Combining WHAT and HOW into the prompt sent to the image model (LLM).
+    Combine,
+    /// Critiquing a parent candidate (LLM).
+    Critique,
+    /// Refining a candidate from its critique (LLM).
+    Refine,
+    /// Rendering a combined prompt into an image (image model).
+    Render,
+    /// Judging images alone or in pairs (vision model).
+    Judge,
+}
+
+impl Operation {
+    /// Every operation, in pipeline order.
+    pub const ALL: [Operation; 6] = [
+        Operation::Expand,
+        Operation::Combine,
+        Operation::Critique,
+        Operation::Refine,
+        Operation::Render,
+        Operation::Judge,
+    ];
+
+    /// The name used in configuration, in batch metadata and in the queue.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Operation::Expand => "expand",
+            Operation::Combine => "combine",
+            Operation::Critique => "critique",
+            Operation::Refine => "refine",
+            Operation::Render => "render",
+            Operation::Judge => "judge",
+        }
+    }
+
+    /// The model role that serves the operation.
+    pub const fn role(self) -> Role {
+        match self {
+            Operation::Expand | Operation::Combine | Operation::Critique | Operation::Refine => {
+                Role::Llm
+            }
+            Operation::Render => Role::Image,
+            Operation::Judge => Role::Vision,
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which model a call needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The prompt writer.
+    Llm,
+    /// The image generator.
+    Image,
+    /// The judge.
+    Vision,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_round_trip_through_their_names() {
+        for t in Tier::ALL {
+            assert_eq!(t.as_str().parse::<Tier>(), Ok(t));
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+        assert_eq!(" Flex ".parse::<Tier>(), Ok(Tier::Flex));
+        assert!("priority".parse::<Tier>().is_err());
+    }
+
+    #[test]
+    fn operations_have_roles() {
+        assert_eq!(Operation::Judge.role(), Role::Vision);
+        assert_eq!(Operation::Render.role(), Role::Image);
+        assert_eq!(Operation::Refine.role(), Role::Llm);
+    }
+}
