@@ -293,6 +293,25 @@ impl ProvidersConfig {
         }
     }
 
+    /// The batch queue's configuration for these settings (`BATCH_FALLBACK_TO_STANDARD`; the
+    /// rest are the queue's defaults).
+    pub fn queue_config(&self) -> batch_queue::QueueConfig {
+        batch_queue::QueueConfig {
+            fallback_to_standard: self.batch.fallback_to_standard,
+            ..batch_queue::QueueConfig::default()
+        }
+    }
+
+    /// The job manager's configuration for these settings: `BATCH_POLL_INTERVAL_MS` and
+    /// `BATCH_MAX_WAIT_HOURS`, files under `data_dir`.
+    pub fn manager_config(&self, data_dir: impl Into<PathBuf>) -> batch_client::ManagerConfig {
+        let mut config = batch_client::ManagerConfig::new(data_dir);
+        config.poll_interval = Duration::from_millis(self.batch.poll_interval_ms);
+        config.poll_ceiling = config.poll_ceiling.max(config.poll_interval);
+        config.max_wait = Duration::from_secs(u64::from(self.batch.max_wait_hours) * 3600);
+        config
+    }
+
     /// Sets an operation's tier, replacing any earlier setting.
     pub fn with_tier(mut self, operation: Operation, tier: Tier) -> ProvidersConfig {
         self.tiers.retain(|(op, _)| *op != operation);
@@ -504,6 +523,11 @@ mod tests {
             (b.mode, b.max_wait_hours, b.poll_interval_ms),
             (BatchMode::Deferred, 24, 30_000)
         );
+        assert!(c.queue_config().fallback_to_standard);
+        assert_eq!(
+            c.manager_config("files").max_wait,
+            Duration::from_secs(24 * 3600)
+        );
         for op in Operation::ALL {
             assert_eq!(c.tier_for(op), Tier::Standard, "{op}");
         }
@@ -541,6 +565,9 @@ mod tests {
         assert_eq!(c.models.image, "gpt-image-1");
         assert_eq!(c.flex_timeout, Duration::from_secs(30));
         assert_eq!(c.simulated_seed, 7);
+        let manager = c.manager_config("files");
+        assert_eq!(manager.poll_interval, Duration::from_millis(500));
+        assert_eq!(manager.max_wait, Duration::from_secs(12 * 3600));
 
         let env = [
             ("BATCH_API_MODE", "deferred"),

@@ -584,3 +584,53 @@ async fn deferred_calls_wait_for_the_stage_barrier() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn batch_settings_route_judging_through_the_queue() {
+    let sim = openai_sim::spawn(SimConfig::default().with_seed(SEED).with_time_scale(1000.0))
+        .await
+        .expect("sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = providers::ProvidersConfig {
+        simulated_seed: SEED,
+        ..Default::default()
+    };
+    config.batch.enabled = true;
+    config.batch.mode = BatchMode::Immediate;
+    config.batch.llm_enabled = false;
+    let config = config.with_tier(Operation::Render, Tier::Simulated);
+    let q = queue(&sim, dir.path(), config.queue_config()).await;
+    let built = providers::ProviderFactory::new(config)
+        .with_client(ClientConfig::new(sim.base_url(), ApiKey::new("sk-test")))
+        .with_queue(q)
+        .build()
+        .expect("factory");
+    assert_eq!(built.tier_for(Operation::Judge), Tier::Batch);
+    assert_eq!(
+        built.tier_for(Operation::Critique),
+        Tier::Standard,
+        "LLM batching is off"
+    );
+    let image = built
+        .image()
+        .generate(ImageRequest::new(IDEA))
+        .await
+        .unwrap();
+    assert_eq!(image.meta.tier, Tier::Simulated);
+    let judged = built
+        .vision()
+        .judge(JudgeRequest {
+            idea: IDEA.into(),
+            png: image.png,
+            alpha: 0.7,
+            vote: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (judged.meta.tier, judged.meta.fallback_from),
+        (Tier::Batch, None)
+    );
+    assert_eq!(sim.stats().await.batches_created, 1);
+    sim.shutdown().await;
+}
