@@ -23,9 +23,18 @@ pub(crate) fn hash_parts(parts: &[&[u8]]) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A hash of `seed` and a JSON value's compact serialisation.
+/// A hash of `seed` and a JSON value's compact serialisation, leaving out `service_tier`: the
+/// tier that carries a request changes how fast it is answered, not what the model writes, so
+/// a flex, batch or standard call of one request gets one answer.
 pub(crate) fn hash_json(seed: u64, value: &Value) -> u64 {
-    let text = value.to_string();
+    let text = match value.as_object() {
+        Some(obj) if obj.contains_key("service_tier") => {
+            let mut obj = obj.clone();
+            obj.remove("service_tier");
+            Value::Object(obj).to_string()
+        }
+        _ => value.to_string(),
+    };
     hash_parts(&[&seed.to_le_bytes(), text.as_bytes()])
 }
 
