@@ -58,6 +58,10 @@ struct Inner {
     waiters: StdMutex<HashMap<RequestId, Waiter>>,
     groups: StdMutex<HashMap<GroupKey, GroupState>>,
     dispatch: tokio::sync::Mutex<()>,
+    /// Held shared by every `enqueue` while it stores its request, and taken exclusively by
+    /// `flush` before it looks for pending requests: a flush includes every enqueue that had
+    /// begun before it, however slowly the database answers.
+    enqueuing: tokio::sync::RwLock<()>,
     wake: Notify,
 }
 
@@ -140,6 +144,7 @@ impl BatchRequestQueue {
             waiters: StdMutex::new(HashMap::new()),
             groups: StdMutex::new(HashMap::new()),
             dispatch: tokio::sync::Mutex::new(()),
+            enqueuing: tokio::sync::RwLock::new(()),
             wake: Notify::new(),
         });
         inner.reload_groups().await?;
@@ -159,6 +164,7 @@ impl BatchRequestQueue {
     /// model, and the changes logged), stores it durably as pending and returns its handle.
     /// `operation` (e.g. `critique`, `render`) is kept with it for accounting.
     pub async fn enqueue(&self, operation: &str, request: QueuedRequest) -> Result<RequestHandle> {
+        let _in_flight = self.inner.enqueuing.read().await;
         let id = RequestId::new();
         let line = match request {
             QueuedRequest::Chat(req) => BatchRequestLine::chat(id.as_str(), req),
@@ -221,8 +227,10 @@ impl BatchRequestQueue {
 
     /// The stage barrier: submits every pending group now (split into shards of at most
     /// `max_group_size` lines, and at OpenAI's byte limit) and returns once they are submitted.
-    /// Requests of every session queued so far share the batches.
+    /// Requests of every session queued so far share the batches, including those whose
+    /// `enqueue` had begun but not yet returned when `flush` was called: it waits for them.
     pub async fn flush(&self) -> Result<()> {
+        drop(self.inner.enqueuing.write().await);
         let keys: Vec<GroupKey> = self.inner.pending_groups(false).await?;
         for key in keys {
             self.inner.flush_group(&key).await?;

@@ -203,21 +203,18 @@ impl Inner {
                     }),
                 )))
             }
-            Verdict::Again(error) if attempts <= self.config.max_retries => {
-                tracing::info!(request = id, attempts, reason = %error.message, "request goes into a later batch");
-                sqlx::query("UPDATE queue_requests SET state = 'pending', record_id = NULL, dispatch_id = NULL, batch_ids = ?, error = ?, updated_at_ms = ? WHERE id = ?")
-                    .bind(ids_json)
-                    .bind(serde_json::to_string(&error).map_err(Error::store)?)
-                    .bind(now)
-                    .bind(id.to_owned())
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(Error::store)?;
-                Ok(None)
-            }
-            Verdict::Again(error) if self.config.fallback_to_standard => {
-                tracing::info!(request = id, attempts, reason = %error.message, "request falls back to the standard API");
-                sqlx::query("UPDATE queue_requests SET state = 'standard', record_id = NULL, dispatch_id = NULL, batch_ids = ?, error = ?, updated_at_ms = ? WHERE id = ?")
+            Verdict::Again(error)
+                if attempts <= self.config.max_retries || self.config.fallback_to_standard =>
+            {
+                // Retries first, in a later batch; then the standard API.
+                let (state, next) = if attempts <= self.config.max_retries {
+                    ("pending", "request goes into a later batch")
+                } else {
+                    ("standard", "request falls back to the standard API")
+                };
+                tracing::info!(request = id, attempts, reason = %error.message, "{next}");
+                sqlx::query("UPDATE queue_requests SET state = ?, record_id = NULL, dispatch_id = NULL, batch_ids = ?, error = ?, updated_at_ms = ? WHERE id = ?")
+                    .bind(state)
                     .bind(ids_json)
                     .bind(serde_json::to_string(&error).map_err(Error::store)?)
                     .bind(now)
