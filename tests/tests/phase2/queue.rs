@@ -84,6 +84,20 @@ impl Drop for Clock {
     }
 }
 
+/// A request's result fetched by id (as after a restart), polling until it is there.
+async fn result_by_id(queue: &BatchRequestQueue, id: &RequestId) -> Completed {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Some(done) = queue.result_for(id).await.unwrap() {
+                return done;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no result for {id}"))
+}
+
 async fn wait_all(handles: Vec<RequestHandle>) -> Vec<Result<Completed, Error>> {
     let mut out = Vec::new();
     for h in handles {
@@ -185,16 +199,7 @@ async fn restart_between_enqueue_and_result_delivers_everything() {
     queue.flush().await.unwrap();
     let _clock = Clock::start(&sim);
     for id in &ids {
-        let done = tokio::time::timeout(Duration::from_secs(60), async {
-            loop {
-                if let Some(done) = queue.result_for(id).await.unwrap() {
-                    return done;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("no result after the restart");
+        let done = result_by_id(&queue, id).await;
         assert_eq!((&done.request_id, done.tier), (id, Tier::Batch));
     }
     let stats = sim.stats().await;
@@ -416,16 +421,7 @@ async fn a_flush_that_dies_inside_submit_is_adopted_and_sent_once() {
         assert_eq!(queue.resume().await.unwrap(), 4, "{step}");
         let _clock = Clock::start(&sim);
         for id in &ids {
-            let done = tokio::time::timeout(Duration::from_secs(60), async {
-                loop {
-                    if let Some(done) = queue.result_for(id).await.unwrap() {
-                        return done;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            })
-            .await
-            .expect("no result");
+            let done = result_by_id(&queue, id).await;
             assert_eq!((done.tier, done.attempts), (Tier::Batch, 1), "{step}");
         }
         let stats = sim.stats().await;
@@ -470,16 +466,7 @@ async fn two_queues_on_one_database_settle_each_request_once() {
     first.flush().await.unwrap();
     let _clock = Clock::start(&sim);
     for id in &ids {
-        let done = tokio::time::timeout(Duration::from_secs(60), async {
-            loop {
-                if let Some(done) = second.result_for(id).await.unwrap() {
-                    return done;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("no result");
+        let done = result_by_id(&second, id).await;
         assert_eq!(done.tier, Tier::Batch);
         assert_eq!(done.batch_ids.len(), done.attempts as usize);
     }

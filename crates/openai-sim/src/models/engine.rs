@@ -457,21 +457,7 @@ pub(crate) fn critique(
         .filter(|c| !used.contains(c))
         .collect();
 
-    let mut strengths: Vec<String> = covered.iter().map(|w| format!("shows the {w}")).collect();
-    strengths.extend(
-        terms
-            .iter()
-            .map(|t| format!("{} ({})", t.text, t.category.name())),
-    );
-    let mut weaknesses: Vec<String> = missing
-        .iter()
-        .map(|w| format!("does not show the {w} from the idea"))
-        .collect();
-    weaknesses.extend(
-        unspecified
-            .iter()
-            .map(|c| format!("{} is unspecified", c.name())),
-    );
+    let (strengths, mut weaknesses) = coverage_notes(&covered, &missing, &terms);
     if let Some(from_judge) = reading.field(reading::WEAKNESSES) {
         for w in from_judge.split(';') {
             let w = w.trim().to_string();
@@ -804,6 +790,33 @@ pub(crate) fn true_scores(prompt: &str, idea: &str) -> (f64, f64) {
     (alignment, aesthetic)
 }
 
+/// What a prompt shows of the idea and of the visual vocabulary: strengths (idea words it
+/// covers, visual terms it uses) and weaknesses (idea words it misses, treatment categories it
+/// leaves unspecified), in that order.
+fn coverage_notes(
+    covered: &[impl std::fmt::Display],
+    missing: &[impl std::fmt::Display],
+    terms: &[Term],
+) -> (Vec<String>, Vec<String>) {
+    let mut strengths: Vec<String> = covered.iter().map(|w| format!("shows the {w}")).collect();
+    strengths.extend(
+        terms
+            .iter()
+            .map(|t| format!("{} ({})", t.text, t.category.name())),
+    );
+    let mut weaknesses: Vec<String> = missing
+        .iter()
+        .map(|w| format!("does not show the {w} from the idea"))
+        .collect();
+    weaknesses.extend(
+        Category::TREATMENT
+            .iter()
+            .filter(|c| !terms.iter().any(|t| t.category == **c))
+            .map(|c| format!("{} is unspecified", c.name())),
+    );
+    (strengths, weaknesses)
+}
+
 /// One vote: [`true_scores`] plus normal noise ([`VOTE_NOISE`]) on each, clamped to 0-10 and
 /// rounded to one decimal; `score = alpha * alignment + (1 - alpha) * aesthetic`. An image this
 /// simulator did not draw scores alignment 0 and aesthetic 1.
@@ -826,23 +839,7 @@ pub(crate) fn judge(image: &SeenImage, idea: &str, alpha: f64, dice: &mut Dice) 
         .into_iter()
         .partition(|w| have.contains(&text::stem(w)));
     let terms = text::terms_in(prompt);
-    let used: Vec<Category> = terms.iter().map(|t| t.category).collect();
-    let mut strengths: Vec<String> = covered.iter().map(|w| format!("shows the {w}")).collect();
-    strengths.extend(
-        terms
-            .iter()
-            .map(|t| format!("{} ({})", t.text, t.category.name())),
-    );
-    let mut weaknesses: Vec<String> = missing
-        .iter()
-        .map(|w| format!("does not show the {w} from the idea"))
-        .collect();
-    weaknesses.extend(
-        Category::TREATMENT
-            .iter()
-            .filter(|c| !used.contains(c))
-            .map(|c| format!("{} is unspecified", c.name())),
-    );
+    let (strengths, mut weaknesses) = coverage_notes(&covered, &missing, &terms);
     if matches!(image, SeenImage::Foreign) {
         weaknesses.insert(0, "the image cannot be related to the idea".into());
     }
