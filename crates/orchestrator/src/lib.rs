@@ -1,1 +1,5 @@
-//! `BeamSearch`, `ImageRanker`, `CritiqueGenerator`, cost tracking and checkpoints: the batch-aware image-prompt beam search (not built yet).
+//! `BeamSearch`, `ImageRanker`, `CritiqueGenerator`, cost tracking and checkpoints: the
+//! batch-aware image-prompt beam search.
+
+pub mod cost;
+pub mod downscale;

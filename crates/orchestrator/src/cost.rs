@@ -1,0 +1,1 @@
+//! Cost tracking (being written).

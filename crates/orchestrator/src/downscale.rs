@@ -1,0 +1,1 @@
+//! Judge image downscaling (being written).
