@@ -166,27 +166,64 @@ impl BatchRequestQueue {
     pub async fn enqueue(&self, operation: &str, request: QueuedRequest) -> Result<RequestHandle> {
         let _in_flight = self.inner.enqueuing.read().await;
         let id = RequestId::new();
-        let line = match request {
-            QueuedRequest::Chat(req) => BatchRequestLine::chat(id.as_str(), req),
-            QueuedRequest::Image(req) => BatchRequestLine::image_generation(id.as_str(), req),
-            QueuedRequest::Raw { endpoint, body } => {
-                let body = RequestBody::from_json(endpoint, body)
-                    .map_err(|e| Error::InvalidRequest(format!("{endpoint} body: {e}")))?;
-                BatchRequestLine {
-                    custom_id: id.to_string(),
-                    method: Method::Post,
-                    url: endpoint,
-                    body,
-                }
-            }
+        let (endpoint, model, body) = checked_body(&id, request)?;
+        self.insert(id, operation, endpoint, model, body).await
+    }
+
+    /// [`enqueue`](Self::enqueue) under a caller's key, at most once per key: the request's id
+    /// is [`RequestId::for_key`], and a later call with the same key (after a restart, say)
+    /// returns a handle to the request already stored — its result when it has one — instead
+    /// of sending it again. A key reused for a different request body is an
+    /// [`Error::InvalidRequest`].
+    pub async fn enqueue_keyed(
+        &self,
+        operation: &str,
+        key: &str,
+        request: QueuedRequest,
+    ) -> Result<RequestHandle> {
+        let _in_flight = self.inner.enqueuing.read().await;
+        let id = RequestId::for_key(key);
+        let (endpoint, model, body) = checked_body(&id, request)?;
+        let Some(stored) = store::stored_body(&self.inner.pool, &id).await? else {
+            return self.insert(id, operation, endpoint, model, body).await;
         };
-        let (line, changes) = check_line(line)?;
-        for change in changes {
-            tracing::info!(request = %id, ?change, "request normalised for its model");
+        if stored != body {
+            return Err(Error::InvalidRequest(format!(
+                "key '{key}' ({id}) was already used for a different request"
+            )));
         }
-        let endpoint = line.url;
-        let model = line.body.model().unwrap_or_default().to_owned();
-        let body = serde_json::to_string(&line.body).map_err(Error::store)?;
+        // Listen first, then look: a result settled in between is seen by one or the other.
+        let (tx, rx) = oneshot::channel();
+        self.inner.lock_waiters().insert(id.clone(), tx);
+        let settled = match store::lookup(&self.inner.pool, &id).await {
+            Ok(Lookup::Waiting) => None,
+            Ok(Lookup::Done(done)) => Some(Ok(done)),
+            Ok(Lookup::Failed(e)) => Some(Err(e)),
+            Ok(Lookup::Unknown) => Some(Err(Error::UnknownRequest(id.clone()))),
+            Err(e) => Some(Err(e)),
+        };
+        if let Some(result) = settled
+            && let Some(tx) = self.inner.lock_waiters().remove(&id)
+        {
+            let _ = tx.send(result);
+        }
+        Ok(RequestHandle { id, rx })
+    }
+
+    /// How many of `ids` this queue's database holds (in any state): the stage barrier's way
+    /// to know that every keyed request of a stage is stored before it flushes.
+    pub async fn known(&self, ids: &[RequestId]) -> Result<usize> {
+        store::count_known(&self.inner.pool, ids).await
+    }
+
+    async fn insert(
+        &self,
+        id: RequestId,
+        operation: &str,
+        endpoint: Endpoint,
+        model: String,
+        body: String,
+    ) -> Result<RequestHandle> {
         let (tx, rx) = oneshot::channel();
         self.inner.lock_waiters().insert(id.clone(), tx);
         let (ack, acked) = oneshot::channel();
@@ -334,6 +371,33 @@ fn check_line(
         return Err(Error::InvalidRequest(problems.join("; ")));
     }
     Ok((line, changes))
+}
+
+/// The request as the line it will be sent as: validated, normalised (changes logged) and
+/// serialised, with its group.
+fn checked_body(id: &RequestId, request: QueuedRequest) -> Result<(Endpoint, String, String)> {
+    let line = match request {
+        QueuedRequest::Chat(req) => BatchRequestLine::chat(id.as_str(), req),
+        QueuedRequest::Image(req) => BatchRequestLine::image_generation(id.as_str(), req),
+        QueuedRequest::Raw { endpoint, body } => {
+            let body = RequestBody::from_json(endpoint, body)
+                .map_err(|e| Error::InvalidRequest(format!("{endpoint} body: {e}")))?;
+            BatchRequestLine {
+                custom_id: id.to_string(),
+                method: Method::Post,
+                url: endpoint,
+                body,
+            }
+        }
+    };
+    let (line, changes) = check_line(line)?;
+    for change in changes {
+        tracing::info!(request = %id, ?change, "request normalised for its model");
+    }
+    let endpoint = line.url;
+    let model = line.body.model().unwrap_or_default().to_owned();
+    let body = serde_json::to_string(&line.body).map_err(Error::store)?;
+    Ok((endpoint, model, body))
 }
 
 async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Insert>) {

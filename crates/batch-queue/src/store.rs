@@ -138,6 +138,34 @@ pub(crate) enum Lookup {
     Failed(Error),
 }
 
+/// The body stored for `id`, if the database holds it.
+pub(crate) async fn stored_body(pool: &SqlitePool, id: &RequestId) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT body FROM queue_requests WHERE id = ?")
+        .bind(id.as_str().to_owned())
+        .fetch_optional(pool)
+        .await
+        .map_err(Error::store)?;
+    row.map(|r| r.try_get("body").map_err(Error::store))
+        .transpose()
+}
+
+/// How many of `ids` the database holds.
+pub(crate) async fn count_known(pool: &SqlitePool, ids: &[RequestId]) -> Result<usize> {
+    let mut known = 0;
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT COUNT(*) FROM queue_requests WHERE id IN ({marks})");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            query = query.bind(id.as_str().to_owned());
+        }
+        let row = query.fetch_one(pool).await.map_err(Error::store)?;
+        let n: i64 = row.try_get(0).map_err(Error::store)?;
+        known += usize::try_from(n).unwrap_or(0);
+    }
+    Ok(known)
+}
+
 pub(crate) async fn lookup(pool: &SqlitePool, id: &RequestId) -> Result<Lookup> {
     let row = sqlx::query(
         "SELECT state, attempts, batch_ids, tier, result, usage, error FROM queue_requests WHERE id = ?",

@@ -109,6 +109,21 @@ impl RequestId {
         ))
     }
 
+    /// The id of the request enqueued under `key` with [`BatchRequestQueue::enqueue_keyed`]:
+    /// `rq_k` and 32 hex digits of the key's SHA-256, the same in every process.
+    ///
+    /// [`BatchRequestQueue::enqueue_keyed`]: crate::BatchRequestQueue::enqueue_keyed
+    pub fn for_key(key: &str) -> RequestId {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        let mut id = String::with_capacity(36);
+        id.push_str("rq_k");
+        for byte in &digest[..16] {
+            id.push_str(&format!("{byte:02x}"));
+        }
+        RequestId(id)
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -15,6 +15,10 @@ use crate::{BatchMode, Delivered, Operation, ProviderError, Result, Tier, Transp
 /// [`BatchMode::Deferred`] the call waits for the queue's own flush: the orchestrator's stage
 /// barrier ([`BatchRequestQueue::flush`]), a full group, or the queue's flush delay.
 ///
+/// A keyed call ([`ChatRequest::key`](crate::ChatRequest::key) and the like) goes through
+/// [`BatchRequestQueue::enqueue_keyed`]: sent at most once, and answered from the queue's
+/// database when asked again after a restart.
+///
 /// A request the queue finally sent to the standard API (its fallback) reports
 /// `tier: Standard, fallback_from: Batch`.
 #[derive(Debug, Clone)]
@@ -34,9 +38,17 @@ impl BatchTransport {
         &self.queue
     }
 
-    async fn carry(&self, op: Operation, request: QueuedRequest) -> Result<Delivered> {
-        let handle =
-            (self.queue.enqueue(op.as_str(), request).await).map_err(ProviderError::Queue)?;
+    async fn carry(
+        &self,
+        op: Operation,
+        key: Option<&str>,
+        request: QueuedRequest,
+    ) -> Result<Delivered> {
+        let handle = match key {
+            Some(key) => self.queue.enqueue_keyed(op.as_str(), key, request).await,
+            None => self.queue.enqueue(op.as_str(), request).await,
+        }
+        .map_err(ProviderError::Queue)?;
         if self.mode == BatchMode::Immediate {
             self.queue.flush().await.map_err(ProviderError::Queue)?;
         }
@@ -59,11 +71,21 @@ impl Transport for BatchTransport {
         Tier::Batch
     }
 
-    async fn chat(&self, op: Operation, body: ChatCompletionRequest) -> Result<Delivered> {
-        self.carry(op, QueuedRequest::Chat(body)).await
+    async fn chat(
+        &self,
+        op: Operation,
+        key: Option<&str>,
+        body: ChatCompletionRequest,
+    ) -> Result<Delivered> {
+        self.carry(op, key, QueuedRequest::Chat(body)).await
     }
 
-    async fn image(&self, op: Operation, body: ImageGenerationRequest) -> Result<Delivered> {
-        self.carry(op, QueuedRequest::Image(body)).await
+    async fn image(
+        &self,
+        op: Operation,
+        key: Option<&str>,
+        body: ImageGenerationRequest,
+    ) -> Result<Delivered> {
+        self.carry(op, key, QueuedRequest::Image(body)).await
     }
 }

@@ -4,8 +4,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use batch_format::{
-    ChatCompletionRequest, ContentPart, ImageGenerationRequest, ImageResponseFormat, Message,
-    ResponseFormat, Usage, normalize_chat,
+    ChatCompletionRequest, ContentPart, ImageDetail, ImageGenerationRequest, ImageResponseFormat,
+    Message, ResponseFormat, Usage, normalize_chat,
 };
 use serde_json::{Value, json};
 
@@ -94,16 +94,27 @@ fn check_alpha(alpha: f64) -> Result<()> {
     }
 }
 
-fn image_part(png: &[u8], name: &str) -> Result<ContentPart> {
-    if !png.starts_with(PNG_SIGNATURE) {
-        return Err(ProviderError::InvalidRequest(format!(
-            "{name} is not a PNG ({} bytes)",
-            png.len()
-        )));
+/// The media type of PNG or JPEG bytes, the two formats the pipeline sends to a judge.
+pub fn image_mime(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(PNG_SIGNATURE) {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("image/jpeg")
+    } else {
+        None
     }
+}
+
+fn image_part(bytes: &[u8], detail: Option<ImageDetail>, name: &str) -> Result<ContentPart> {
+    let mime = image_mime(bytes).ok_or_else(|| {
+        ProviderError::InvalidRequest(format!(
+            "{name} is neither a PNG nor a JPEG ({} bytes)",
+            bytes.len()
+        ))
+    })?;
     Ok(ContentPart::image_url(
-        format!("data:image/png;base64,{}", B64.encode(png)),
-        None,
+        format!("data:{mime};base64,{}", B64.encode(bytes)),
+        detail,
     ))
 }
 
@@ -120,7 +131,7 @@ pub fn judge_body(model: &str, request: &JudgeRequest) -> Result<ChatCompletionR
         Message::system(JUDGE_SYSTEM),
         Message::user_parts(vec![
             ContentPart::text(text),
-            image_part(&request.png, "the image")?,
+            image_part(&request.image, request.detail, "the image")?,
         ]),
     ];
     let mut body = ChatCompletionRequest::new(model, messages);
@@ -141,8 +152,8 @@ pub fn compare_body(model: &str, request: &CompareRequest) -> Result<ChatComplet
         Message::system(JUDGE_SYSTEM),
         Message::user_parts(vec![
             ContentPart::text(text),
-            image_part(&request.png_a, "image A")?,
-            image_part(&request.png_b, "image B")?,
+            image_part(&request.image_a, request.detail, "image A")?,
+            image_part(&request.image_b, request.detail, "image B")?,
         ]),
     ];
     let mut body = ChatCompletionRequest::new(model, messages);
@@ -376,15 +387,17 @@ mod tests {
     fn judge_bodies_refuse_bad_input() {
         let mut req = JudgeRequest {
             idea: "a fox".into(),
-            png: b"not a png".to_vec(),
+            image: b"not a png".to_vec(),
+            detail: None,
             alpha: 0.7,
             vote: 0,
+            key: None,
         };
         assert!(matches!(
             judge_body("gpt-4o-mini", &req),
             Err(ProviderError::InvalidRequest(_))
         ));
-        req.png = PNG_SIGNATURE.to_vec();
+        req.image = PNG_SIGNATURE.to_vec();
         req.alpha = 1.5;
         assert!(judge_body("gpt-4o-mini", &req).is_err());
     }

@@ -177,12 +177,22 @@ impl Transport for Router {
             .map_or(Tier::Standard, |(_, t)| t.tier())
     }
 
-    async fn chat(&self, op: Operation, body: ChatCompletionRequest) -> Result<Delivered> {
-        self.route(op)?.chat(op, body).await
+    async fn chat(
+        &self,
+        op: Operation,
+        key: Option<&str>,
+        body: ChatCompletionRequest,
+    ) -> Result<Delivered> {
+        self.route(op)?.chat(op, key, body).await
     }
 
-    async fn image(&self, op: Operation, body: ImageGenerationRequest) -> Result<Delivered> {
-        self.route(op)?.image(op, body).await
+    async fn image(
+        &self,
+        op: Operation,
+        key: Option<&str>,
+        body: ImageGenerationRequest,
+    ) -> Result<Delivered> {
+        self.route(op)?.image(op, key, body).await
     }
 }
 

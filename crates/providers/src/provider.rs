@@ -35,11 +35,23 @@ pub trait Transport: Send + Sync + fmt::Debug {
     /// The tier this transport normally uses.
     fn tier(&self) -> Tier;
 
-    /// Sends a chat completion.
-    async fn chat(&self, operation: Operation, body: ChatCompletionRequest) -> Result<Delivered>;
+    /// Sends a chat completion. `key`, when given, names the call for good: a tier that can
+    /// outlive the process (batch) sends a keyed call at most once and, asked again under the
+    /// same key, answers with the first call's result.
+    async fn chat(
+        &self,
+        operation: Operation,
+        key: Option<&str>,
+        body: ChatCompletionRequest,
+    ) -> Result<Delivered>;
 
-    /// Sends an image generation.
-    async fn image(&self, operation: Operation, body: ImageGenerationRequest) -> Result<Delivered>;
+    /// Sends an image generation (`key` as for [`Transport::chat`]).
+    async fn image(
+        &self,
+        operation: Operation,
+        key: Option<&str>,
+        body: ImageGenerationRequest,
+    ) -> Result<Delivered>;
 }
 
 /// The models each role uses.
@@ -89,10 +101,11 @@ impl OpenAiProvider {
     async fn send_chat(
         &self,
         op: Operation,
+        key: Option<&str>,
         body: ChatCompletionRequest,
     ) -> Result<(Value, CallMeta)> {
         let model = body.model.clone();
-        let d = self.transport.chat(op, body).await?;
+        let d = self.transport.chat(op, key, body).await?;
         Ok(meta(d, &model))
     }
 }
@@ -111,7 +124,9 @@ fn meta(d: Delivered, model: &str) -> (Value, CallMeta) {
 impl LlmProvider for OpenAiProvider {
     async fn chat(&self, request: ChatRequest) -> Result<ChatReply> {
         let body = codec::chat_body(&self.models.llm, &request);
-        let (body, meta) = self.send_chat(request.operation, body).await?;
+        let (body, meta) = self
+            .send_chat(request.operation, request.key.as_deref(), body)
+            .await?;
         let (text, finish_reason) = codec::read_chat(&body)?;
         Ok(ChatReply {
             text,
@@ -122,7 +137,9 @@ impl LlmProvider for OpenAiProvider {
 
     async fn json(&self, request: JsonRequest) -> Result<JsonReply> {
         let body = codec::json_body(&self.models.llm, &request);
-        let (body, meta) = self.send_chat(request.chat.operation, body).await?;
+        let (body, meta) = self
+            .send_chat(request.chat.operation, request.chat.key.as_deref(), body)
+            .await?;
         Ok(JsonReply {
             value: codec::read_json(&body)?,
             meta,
@@ -134,7 +151,10 @@ impl LlmProvider for OpenAiProvider {
 impl ImageProvider for OpenAiProvider {
     async fn generate(&self, request: ImageRequest) -> Result<GeneratedImage> {
         let body = codec::image_body(&self.models.image, &request)?;
-        let d = self.transport.image(Operation::Render, body).await?;
+        let d = self
+            .transport
+            .image(Operation::Render, request.key.as_deref(), body)
+            .await?;
         let (body, meta) = meta(d, &self.models.image);
         let (png, revised_prompt) = codec::read_image(&body)?;
         Ok(GeneratedImage {
@@ -149,7 +169,7 @@ impl ImageProvider for OpenAiProvider {
 impl VisionProvider for OpenAiProvider {
     async fn judge(&self, request: JudgeRequest) -> Result<Judgement> {
         let body = codec::judge_body(&self.models.vision, &request)?;
-        let (body, meta) = self.send_chat(Operation::Judge, body).await?;
+        let (body, meta) = (self.send_chat(Operation::Judge, request.key.as_deref(), body)).await?;
         let (alignment, aesthetic, reasons, strengths, weaknesses) = codec::read_judgement(&body)?;
         Ok(Judgement {
             alignment,
@@ -164,7 +184,7 @@ impl VisionProvider for OpenAiProvider {
 
     async fn compare(&self, request: CompareRequest) -> Result<Comparison> {
         let body = codec::compare_body(&self.models.vision, &request)?;
-        let (body, meta) = self.send_chat(Operation::Judge, body).await?;
+        let (body, meta) = (self.send_chat(Operation::Judge, request.key.as_deref(), body)).await?;
         let (winner, ranks_a, ranks_b, reasons, strengths, weaknesses) =
             codec::read_comparison(&body)?;
         Ok(Comparison {

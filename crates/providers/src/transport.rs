@@ -37,14 +37,24 @@ impl Transport for StandardTransport {
         Tier::Standard
     }
 
-    async fn chat(&self, _: Operation, body: ChatCompletionRequest) -> Result<Delivered> {
+    async fn chat(
+        &self,
+        _: Operation,
+        _: Option<&str>,
+        body: ChatCompletionRequest,
+    ) -> Result<Delivered> {
         let tier = Tier::Standard;
         let v = (self.client.chat_completion(&body).await)
             .map_err(|source| ProviderError::Client { tier, source })?;
         Ok(delivered(v, tier))
     }
 
-    async fn image(&self, _: Operation, body: ImageGenerationRequest) -> Result<Delivered> {
+    async fn image(
+        &self,
+        _: Operation,
+        _: Option<&str>,
+        body: ImageGenerationRequest,
+    ) -> Result<Delivered> {
         let tier = Tier::Standard;
         let v = (self.client.image_generation(&body).await)
             .map_err(|source| ProviderError::Client { tier, source })?;
@@ -89,7 +99,12 @@ impl Transport for FlexTransport {
         Tier::Flex
     }
 
-    async fn chat(&self, op: Operation, body: ChatCompletionRequest) -> Result<Delivered> {
+    async fn chat(
+        &self,
+        op: Operation,
+        key: Option<&str>,
+        body: ChatCompletionRequest,
+    ) -> Result<Delivered> {
         let mut flex_body = body.clone();
         flex_body.service_tier = Some(ServiceTier::Flex);
         let tier = Tier::Flex;
@@ -105,13 +120,18 @@ impl Transport for FlexTransport {
         if !(self.fallback && error.is_busy_or_slow()) {
             return Err(error);
         }
-        let mut d = self.standard.chat(op, body).await?;
+        let mut d = self.standard.chat(op, key, body).await?;
         d.fallback_from = Some(Tier::Flex);
         Ok(d)
     }
 
-    async fn image(&self, op: Operation, body: ImageGenerationRequest) -> Result<Delivered> {
-        let mut d = self.standard.image(op, body).await?;
+    async fn image(
+        &self,
+        op: Operation,
+        key: Option<&str>,
+        body: ImageGenerationRequest,
+    ) -> Result<Delivered> {
+        let mut d = self.standard.image(op, key, body).await?;
         d.fallback_from = Some(Tier::Flex);
         Ok(d)
     }
@@ -157,11 +177,21 @@ impl Transport for SimulatedTransport {
         Tier::Simulated
     }
 
-    async fn chat(&self, _: Operation, body: ChatCompletionRequest) -> Result<Delivered> {
+    async fn chat(
+        &self,
+        _: Operation,
+        _: Option<&str>,
+        body: ChatCompletionRequest,
+    ) -> Result<Delivered> {
         self.run(Endpoint::ChatCompletions, serde_json::to_value(body))
     }
 
-    async fn image(&self, _: Operation, body: ImageGenerationRequest) -> Result<Delivered> {
+    async fn image(
+        &self,
+        _: Operation,
+        _: Option<&str>,
+        body: ImageGenerationRequest,
+    ) -> Result<Delivered> {
         self.run(Endpoint::ImagesGenerations, serde_json::to_value(body))
     }
 }

@@ -1,6 +1,6 @@
 //! Requests and results in the pipeline's own words, with the usage and tier of every call.
 
-use batch_format::Usage;
+use batch_format::{ImageDetail, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -34,6 +34,10 @@ pub struct ChatRequest {
     pub max_output_tokens: Option<u32>,
     /// A seed, so that otherwise identical calls can differ (candidate or vote index).
     pub seed: Option<i64>,
+    /// Names the call for good (see [`Transport::chat`](crate::Transport::chat)): the batch
+    /// tier sends a keyed call at most once, and answers a repeat from its database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl ChatRequest {
@@ -46,6 +50,7 @@ impl ChatRequest {
             temperature: None,
             max_output_tokens: None,
             seed: None,
+            key: None,
         }
     }
 
@@ -64,6 +69,18 @@ impl ChatRequest {
     /// Sets the seed.
     pub fn with_seed(mut self, seed: i64) -> ChatRequest {
         self.seed = Some(seed);
+        self
+    }
+
+    /// Sets the most tokens the answer may take.
+    pub fn with_max_output_tokens(mut self, max: u32) -> ChatRequest {
+        self.max_output_tokens = Some(max);
+        self
+    }
+
+    /// Names the call for good (see [`ChatRequest::key`]).
+    pub fn with_key(mut self, key: impl Into<String>) -> ChatRequest {
+        self.key = Some(key.into());
         self
     }
 }
@@ -108,6 +125,10 @@ pub struct ImageRequest {
     pub size: Option<String>,
     /// `low`, `medium`, `high`, `standard`, `hd` or `auto`; the model's default when `None`.
     pub quality: Option<String>,
+    /// Names the call for good (see [`Transport::chat`](crate::Transport::chat)): the batch
+    /// tier sends a keyed call at most once, and answers a repeat from its database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl ImageRequest {
@@ -117,7 +138,14 @@ impl ImageRequest {
             prompt: prompt.into(),
             size: None,
             quality: None,
+            key: None,
         }
+    }
+
+    /// Names the call for good (see [`ImageRequest::key`]).
+    pub fn with_key(mut self, key: impl Into<String>) -> ImageRequest {
+        self.key = Some(key.into());
+        self
     }
 }
 
@@ -139,13 +167,20 @@ pub struct GeneratedImage {
 pub struct JudgeRequest {
     /// The user's idea.
     pub idea: String,
-    /// The image, as PNG bytes.
+    /// The image, as PNG or JPEG bytes.
     #[serde(skip)]
-    pub png: Vec<u8>,
+    pub image: Vec<u8>,
+    /// The detail level the judge looks at it with (the model's `auto` when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<ImageDetail>,
     /// Weight of alignment in the total (`total = alpha * alignment + (1 - alpha) * aesthetic`).
     pub alpha: f64,
     /// The vote's index within an ensemble, so that votes are independent.
     pub vote: u32,
+    /// Names the call for good (see [`Transport::chat`](crate::Transport::chat)): the batch
+    /// tier sends a keyed call at most once, and answers a repeat from its database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// How well one image does: scores on 0-10 with the judge's words.
@@ -172,16 +207,23 @@ pub struct Judgement {
 pub struct CompareRequest {
     /// The user's idea.
     pub idea: String,
-    /// Image A (shown first), as PNG bytes.
+    /// Image A (shown first), as PNG or JPEG bytes.
     #[serde(skip)]
-    pub png_a: Vec<u8>,
-    /// Image B, as PNG bytes.
+    pub image_a: Vec<u8>,
+    /// Image B, as PNG or JPEG bytes.
     #[serde(skip)]
-    pub png_b: Vec<u8>,
+    pub image_b: Vec<u8>,
+    /// The detail level the judge looks at them with (the model's `auto` when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<ImageDetail>,
     /// Weight of alignment in the overall winner.
     pub alpha: f64,
     /// The vote's index within an ensemble.
     pub vote: u32,
+    /// Names the call for good (see [`Transport::chat`](crate::Transport::chat)): the batch
+    /// tier sends a keyed call at most once, and answers a repeat from its database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// One of the two images of a comparison.

@@ -123,9 +123,11 @@ where
     let judgement = p
         .judge(JudgeRequest {
             idea: IDEA.into(),
-            png: pngs[0].0.clone(),
+            image: pngs[0].0.clone(),
+            detail: None,
             alpha: 0.7,
             vote: 0,
+            key: None,
         })
         .await
         .expect("judge");
@@ -140,10 +142,12 @@ where
     let comparison = p
         .compare(CompareRequest {
             idea: IDEA.into(),
-            png_a: pngs[1].0.clone(),
-            png_b: pngs[0].0.clone(),
+            image_a: pngs[1].0.clone(),
+            image_b: pngs[0].0.clone(),
+            detail: None,
             alpha: 0.7,
             vote: 1,
+            key: None,
         })
         .await
         .expect("compare");
@@ -201,9 +205,11 @@ async fn conform_refusal(transport: Arc<dyn Transport>) {
     let err = p
         .judge(JudgeRequest {
             idea: IDEA.into(),
-            png: b"GIF89a".to_vec(),
+            image: b"GIF89a".to_vec(),
+            detail: None,
             alpha: 0.7,
             vote: 0,
+            key: None,
         })
         .await
         .expect_err("not a PNG");
@@ -361,9 +367,11 @@ async fn the_factory_builds_every_operation_on_its_configured_tier() {
         .vision()
         .judge(JudgeRequest {
             idea: "a fox".into(),
-            png: image.png,
+            image: image.png,
+            detail: None,
             alpha: 0.5,
             vote: 0,
+            key: None,
         })
         .await
         .unwrap();
@@ -409,9 +417,11 @@ async fn mocks_stand_in_for_the_traits() {
         vision
             .judge(JudgeRequest {
                 idea: "x".into(),
-                png: vec![],
+                image: vec![],
+                detail: None,
                 alpha: 0.7,
-                vote: 0
+                vote: 0,
+                key: None,
             })
             .await
             .is_err()
@@ -581,9 +591,11 @@ async fn batch_settings_route_judging_through_the_queue() {
         .vision()
         .judge(JudgeRequest {
             idea: IDEA.into(),
-            png: image.png,
+            image: image.png,
+            detail: None,
             alpha: 0.7,
             vote: 0,
+            key: None,
         })
         .await
         .unwrap();

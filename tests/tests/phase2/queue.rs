@@ -547,3 +547,65 @@ async fn a_request_the_model_refuses_fails_at_once_with_openais_status() {
     let stats = sim.stats().await;
     assert_eq!((stats.batches_created, stats.sync_requests), (1, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keyed_requests_are_sent_once_across_a_restart() {
+    let sim = Arc::new(openai_sim::spawn(SimConfig::default()).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<String> = (0..4).map(|i| format!("session-k/judge/{i}")).collect();
+    let ids: Vec<RequestId> = keys.iter().map(|k| RequestId::for_key(k)).collect();
+    {
+        let queue = open(&sim, dir.path(), QueueConfig::default()).await;
+        assert_eq!(queue.known(&ids).await.unwrap(), 0);
+        for (i, key) in keys.iter().enumerate() {
+            let handle = queue
+                .enqueue_keyed("judge", key, chat("k", i))
+                .await
+                .unwrap();
+            assert_eq!(handle.id(), &ids[i]);
+        }
+        assert_eq!(queue.known(&ids).await.unwrap(), 4);
+        // The same key again (a caller retrying before the batch is out) stores nothing new.
+        let again = queue.enqueue_keyed("judge", &keys[0], chat("k", 0)).await;
+        assert_eq!(again.unwrap().id(), &ids[0]);
+        // A key reused for another request is refused, naming the key.
+        let err = queue
+            .enqueue_keyed("judge", &keys[0], chat("k", 99))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidRequest(m) if m.contains(&keys[0])),
+            "{err}"
+        );
+        queue.flush().await.unwrap();
+    } // the process dies with its batch in flight
+    let queue = open(&sim, dir.path(), QueueConfig::default()).await;
+    queue.resume().await.unwrap();
+    let _clock = Clock::start(&sim);
+    // The restarted caller asks again under the same keys and gets the first batch's results.
+    let mut handles = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        handles.push(
+            queue
+                .enqueue_keyed("judge", key, chat("k", i))
+                .await
+                .unwrap(),
+        );
+    }
+    queue.flush().await.unwrap();
+    for result in wait_all(handles).await {
+        assert_eq!(result.unwrap().tier, Tier::Batch);
+    }
+    // Asking once more after the results are in answers at once from the database.
+    let done = queue
+        .enqueue_keyed("judge", &keys[3], chat("k", 3))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(done.request_id, ids[3]);
+    let stats = sim.stats().await;
+    assert_eq!(stats.batches_created, 1, "no batch for the repeated keys");
+    assert_eq!(stats.batch_requests_billed, 4);
+}
