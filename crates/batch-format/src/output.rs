@@ -125,7 +125,8 @@ pub struct ApiErrorBody {
 
 /// Token usage of one response, under either naming: chat and embeddings say
 /// `prompt_tokens`/`completion_tokens`, responses and images say `input_tokens`/`output_tokens`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Usage {
     /// `input_tokens` or `prompt_tokens`.
     pub input_tokens: u64,
