@@ -139,6 +139,42 @@ pub fn judge_body(model: &str, request: &JudgeRequest) -> Result<ChatCompletionR
     Ok(body)
 }
 
+/// The chat body of a JSON question about images: the system instruction, then the user text
+/// followed by the images.
+pub fn vision_json_body(
+    model: &str,
+    request: &crate::VisionJsonRequest,
+) -> Result<ChatCompletionRequest> {
+    if request.images.is_empty() {
+        return Err(ProviderError::InvalidRequest(
+            "a vision question needs at least one image".to_owned(),
+        ));
+    }
+    let mut parts = vec![ContentPart::text(request.chat.user.clone())];
+    for (i, image) in request.images.iter().enumerate() {
+        parts.push(image_part(
+            image,
+            request.detail,
+            &format!("image {}", i + 1),
+        )?);
+    }
+    let mut messages = Vec::new();
+    if let Some(system) = &request.chat.system {
+        messages.push(Message::system(system.clone()));
+    }
+    messages.push(Message::user_parts(parts));
+    let mut body = ChatCompletionRequest::new(model, messages);
+    body.temperature = request.chat.temperature;
+    body.max_completion_tokens = request.chat.max_output_tokens;
+    body.seed = request.chat.seed;
+    normalize_chat(&mut body);
+    body.response_format = Some(ResponseFormat::json_schema(
+        request.schema_name.clone(),
+        request.schema.clone(),
+    ));
+    Ok(body)
+}
+
 /// The chat body that compares two images (A shown first).
 pub fn compare_body(model: &str, request: &CompareRequest) -> Result<ChatCompletionRequest> {
     check_alpha(request.alpha)?;

@@ -52,6 +52,13 @@ impl ProviderFactory {
         self
     }
 
+    /// The same connections with another configuration (the orchestrator's hybrid mode builds
+    /// one set of providers per tier this way).
+    pub fn with_config(mut self, config: ProvidersConfig) -> ProviderFactory {
+        self.config = config;
+        self
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ProvidersConfig {
         &self.config

@@ -43,5 +43,5 @@ pub use traits::{ImageProvider, LlmProvider, VisionProvider};
 pub use traits::{MockImageProvider, MockLlmProvider, MockVisionProvider};
 pub use types::{
     CallMeta, ChatReply, ChatRequest, CompareRequest, Comparison, GeneratedImage, ImageRequest,
-    JsonReply, JsonRequest, JudgeRequest, Judgement, Ranks, Side,
+    JsonReply, JsonRequest, JudgeRequest, Judgement, Ranks, Side, VisionJsonRequest,
 };

@@ -11,7 +11,7 @@ use crate::codec;
 use crate::{
     CallMeta, ChatReply, ChatRequest, CompareRequest, Comparison, GeneratedImage, ImageProvider,
     ImageRequest, JsonReply, JsonRequest, JudgeRequest, Judgement, LlmProvider, Operation, Result,
-    Tier, VisionProvider,
+    Tier, VisionJsonRequest, VisionProvider,
 };
 
 /// A response body as a tier delivered it.
@@ -194,6 +194,16 @@ impl VisionProvider for OpenAiProvider {
             reasons,
             strengths,
             weaknesses,
+            meta,
+        })
+    }
+
+    async fn json(&self, request: VisionJsonRequest) -> Result<JsonReply> {
+        let body = codec::vision_json_body(&self.models.vision, &request)?;
+        let (body, meta) =
+            (self.send_chat(request.chat.operation, request.chat.key.as_deref(), body)).await?;
+        Ok(JsonReply {
+            value: codec::read_json(&body)?,
             meta,
         })
     }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use crate::{
     ChatReply, ChatRequest, CompareRequest, Comparison, GeneratedImage, ImageRequest, JsonReply,
-    JsonRequest, JudgeRequest, Judgement, Result,
+    JsonRequest, JudgeRequest, Judgement, Result, VisionJsonRequest,
 };
 
 /// The prompt writer: expand, combine, critique and refine are chat calls it answers.
@@ -35,4 +35,8 @@ pub trait VisionProvider: Send + Sync {
 
     /// Compares two images for an idea (one vote; the caller swaps A/B between votes).
     async fn compare(&self, request: CompareRequest) -> Result<Comparison>;
+
+    /// Any question about images whose answer is JSON matching `request.schema` (the
+    /// `judge_refines` plan's judge that also critiques and proposes children).
+    async fn json(&self, request: VisionJsonRequest) -> Result<JsonReply>;
 }

@@ -116,6 +116,23 @@ pub struct JsonReply {
     pub meta: CallMeta,
 }
 
+/// A question about images whose answer must be JSON matching a schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisionJsonRequest {
+    /// The conversation; the images follow the user message's text.
+    pub chat: ChatRequest,
+    /// The images, as PNG or JPEG bytes, in the order they are shown.
+    #[serde(skip)]
+    pub images: Vec<Vec<u8>>,
+    /// The detail level the model looks at them with (the model's `auto` when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<ImageDetail>,
+    /// The schema's name.
+    pub schema_name: String,
+    /// The JSON Schema (root an object, `additionalProperties: false`, all properties required).
+    pub schema: Value,
+}
+
 /// An image to render.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageRequest {

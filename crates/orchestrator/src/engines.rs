@@ -1,0 +1,288 @@
+//! The providers a search calls, one set per tier, and how each stage picks its tier: fixed
+//! per operation from configuration, or in hybrid mode the cheapest tier whose expected
+//! turnaround fits the time left before a deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use batch_queue::BatchRequestQueue;
+use providers::{
+    ConfigError, ImageProvider, LlmProvider, Operation, ProviderFactory, Role, Tier, VisionProvider,
+};
+use serde::{Deserialize, Serialize};
+
+/// The three providers of one tier.
+#[derive(Clone)]
+pub struct Backend {
+    /// The prompt writer.
+    pub llm: Arc<dyn LlmProvider>,
+    /// The image generator.
+    pub image: Arc<dyn ImageProvider>,
+    /// The judge.
+    pub vision: Arc<dyn VisionProvider>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Backend")
+    }
+}
+
+/// How long a stage is expected to take on each tier (hybrid mode's estimate; the batch figure
+/// is updated from the batch stages the session has seen).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Turnaround {
+    /// A stage of synchronous calls at full price.
+    pub standard: Duration,
+    /// A stage of flex calls (slower, and may fall back).
+    pub flex: Duration,
+    /// A batch round trip (OpenAI promises 24 h; most finish far sooner).
+    pub batch: Duration,
+}
+
+impl Default for Turnaround {
+    fn default() -> Self {
+        Turnaround {
+            standard: Duration::from_secs(60),
+            flex: Duration::from_secs(5 * 60),
+            batch: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+impl Turnaround {
+    /// The estimate for `tier`.
+    pub fn of(&self, tier: Tier) -> Duration {
+        match tier {
+            Tier::Flex => self.flex,
+            Tier::Batch => self.batch,
+            _ => self.standard,
+        }
+    }
+}
+
+/// Hybrid mode: a deadline for the whole session and the turnaround estimates.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Hybrid {
+    /// The time the whole session may take, from its start.
+    pub deadline: Duration,
+    /// Expected turnaround per tier.
+    pub turnaround: Turnaround,
+}
+
+impl Hybrid {
+    /// Picks the cheapest of `offered` (batch, then flex, then standard) whose expected
+    /// turnaround fits this stage's share of the time left: `left / stages_left`. When none
+    /// fits, the fastest offered.
+    pub fn pick(&self, offered: &[Tier], left: Duration, stages_left: usize) -> Option<Tier> {
+        let share = left / u32::try_from(stages_left.max(1)).unwrap_or(u32::MAX);
+        let by_price = [Tier::Batch, Tier::Flex, Tier::Standard, Tier::Simulated];
+        by_price
+            .into_iter()
+            .filter(|t| offered.contains(t))
+            .find(|t| self.turnaround.of(*t) <= share)
+            .or_else(|| {
+                offered
+                    .iter()
+                    .copied()
+                    .min_by_key(|t| self.turnaround.of(*t))
+            })
+    }
+}
+
+/// How stages choose their tier.
+#[derive(Debug, Clone)]
+pub enum Routing {
+    /// Each operation on its configured tier.
+    PerOperation(Vec<(Operation, Tier)>),
+    /// Each stage on the cheapest tier that fits the deadline.
+    Hybrid(Hybrid),
+}
+
+/// The backends of a search, the routing of its stages and the batch queue (whose flush is
+/// the stage barrier).
+#[derive(Clone, Debug)]
+pub struct Engines {
+    backends: Vec<(Tier, Backend)>,
+    routing: Routing,
+    queue: Option<Arc<BatchRequestQueue>>,
+    /// Operations configuration keeps off the batch tier (hybrid mode honours it).
+    no_batch: Vec<Operation>,
+}
+
+impl Engines {
+    /// Every operation on one backend of `tier` (tests, and the in-process simulated tier).
+    pub fn single(tier: Tier, backend: Backend) -> Engines {
+        Engines {
+            backends: vec![(tier, backend)],
+            routing: Routing::PerOperation(Operation::ALL.iter().map(|op| (*op, tier)).collect()),
+            queue: None,
+            no_batch: Vec::new(),
+        }
+    }
+
+    /// Backends per tier as given, each operation routed to `routes`' tier.
+    pub fn new(
+        backends: Vec<(Tier, Backend)>,
+        routes: Vec<(Operation, Tier)>,
+        queue: Option<Arc<BatchRequestQueue>>,
+    ) -> Engines {
+        Engines {
+            backends,
+            routing: Routing::PerOperation(routes),
+            queue,
+            no_batch: Vec::new(),
+        }
+    }
+
+    /// From a provider factory: each operation on the tier configuration gives it; with
+    /// `hybrid`, every tier the factory can build (batch only where batching is allowed) and
+    /// the stage's tier picked by the deadline. `queue` is the batch tier's queue, if any.
+    pub fn from_factory(
+        factory: &ProviderFactory,
+        queue: Option<Arc<BatchRequestQueue>>,
+        hybrid: Option<Hybrid>,
+    ) -> Result<Engines, ConfigError> {
+        let config = factory.config();
+        let mut tiers: Vec<Tier> = match hybrid {
+            Some(_) => {
+                let mut t = vec![Tier::Standard, Tier::Flex];
+                if queue.is_some() {
+                    t.push(Tier::Batch);
+                }
+                t
+            }
+            None => Operation::ALL
+                .iter()
+                .map(|op| config.tier_for(*op))
+                .collect(),
+        };
+        tiers.dedup();
+        let mut backends: Vec<(Tier, Backend)> = Vec::new();
+        for tier in tiers {
+            if backends.iter().any(|(t, _)| *t == tier) {
+                continue;
+            }
+            let mut c = config.clone();
+            for op in Operation::ALL {
+                c = c.with_tier(op, tier);
+            }
+            if tier == Tier::Batch {
+                c.batch.enabled = true;
+            }
+            let providers = factory.clone().with_config(c).build()?;
+            backends.push((
+                tier,
+                Backend {
+                    llm: providers.llm(),
+                    image: providers.image(),
+                    vision: providers.vision(),
+                },
+            ));
+        }
+        let routing = match hybrid {
+            Some(h) => Routing::Hybrid(h),
+            None => Routing::PerOperation(
+                Operation::ALL
+                    .iter()
+                    .map(|op| (*op, config.tier_for(*op)))
+                    .collect(),
+            ),
+        };
+        let b = &config.batch;
+        let no_batch = Operation::ALL
+            .into_iter()
+            .filter(|op| match op.role() {
+                Role::Llm => !b.llm_enabled,
+                Role::Vision => !b.vision_enabled,
+                _ => false,
+            })
+            .collect();
+        Ok(Engines {
+            backends,
+            routing,
+            queue,
+            no_batch,
+        })
+    }
+
+    /// The routing.
+    pub fn routing(&self) -> &Routing {
+        &self.routing
+    }
+
+    /// The batch queue, if the batch tier is in use.
+    pub fn queue(&self) -> Option<&Arc<BatchRequestQueue>> {
+        self.queue.as_ref()
+    }
+
+    /// The tiers a stage of `op` may use.
+    pub fn offered(&self, op: Operation) -> Vec<Tier> {
+        self.backends
+            .iter()
+            .map(|(t, _)| *t)
+            // The image endpoint has no flex tier.
+            .filter(|t| !(*t == Tier::Flex && op.role() == Role::Image))
+            .filter(|t| !(*t == Tier::Batch && self.no_batch.contains(&op)))
+            .collect()
+    }
+
+    /// The tier for a stage of `op`, with `left` until the deadline and `stages_left`
+    /// stages (this one included) to run.
+    pub fn tier_for(&self, op: Operation, left: Option<Duration>, stages_left: usize) -> Tier {
+        match &self.routing {
+            Routing::PerOperation(routes) => routes
+                .iter()
+                .find(|(o, _)| *o == op)
+                .map_or(Tier::Standard, |(_, t)| *t),
+            Routing::Hybrid(h) => h
+                .pick(
+                    &self.offered(op),
+                    left.unwrap_or(Duration::ZERO),
+                    stages_left,
+                )
+                .unwrap_or(Tier::Standard),
+        }
+    }
+
+    /// The backend of `tier` (the first one when that tier has none).
+    pub fn backend(&self, tier: Tier) -> &Backend {
+        self.backends
+            .iter()
+            .find(|(t, _)| *t == tier)
+            .or_else(|| self.backends.first())
+            .map(|(_, b)| b)
+            .expect("engines hold at least one backend")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hybrid_picks_the_cheapest_tier_that_fits() {
+        let h = Hybrid {
+            deadline: Duration::from_secs(3600 * 24),
+            turnaround: Turnaround::default(),
+        };
+        let all = [Tier::Standard, Tier::Flex, Tier::Batch];
+        let hours = |n: u64| Duration::from_secs(n * 3600);
+        // A day for 9 stages: batch fits (1 h each).
+        assert_eq!(h.pick(&all, hours(24), 9), Some(Tier::Batch));
+        // 3 hours for 9 stages (20 min each): flex fits, batch does not.
+        assert_eq!(h.pick(&all, hours(3), 9), Some(Tier::Flex));
+        // 9 minutes for 9 stages: only standard.
+        assert_eq!(
+            h.pick(&all, Duration::from_secs(540), 9),
+            Some(Tier::Standard)
+        );
+        // Past the deadline: the fastest there is.
+        assert_eq!(h.pick(&all, Duration::ZERO, 3), Some(Tier::Standard));
+        // Render has no flex: a 20-minute share goes to standard.
+        assert_eq!(
+            h.pick(&[Tier::Standard, Tier::Batch], hours(3), 9),
+            Some(Tier::Standard)
+        );
+    }
+}

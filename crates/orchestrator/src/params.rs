@@ -1,0 +1,349 @@
+//! The search's parameters, the plans that group its calls into stages, and their checks.
+
+use std::fmt;
+use std::str::FromStr;
+
+use batch_format::ImageDetail;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// How images are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgingMode {
+    /// Each image scored alone, 0-10 on alignment and aesthetics; votes averaged.
+    Scoring,
+    /// Images compared in pairs, children together with their parents (whose order is known);
+    /// each vote swaps A/B at random and the majority wins each pair.
+    Comparative,
+}
+
+/// How the search's calls are grouped into stages (each stage one batch round trip in batch
+/// mode); see `docs/orchestrator.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Plan {
+    /// The guide's chain: expand, combine, render, judge; then critique, refine, combine,
+    /// render, judge (4 + 5 per later iteration).
+    Classic,
+    /// One structured call per candidate or parent writes WHAT, HOW and the combined prompt
+    /// (and the critique): 3 stages per iteration.
+    Fused,
+    /// `fused` whose judge also critiques and proposes the children: 2 stages per iteration
+    /// after the first expansion.
+    JudgeRefines,
+}
+
+impl Plan {
+    /// Every plan.
+    pub const ALL: [Plan; 3] = [Plan::Classic, Plan::Fused, Plan::JudgeRefines];
+
+    /// The name used on the command line and in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Plan::Classic => "classic",
+            Plan::Fused => "fused",
+            Plan::JudgeRefines => "judge_refines",
+        }
+    }
+
+    /// The stages of a search of `iterations` rounds, in order.
+    pub fn stages(self, iterations: u32) -> Vec<StageKind> {
+        let mut out = Vec::new();
+        for it in 0..iterations {
+            let first = it == 0;
+            match (self, first) {
+                (Plan::Classic, true) => out.extend([
+                    StageKind::Expand,
+                    StageKind::Combine,
+                    StageKind::Render,
+                    StageKind::Judge,
+                ]),
+                (Plan::Classic, false) => out.extend([
+                    StageKind::Critique,
+                    StageKind::Refine,
+                    StageKind::Combine,
+                    StageKind::Render,
+                    StageKind::Judge,
+                ]),
+                (Plan::Fused | Plan::JudgeRefines, true) => {
+                    out.extend([StageKind::ExpandFused, StageKind::Render, StageKind::Judge])
+                }
+                (Plan::Fused, false) => {
+                    out.extend([StageKind::RefineFused, StageKind::Render, StageKind::Judge])
+                }
+                (Plan::JudgeRefines, false) => out.extend([StageKind::Render, StageKind::Judge]),
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Plan {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Plan, Error> {
+        let t = s.trim().to_ascii_lowercase().replace('-', "_");
+        Plan::ALL
+            .into_iter()
+            .find(|p| p.as_str() == t)
+            .ok_or_else(|| Error::Param {
+                name: "plan",
+                problem: format!("'{s}' is not one of classic, fused, judge_refines"),
+            })
+    }
+}
+
+impl FromStr for JudgingMode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<JudgingMode, Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "scoring" => Ok(JudgingMode::Scoring),
+            "comparative" => Ok(JudgingMode::Comparative),
+            _ => Err(Error::Param {
+                name: "judging",
+                problem: format!("'{s}' is not one of scoring, comparative"),
+            }),
+        }
+    }
+}
+
+/// What a stage does; each is one set of independent calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    /// WHAT and HOW written separately from the idea (2 calls per candidate).
+    Expand,
+    /// WHAT, HOW and the combined prompt in one structured call per candidate.
+    ExpandFused,
+    /// WHAT and HOW combined into the image prompt (1 call per candidate).
+    Combine,
+    /// Each parent critiqued (1 call per parent).
+    Critique,
+    /// Each child refined from its parent and the critique (1 call per child).
+    Refine,
+    /// Each parent's critique and its children, combined, in one structured call.
+    RefineFused,
+    /// Each combined prompt rendered (1 image per candidate).
+    Render,
+    /// The images judged (votes, or pairs times votes), and in `judge_refines` the proposals.
+    Judge,
+}
+
+impl StageKind {
+    /// The operation whose tier carries the stage's calls.
+    pub const fn operation(self) -> providers::Operation {
+        use providers::Operation;
+        match self {
+            StageKind::Expand | StageKind::ExpandFused => Operation::Expand,
+            StageKind::Combine => Operation::Combine,
+            StageKind::Critique => Operation::Critique,
+            StageKind::Refine | StageKind::RefineFused => Operation::Refine,
+            StageKind::Render => Operation::Render,
+            StageKind::Judge => Operation::Judge,
+        }
+    }
+
+    /// The stage's name in events, keys and reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StageKind::Expand => "expand",
+            StageKind::ExpandFused => "expand_fused",
+            StageKind::Combine => "combine",
+            StageKind::Critique => "critique",
+            StageKind::Refine => "refine",
+            StageKind::RefineFused => "refine_fused",
+            StageKind::Render => "render",
+            StageKind::Judge => "judge",
+        }
+    }
+}
+
+impl fmt::Display for StageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The search's parameters; [`SearchParams::new`] gives the guide's session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchParams {
+    /// The user's idea.
+    pub idea: String,
+    /// Candidates per iteration (9).
+    pub n: u32,
+    /// Survivors kept (3); each parent gets `n / m` children.
+    pub m: u32,
+    /// Rounds, counting the first expansion (3).
+    pub iterations: u32,
+    /// Weight of alignment in the total (0.7).
+    pub alpha: f64,
+    /// Votes per judgement (3).
+    pub ensemble: u32,
+    /// How images are judged (comparative).
+    pub judging: JudgingMode,
+    /// How calls are grouped into stages (fused).
+    pub plan: Plan,
+    /// The prompt writer's temperature (0.9; dropped for reasoning models).
+    pub temperature: Option<f64>,
+    /// Seeds the calls and the A/B swaps: the same seed gives the same search.
+    pub seed: u64,
+    /// The detail level judges see images at (low: 512 px, the cheapest).
+    pub detail: ImageDetail,
+    /// Image size asked of the image model (its default when `None`).
+    pub image_size: Option<String>,
+    /// Image quality asked of the image model (its default when `None`).
+    pub image_quality: Option<String>,
+}
+
+/// Bounds a search is held to.
+pub const MAX_N: u32 = 64;
+/// The most iterations.
+pub const MAX_ITERATIONS: u32 = 20;
+/// The most votes per judgement.
+pub const MAX_ENSEMBLE: u32 = 9;
+/// The longest idea, in characters.
+pub const MAX_IDEA_CHARS: usize = 4_000;
+
+impl SearchParams {
+    /// The guide's session for `idea`: n=9, m=3, 3 iterations, alpha 0.7, ensemble 3,
+    /// comparative judging, the fused plan.
+    pub fn new(idea: impl Into<String>) -> SearchParams {
+        SearchParams {
+            idea: idea.into(),
+            n: 9,
+            m: 3,
+            iterations: 3,
+            alpha: 0.7,
+            ensemble: 3,
+            judging: JudgingMode::Comparative,
+            plan: Plan::Fused,
+            temperature: Some(0.9),
+            seed: 0,
+            detail: ImageDetail::Low,
+            image_size: None,
+            image_quality: None,
+        }
+    }
+
+    /// Children per parent.
+    pub fn children_per_parent(&self) -> u32 {
+        self.n / self.m.max(1)
+    }
+
+    /// Checks every parameter, naming the first that is out of bounds and why.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |name: &'static str, problem: String| Err(Error::Param { name, problem });
+        let idea = self.idea.trim();
+        if idea.is_empty() {
+            return bad("idea", "is empty".into());
+        }
+        if idea.chars().count() > MAX_IDEA_CHARS {
+            return bad(
+                "idea",
+                format!(
+                    "has {} characters; at most {MAX_IDEA_CHARS}",
+                    idea.chars().count()
+                ),
+            );
+        }
+        if !(1..=MAX_N).contains(&self.n) {
+            return bad("n", format!("{} is outside 1-{MAX_N}", self.n));
+        }
+        if self.m == 0 || self.m > self.n {
+            return bad("m", format!("{} is outside 1-{} (n)", self.m, self.n));
+        }
+        if self.n % self.m != 0 {
+            return bad(
+                "n",
+                format!(
+                    "{} is not a multiple of m = {} (each survivor gets n / m children)",
+                    self.n, self.m
+                ),
+            );
+        }
+        if !(1..=MAX_ITERATIONS).contains(&self.iterations) {
+            return bad(
+                "iterations",
+                format!("{} is outside 1-{MAX_ITERATIONS}", self.iterations),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return bad("alpha", format!("{} is outside 0-1", self.alpha));
+        }
+        if !(1..=MAX_ENSEMBLE).contains(&self.ensemble) {
+            return bad(
+                "ensemble",
+                format!("{} is outside 1-{MAX_ENSEMBLE}", self.ensemble),
+            );
+        }
+        if let Some(t) = self.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            return bad("temperature", format!("{t} is outside 0-2"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_three_plans_have_14_9_and_7_stages() {
+        let counts: Vec<usize> = Plan::ALL.iter().map(|p| p.stages(3).len()).collect();
+        assert_eq!(counts, [14, 9, 7]);
+        assert_eq!(Plan::Classic.stages(1).len(), 4);
+        assert_eq!(Plan::JudgeRefines.stages(1).len(), 3);
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let check = |edit: &dyn Fn(&mut SearchParams), name: &str, words: &str| {
+            let mut p = SearchParams::new("a lighthouse in a storm");
+            edit(&mut p);
+            match p.validate() {
+                Err(Error::Param { name: n, problem }) => {
+                    assert_eq!(n, name);
+                    assert!(problem.contains(words), "{problem}");
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        check(&|p| p.n = 10, "n", "not a multiple of m = 3");
+        check(&|p| p.m = 0, "m", "outside 1-9");
+        check(&|p| p.m = 12, "m", "outside 1-9");
+        check(&|p| p.n = 0, "n", "outside 1-64");
+        check(&|p| p.alpha = 1.5, "alpha", "outside 0-1");
+        check(&|p| p.ensemble = 0, "ensemble", "outside 1-9");
+        check(&|p| p.iterations = 0, "iterations", "outside 1-20");
+        check(&|p| p.idea = "  ".into(), "idea", "empty");
+        check(&|p| p.temperature = Some(3.0), "temperature", "outside 0-2");
+        assert!(SearchParams::new("a fox").validate().is_ok());
+    }
+
+    #[test]
+    fn names_parse() {
+        assert_eq!("judge-refines".parse::<Plan>().unwrap(), Plan::JudgeRefines);
+        assert!(
+            "greedy"
+                .parse::<Plan>()
+                .unwrap_err()
+                .to_string()
+                .contains("classic")
+        );
+        assert_eq!(
+            "Scoring".parse::<JudgingMode>().unwrap(),
+            JudgingMode::Scoring
+        );
+    }
+}
