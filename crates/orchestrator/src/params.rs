@@ -50,31 +50,27 @@ impl Plan {
 
     /// The stages of a search of `iterations` rounds, in order.
     pub fn stages(self, iterations: u32) -> Vec<StageKind> {
+        self.schedule(iterations)
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect()
+    }
+
+    /// The stages of a search of `iterations` rounds, in order, each with its iteration.
+    pub fn schedule(self, iterations: u32) -> Vec<(u32, StageKind)> {
+        use StageKind::{
+            Combine, Critique, Expand, ExpandFused, Judge, Refine, RefineFused, Render,
+        };
         let mut out = Vec::new();
         for it in 0..iterations {
-            let first = it == 0;
-            match (self, first) {
-                (Plan::Classic, true) => out.extend([
-                    StageKind::Expand,
-                    StageKind::Combine,
-                    StageKind::Render,
-                    StageKind::Judge,
-                ]),
-                (Plan::Classic, false) => out.extend([
-                    StageKind::Critique,
-                    StageKind::Refine,
-                    StageKind::Combine,
-                    StageKind::Render,
-                    StageKind::Judge,
-                ]),
-                (Plan::Fused | Plan::JudgeRefines, true) => {
-                    out.extend([StageKind::ExpandFused, StageKind::Render, StageKind::Judge])
-                }
-                (Plan::Fused, false) => {
-                    out.extend([StageKind::RefineFused, StageKind::Render, StageKind::Judge])
-                }
-                (Plan::JudgeRefines, false) => out.extend([StageKind::Render, StageKind::Judge]),
-            }
+            let kinds: &[StageKind] = match (self, it == 0) {
+                (Plan::Classic, true) => &[Expand, Combine, Render, Judge],
+                (Plan::Classic, false) => &[Critique, Refine, Combine, Render, Judge],
+                (Plan::Fused | Plan::JudgeRefines, true) => &[ExpandFused, Render, Judge],
+                (Plan::Fused, false) => &[RefineFused, Render, Judge],
+                (Plan::JudgeRefines, false) => &[Render, Judge],
+            };
+            out.extend(kinds.iter().map(|k| (it, *k)));
         }
         out
     }

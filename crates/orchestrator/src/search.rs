@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 
 use batch_format::Usage;
 use batch_queue::RequestId;
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use providers::{
     ChatRequest, CompareRequest, ImageRequest, JsonRequest, JudgeRequest, Operation, ProviderError,
     Tier, VisionJsonRequest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::task::JoinSet;
 
 use crate::candidate::{Candidate, Proposal};
 use crate::components::{
@@ -273,17 +272,16 @@ impl BeamSearch {
     /// checkpointed as they finish, the state after every stage; an error leaves the session
     /// resumable.
     pub async fn run(mut self) -> Result<SessionOutcome> {
-        let stages = self.params.plan.stages(self.params.iterations);
         std::fs::create_dir_all(self.folder.join("images")).map_err(|source| Error::Io {
             path: self.folder.join("images"),
             source,
         })?;
         self.progress.send(ProgressEvent::SessionStarted {
             session: self.id.clone(),
-            stages: stages.len(),
+            stages: self.params.plan.stages(self.params.iterations).len(),
             next_stage: self.next_stage,
         });
-        let result = self.run_stages(&stages).await;
+        let result = self.run_stages().await;
         if let Err(e) = &result {
             tracing::warn!(session = %self.id, error = %e, "session stopped");
             self.store.set_state(&self.id, SessionState::Failed).await?;
@@ -330,19 +328,13 @@ impl BeamSearch {
         Ok(self.state.costs.report())
     }
 
-    async fn run_stages(&mut self, stages: &[StageKind]) -> Result<()> {
-        let mut iteration = 0u32;
-        let mut starts = Vec::new();
-        for (i, kind) in stages.iter().enumerate() {
-            if i > 0 && is_first_of_iteration(self.params.plan, *kind) {
-                iteration += 1;
-            }
-            starts.push(iteration);
-        }
-        while self.next_stage < stages.len() {
+    async fn run_stages(&mut self) -> Result<()> {
+        let schedule = self.params.plan.schedule(self.params.iterations);
+        while self.next_stage < schedule.len() {
             let idx = self.next_stage;
-            let (kind, iteration) = (stages[idx], starts[idx]);
-            self.stage(idx, kind, iteration, stages.len() - idx).await?;
+            let (iteration, kind) = schedule[idx];
+            self.stage(idx, kind, iteration, schedule.len() - idx)
+                .await?;
             self.next_stage = idx + 1;
             let snapshot = serde_json::to_string(&self.state).map_err(Error::store)?;
             self.store
@@ -872,18 +864,26 @@ impl BeamSearch {
         } else {
             usize::MAX
         };
-        let mut running = FuturesUnordered::new();
+        // Each call is its own task, so that calls keep moving (and give back the database
+        // connections they hold) while this loop stores a result; dropping the set (a session
+        // stopped mid-stage) aborts them.
+        let mut running = JoinSet::new();
         while running.len() < limit
             && let Some(f) = pending.pop_front()
         {
-            running.push(f);
+            running.spawn(f);
         }
         while !running.is_empty() {
             tokio::select! {
-                Some((i, result)) = running.next() => {
+                Some(joined) = running.join_next() => {
+                    let (i, result) = joined.map_err(|e| Error::Stage {
+                        stage: kind.as_str().into(),
+                        iteration: it,
+                        problem: format!("a call's task failed: {e}"),
+                    })?;
                     done[i] = true;
                     if let Some(f) = pending.pop_front() {
-                        running.push(f);
+                        running.spawn(f);
                     }
                     match result {
                         Ok(record) => {
@@ -999,14 +999,6 @@ impl BeamSearch {
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|source| Error::Io { path, source })
-    }
-}
-
-fn is_first_of_iteration(plan: Plan, kind: StageKind) -> bool {
-    match plan {
-        Plan::Classic => kind == StageKind::Critique,
-        Plan::Fused => kind == StageKind::RefineFused,
-        Plan::JudgeRefines => kind == StageKind::Render,
     }
 }
 

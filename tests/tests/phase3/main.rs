@@ -1,1 +1,3 @@
-//! Phase 3 integration suite.
+//! Phase 3 integration suite: the orchestrator on simulated, standard and batch tiers.
+mod batch_session;
+mod search;
