@@ -206,6 +206,20 @@ impl Engines {
         })
     }
 
+    /// Learns from a finished stage: in hybrid mode the tier's expected turnaround moves half
+    /// way to what the stage took.
+    pub fn observe(&mut self, tier: Tier, took: Duration) {
+        if let Routing::Hybrid(h) = &mut self.routing {
+            let slot = match tier {
+                Tier::Batch => &mut h.turnaround.batch,
+                Tier::Flex => &mut h.turnaround.flex,
+                Tier::Standard => &mut h.turnaround.standard,
+                _ => return,
+            };
+            *slot = (*slot + took) / 2;
+        }
+    }
+
     /// The routing.
     pub fn routing(&self) -> &Routing {
         &self.routing

@@ -950,6 +950,9 @@ impl BeamSearch {
                 tracing::warn!(session = %self.id, error = %e, "a call could not be priced");
             }
         }
+        if !fresh.is_empty() {
+            self.engines.observe(tier, started.elapsed());
+        }
         stage.finished_at_ms = Some(now_ms());
         self.store.put_stage(&self.id, &stage).await?;
         self.state.stages.retain(|s| s.index != idx);

@@ -1,1 +1,3 @@
-//! Phase 4 integration suite.
+//! Phase 4 integration suite: resume after a crash, hybrid tier selection.
+mod hybrid;
+mod resume;
