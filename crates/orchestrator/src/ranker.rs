@@ -506,7 +506,15 @@ mod tests {
             votes.push((b, pair_vote(first_wins)));
         }
         // A lost dissenting vote changes nothing.
-        assert!(matches!(votes[2].0, Ballot::Pair { first: 0, second: 1, vote: 2, .. }));
+        assert!(matches!(
+            votes[2].0,
+            Ballot::Pair {
+                first: 0,
+                second: 1,
+                vote: 2,
+                ..
+            }
+        ));
         votes[2].1 = None;
         let v = r.rank(&pool, &votes);
         let ranks: Vec<u32> = v.iter().map(|v| v.as_ref().unwrap().rank).collect();
