@@ -327,6 +327,16 @@ fn number(word: &str) -> Option<usize> {
         .or_else(|| WORDS.iter().position(|w| *w == word).map(|i| i + 1))
 }
 
+/// Which child a single refinement writes, from a phrase like "child 2 of 3" (0-based; 0 when
+/// the conversation names none).
+fn child_index(reading: &Reading) -> usize {
+    let words = text::words(&reading.text);
+    words
+        .windows(2)
+        .find_map(|w| (w[0] == "child").then(|| number(&w[1])).flatten())
+        .map_or(0, |n| n - 1)
+}
+
 /// `alpha` from an `Alpha:` field, else [`DEFAULT_ALPHA`].
 fn alpha_of(reading: &Reading) -> f64 {
     reading
@@ -670,7 +680,9 @@ fn refine_answer(reading: &Reading, idea: &str, wants: Wants, base: u64) -> Answ
     } else {
         (read_critique(reading, idea, &parent), false)
     };
-    let child = refine(&parent, &notes, dims, 0, &mut Dice::new(base, "child0"));
+    // "child 2 of 3": siblings written by separate calls start at different suggestions.
+    let index = child_index(reading);
+    let child = refine(&parent, &notes, dims, index, &mut Dice::new(base, "child0"));
     let mut facts = child.facts();
     facts.insert(
         "dimension".into(),

@@ -1119,3 +1119,20 @@ fn completions_moderations_responses_and_videos_have_their_shapes() {
     assert_eq!(video.body["object"], "video");
     assert_eq!(video.body["status"], "queued");
 }
+
+#[test]
+fn siblings_refined_by_separate_calls_start_at_different_suggestions() {
+    let m = Models::new(3);
+    let parent = Node {
+        what: "A lighthouse on a cliff.".into(),
+        how: "oil painting".into(),
+        score: 5.0,
+    };
+    let critique = "Missing content: storm, night\nSuggested content: drifting mist, glistening spray, hazy horizon";
+    let first = refine(&m, &parent, critique, "WHAT", 1);
+    let second = refine(&m, &parent, critique, "WHAT", 2);
+    assert!(first.contains("drifting mist"), "{first}");
+    assert!(second.starts_with("A lighthouse on a cliff."), "{second}");
+    assert_ne!(first, second, "child 1 and child 2 differ");
+    assert!(!second.contains("drifting mist"), "{second}");
+}
