@@ -257,7 +257,7 @@ impl SearchParams {
         if self.m == 0 || self.m > self.n {
             return bad("m", format!("{} is outside 1-{} (n)", self.m, self.n));
         }
-        if self.n % self.m != 0 {
+        if !self.n.is_multiple_of(self.m) {
             return bad(
                 "n",
                 format!(

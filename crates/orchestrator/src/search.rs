@@ -722,7 +722,7 @@ impl BeamSearch {
                 let slot = self.state.get_mut(&c.id).expect("pool ids name candidates");
                 slot.proposals.clear();
                 if let Ok(Payload::Json { value }) = result {
-                    let critique = field(&value, "critique");
+                    let critique = field(value, "critique");
                     slot.critique = (!critique.is_empty()).then_some(critique);
                     slot.proposals = read_children(value, c, dim, k);
                 }
@@ -1076,7 +1076,7 @@ async fn send(
         }
         Spec::Vision(r) => {
             let op = r.chat.operation;
-            let reply = backend.vision.json(r).await?;
+            let reply = backend.vision.ask(r).await?;
             record(op, reply.meta, Payload::Json { value: reply.value })
         }
         Spec::Image(r, file) => {

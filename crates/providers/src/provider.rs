@@ -198,7 +198,7 @@ impl VisionProvider for OpenAiProvider {
         })
     }
 
-    async fn json(&self, request: VisionJsonRequest) -> Result<JsonReply> {
+    async fn ask(&self, request: VisionJsonRequest) -> Result<JsonReply> {
         let body = codec::vision_json_body(&self.models.vision, &request)?;
         let (body, meta) =
             (self.send_chat(request.chat.operation, request.chat.key.as_deref(), body)).await?;

@@ -38,5 +38,5 @@ pub trait VisionProvider: Send + Sync {
 
     /// Any question about images whose answer is JSON matching `request.schema` (the
     /// `judge_refines` plan's judge that also critiques and proposes children).
-    async fn json(&self, request: VisionJsonRequest) -> Result<JsonReply>;
+    async fn ask(&self, request: VisionJsonRequest) -> Result<JsonReply>;
 }

@@ -114,7 +114,7 @@ impl LlmProvider for Counting {
     }
     async fn json(&self, r: JsonRequest) -> providers::Result<JsonReply> {
         self.tick();
-        LlmProvider::json(&self.inner, r).await
+        self.inner.json(r).await
     }
 }
 
@@ -138,9 +138,9 @@ impl VisionProvider for Counting {
         self.tick();
         self.inner.compare(r).await
     }
-    async fn json(&self, r: VisionJsonRequest) -> providers::Result<JsonReply> {
+    async fn ask(&self, r: VisionJsonRequest) -> providers::Result<JsonReply> {
         self.tick();
-        VisionProvider::json(&self.inner, r).await
+        self.inner.ask(r).await
     }
 }
 
