@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_queue;
+mod bench_session;
 mod ci;
 mod conformance;
 mod demo;
@@ -36,7 +37,8 @@ enum Command {
     Deny,
     /// Benchmarks, reported as ratios against a baseline measured in the same run.
     Bench {
-        /// Which benchmark: `format`.
+        /// Which benchmark: `format` (batch-format against Python), `queue` (BatchRequestQueue
+        /// throughput), `session` (the guide's session per plan, batch against standard).
         #[arg(default_value = "format")]
         what: String,
     },
@@ -59,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ci => ci::run(&root),
         Command::Phase { n } => ci::phase(&root, n),
         Command::Deny => deny::run(&root),
+        Command::Bench { what } if what == "session" => bench_session::run(&root),
         Command::Bench { what } => bench::run(&root, &what),
         Command::Demo => demo::run(&root),
         Command::Conformance => conformance::run(&root),

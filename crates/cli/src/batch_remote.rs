@@ -254,7 +254,12 @@ pub(crate) async fn run_with(
 }
 
 /// `--db`/`BATCHBEAM_DB`, else a sqlite `DATABASE_URL`, else `./batchbeam.db`.
-fn db_path(db: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<PathBuf> {
+/// The database path: `--db`, else `DATABASE_URL` when it is a sqlite: URL, else
+/// ./batchbeam.db.
+pub(crate) fn db_path(
+    db: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<PathBuf> {
     if let Some(db) = db {
         return Ok(db.to_owned());
     }

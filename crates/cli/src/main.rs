@@ -2,6 +2,7 @@
 
 mod batch;
 mod batch_remote;
+mod run;
 mod sim;
 
 use std::process::ExitCode;
@@ -22,6 +23,15 @@ enum Command {
     /// Work with Batch API input, output and error files.
     #[command(subcommand)]
     Batch(batch::BatchCommand),
+    /// Search for the best image prompt for an idea (a beam-search session).
+    Run(run::RunArgs),
+    /// Carry on a session that stopped (killed, crashed, or failed), from its checkpoints.
+    Resume(run::ResumeArgs),
+    /// List the sessions in the database, newest first.
+    Sessions(run::SessionsArgs),
+    /// Session cost reports and the prices they use.
+    #[command(subcommand)]
+    Cost(run::CostCommand),
     /// Run openai-sim, the local OpenAI-compatible server with simulated models.
     Sim(sim::SimArgs),
 }
@@ -30,6 +40,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Batch(cmd) => batch::run(cmd),
+        Command::Run(args) => async_main(run::run(args)),
+        Command::Resume(args) => async_main(run::resume(args)),
+        Command::Sessions(args) => async_main(run::sessions(args)),
+        Command::Cost(cmd) => async_main(run::cost(cmd)),
         Command::Sim(args) => async_main(sim::run(args)).map(|()| ExitCode::SUCCESS),
     };
     match outcome {
