@@ -109,6 +109,10 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
 
     // 4. Submit every shard to a local openai-sim, wait, and fetch the results.
     round_trip(root, &bin, &dir, &shard_files)?;
+
+    // 5. A beam-search session in batch mode, killed while a batch is out, resumed by a new
+    //    process: it finishes with one batch per stage and nothing billed twice.
+    session(root, &bin, &dir)?;
     println!("demo: ok");
     Ok(())
 }
@@ -182,6 +186,126 @@ fn round_trip(
         println!("results of {id}: {lines} lines -> {}", out.display());
     }
     Ok(())
+}
+
+/// `batchbeam run --batch` against a standing `batchbeam sim`, SIGKILLed once its render
+/// batch is submitted, then `batchbeam resume`; the simulator's counters show no extra batch.
+fn session(root: &Path, bin: &Path, dir: &Path) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let sim = Sim::start(bin, &dir.join("sim-session.log"), &["--time-scale", "100"])?;
+    println!("openai-sim at {} (a session this time)", sim.base_url);
+    let db = dir.join("sessions.db");
+    for stale in ["sessions.db", "sessions.db-wal", "sessions.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(stale));
+    }
+    let command = |args: &[&str]| {
+        let mut cmd = Command::new(bin);
+        cmd.current_dir(root)
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .arg("--sessions")
+            .arg(dir.join("sessions"))
+            .env("OPENAI_BASE_URL", &sim.base_url)
+            .env("OPENAI_API_KEY", "sk-demo-key")
+            .env("BATCH_API_ENABLED", "true")
+            .env("BATCH_POLL_INTERVAL_MS", "100");
+        cmd
+    };
+    let mut child = command(&["run", "a lighthouse in a storm", "--seed", "7"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting batchbeam run")?;
+    let stderr = child.stderr.take().context("stderr is piped")?;
+    let mut id = None;
+    let mut submitted = 0;
+    for line in BufReader::new(stderr).lines() {
+        let line = line?;
+        println!("  | {line}");
+        if id.is_none() {
+            id = line
+                .strip_prefix("session ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned);
+        }
+        if line.contains("submitted to the Batch API") {
+            submitted += 1;
+            if submitted == 2 {
+                break;
+            }
+        }
+    }
+    child.kill().context("killing batchbeam run")?;
+    child.wait()?;
+    let id = id.context("`batchbeam run` did not print its session id")?;
+    ensure!(
+        submitted == 2,
+        "the session ended before its render batch was submitted"
+    );
+    println!("killed the session (SIGKILL) with its render batch out; resuming {id}");
+    let out = command(&["resume", &id, "--json"])
+        .output()
+        .context("running batchbeam resume")?;
+    ensure!(
+        out.status.success(),
+        "`batchbeam resume {id}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        println!("  | {line}");
+    }
+    let outcome: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("`resume --json` is not JSON")?;
+    let stages = outcome["stages"].as_array().map_or(0, Vec::len) as u64;
+    let calls = outcome["calls"].as_u64().unwrap_or_default();
+    let stats = sim_stats(&sim.base_url)?;
+    let batches = stats["batches_created"].as_u64().unwrap_or_default();
+    let billed = stats["batch_requests_billed"].as_u64().unwrap_or_default();
+    println!(
+        "session {id}: {stages} stages, {calls} calls; the simulator made {batches} batches and billed {billed} requests"
+    );
+    println!(
+        "best prompt: {}",
+        outcome["best"]["combined"].as_str().unwrap_or_default()
+    );
+    ensure!(
+        stages == 9,
+        "the fused plan has 9 stages, the session ran {stages}"
+    );
+    ensure!(
+        batches == stages,
+        "one batch per stage expected, the simulator made {batches}"
+    );
+    ensure!(
+        billed == calls,
+        "{billed} requests billed for {calls} calls"
+    );
+    Ok(())
+}
+
+/// `GET /sim/stats` of the simulator at `base_url` (`http://host:port/v1`), without a client
+/// library: one HTTP/1.1 request on loopback.
+fn sim_stats(base_url: &str) -> anyhow::Result<serde_json::Value> {
+    use std::io::{Read, Write};
+    let host = base_url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .context("the simulator's URL is not http://host:port/v1")?;
+    let mut stream = std::net::TcpStream::connect(host)?;
+    write!(
+        stream,
+        "GET /sim/stats HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .context("no HTTP body from /sim/stats")?;
+    serde_json::from_str(body).with_context(|| format!("/sim/stats is not JSON: {body}"))
 }
 
 /// Runs `batchbeam batch validate` and returns its exit code and combined output.

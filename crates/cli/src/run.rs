@@ -414,8 +414,14 @@ fn describe(event: &ProgressEvent) -> Option<String> {
             iteration,
             best_id,
             best_score,
+            wins,
             ..
-        } => format!("iteration {iteration}: best {best_id} scores {best_score:.2}"),
+        } => match wins {
+            Some((won, of)) => {
+                format!("iteration {iteration}: best {best_id} won {won} of its {of} comparisons")
+            }
+            None => format!("iteration {iteration}: best {best_id} scores {best_score:.2}"),
+        },
         _ => return None,
     })
 }

@@ -752,19 +752,6 @@ fn convert_model(
 // ---------------------------------------------------------------------------------------------
 // Calls and the tracker
 
-/// [`Usage`] as a session stores it (batch-format's type serialises but does not deserialise).
-#[derive(Serialize, Deserialize)]
-#[serde(remote = "Usage")]
-struct UsageDef {
-    input_tokens: u64,
-    output_tokens: u64,
-    total_tokens: u64,
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-    #[serde(default)]
-    reasoning_tokens: Option<u64>,
-}
-
 /// The size and quality an image was asked for (`None`: the model's default).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageSpec {
@@ -786,7 +773,6 @@ pub struct Call {
     /// The model the response names (a dated snapshot is fine).
     pub model: String,
     /// The tokens the response reported.
-    #[serde(with = "UsageDef")]
     pub usage: Usage,
     /// For a rendered image, its size and quality; `None` for chat and vision calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -69,8 +69,11 @@ pub enum ProgressEvent {
         iteration: u32,
         /// The best candidate so far.
         best_id: String,
-        /// Its score (0-10).
+        /// Its score (0-10; in comparative mode 10 x the share of its comparisons it won).
         best_score: f64,
+        /// In comparative mode: the comparisons it won and took part in.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wins: Option<(u32, u32)>,
     },
     /// The session finished.
     SessionFinished {

@@ -752,6 +752,11 @@ impl BeamSearch {
             iteration: it,
             best_id: best.id.clone(),
             best_score: best.score(),
+            wins: best
+                .verdict
+                .as_ref()
+                .filter(|v| v.comparisons > 0)
+                .map(|v| (v.wins, v.comparisons)),
         });
         Ok(())
     }
