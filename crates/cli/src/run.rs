@@ -196,9 +196,13 @@ fn db_path(db: Option<&Path>) -> anyhow::Result<PathBuf> {
 struct Rig {
     engines: Engines,
     store: SessionStore,
-    queue: Option<Arc<BatchRequestQueue>>,
     _sim: Option<SimHandle>,
     pricing: Pricing,
+    /// Hybrid mode's deadline: `--deadline`, else `BATCH_MAX_WAIT_HOURS` when
+    /// `BATCH_HYBRID_MODE` is on.
+    deadline: Option<Duration>,
+    /// `BATCH_COST_TRACKING`: print the cost report.
+    cost_tracking: bool,
 }
 
 async fn rig(place: &Place, out: &mut dyn Write) -> anyhow::Result<Rig> {
@@ -242,7 +246,13 @@ async fn rig(place: &Place, out: &mut dyn Write) -> anyhow::Result<Rig> {
             .unwrap_or(Path::new(".")),
     )?
     .join("batchbeam-files");
-    let batch_used = place.deadline.is_some()
+    let deadline = place.deadline.or_else(|| {
+        config
+            .batch
+            .hybrid_mode
+            .then(|| Duration::from_secs(u64::from(config.batch.max_wait_hours) * 3600))
+    });
+    let batch_used = deadline.is_some()
         || Operation::ALL
             .iter()
             .any(|op| config.tier_for(*op) == providers::Tier::Batch);
@@ -270,7 +280,7 @@ async fn rig(place: &Place, out: &mut dyn Write) -> anyhow::Result<Rig> {
     } else {
         (SessionStore::open(&db).await?, None)
     };
-    let hybrid = place.deadline.map(|deadline| Hybrid {
+    let hybrid = deadline.map(|deadline| Hybrid {
         deadline,
         turnaround: Turnaround::default(),
     });
@@ -282,9 +292,10 @@ async fn rig(place: &Place, out: &mut dyn Write) -> anyhow::Result<Rig> {
     Ok(Rig {
         engines,
         store,
-        queue,
         _sim: sim,
         pricing,
+        deadline,
+        cost_tracking: config.batch.cost_tracking,
     })
 }
 
@@ -309,7 +320,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut search = BeamSearch::start(params, rig.engines, rig.store, &args.place.sessions)
         .await?
         .with_pricing(rig.pricing);
-    if let Some(d) = args.place.deadline {
+    if let Some(d) = rig.deadline {
         search = search.with_deadline(d);
     }
     writeln!(
@@ -325,7 +336,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .len(),
         search.id()
     )?;
-    drive(search, args.place.json, rig.queue).await
+    drive(search, args.place.json, rig.cost_tracking).await
 }
 
 /// `batchbeam resume`.
@@ -335,17 +346,13 @@ pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
     let mut search = BeamSearch::resume(&args.id, rig.engines, rig.store)
         .await?
         .with_pricing(rig.pricing);
-    if let Some(d) = args.place.deadline {
+    if let Some(d) = rig.deadline {
         search = search.with_deadline(d);
     }
-    drive(search, args.place.json, rig.queue).await
+    drive(search, args.place.json, rig.cost_tracking).await
 }
 
-async fn drive(
-    search: BeamSearch,
-    json: bool,
-    _queue: Option<Arc<BatchRequestQueue>>,
-) -> anyhow::Result<ExitCode> {
+async fn drive(search: BeamSearch, json: bool, cost_tracking: bool) -> anyhow::Result<ExitCode> {
     let mut events = search.progress().subscribe();
     let printer = tokio::spawn(async move {
         let tty = std::io::stderr().is_terminal();
@@ -364,7 +371,7 @@ async fn drive(
         serde_json::to_writer_pretty(&mut out, &outcome)?;
         writeln!(out)?;
     } else {
-        print_outcome(&outcome, &mut out)?;
+        print_outcome(&outcome, cost_tracking, &mut out)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -426,7 +433,7 @@ fn describe(event: &ProgressEvent) -> Option<String> {
     })
 }
 
-fn print_outcome(o: &SessionOutcome, out: &mut impl Write) -> anyhow::Result<()> {
+fn print_outcome(o: &SessionOutcome, cost: bool, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(
         out,
         "session {}: {} stages, {} calls",
@@ -464,8 +471,10 @@ fn print_outcome(o: &SessionOutcome, out: &mut impl Write) -> anyhow::Result<()>
         writeln!(out, "  image: {}", o.folder.join(image).display())?;
     }
     writeln!(out, "tree: {}", o.folder.join("session.json").display())?;
-    writeln!(out)?;
-    write!(out, "{}", o.report)?;
+    if cost {
+        writeln!(out)?;
+        write!(out, "{}", o.report)?;
+    }
     Ok(())
 }
 
