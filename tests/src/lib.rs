@@ -11,7 +11,7 @@ use batch_client::{
 };
 use batch_queue::{BatchRequestQueue, QueueConfig};
 use openai_sim::SimHandle;
-use orchestrator::{Backend, Engines, SearchParams, SessionStore};
+use orchestrator::{Backend, Engines, Hybrid, SearchParams, SessionStore};
 use providers::transport::SimulatedTransport;
 use providers::{OpenAiProvider, ProviderFactory, ProvidersConfig, RoleModels, Tier};
 
@@ -61,6 +61,18 @@ pub struct BatchRig {
 
 /// The batch set-up in `dir` (reopening it after a "crash" finds everything there).
 pub async fn batch_rig(sim: &SimHandle, dir: &Path) -> BatchRig {
+    let mut config = ProvidersConfig::default();
+    config.batch.enabled = true;
+    batch_rig_with(sim, dir, config, None).await
+}
+
+/// The batch set-up in `dir` with `config` (its batch settings and tiers), hybrid when given.
+pub async fn batch_rig_with(
+    sim: &SimHandle,
+    dir: &Path,
+    config: ProvidersConfig,
+    hybrid: Option<Hybrid>,
+) -> BatchRig {
     let mut manager_config = ManagerConfig::new(dir.join("files"));
     manager_config.poll_interval = Duration::from_millis(5);
     manager_config.poll_ceiling = Duration::from_millis(20);
@@ -75,12 +87,10 @@ pub async fn batch_rig(sim: &SimHandle, dir: &Path) -> BatchRig {
             .await
             .unwrap(),
     );
-    let mut config = ProvidersConfig::default();
-    config.batch.enabled = true;
     let factory = ProviderFactory::new(config)
         .with_client(client_config(sim))
         .with_queue(Arc::clone(&queue));
-    let engines = Engines::from_factory(&factory, Some(Arc::clone(&queue)), None).unwrap();
+    let engines = Engines::from_factory(&factory, Some(Arc::clone(&queue)), hybrid).unwrap();
     BatchRig {
         engines,
         store: SessionStore::new(pool).await.unwrap(),

@@ -105,6 +105,15 @@ pub fn field(v: &Value, key: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The `combined` field of an answer, or the default join of `what` and `how` when the model
+/// wrote none.
+pub fn combined_of(v: &Value, what: &str, how: &str) -> String {
+    match field(v, "combined") {
+        c if c.is_empty() => default_combined(what, how),
+        c => c,
+    }
+}
+
 /// The combined prompt when a model wrote none.
 pub fn default_combined(what: &str, how: &str) -> String {
     match (what.trim(), how.trim()) {
@@ -391,10 +400,7 @@ pub fn read_children(v: &Value, parent: &Candidate, dim: Dimension, k: u32) -> V
             if what.is_empty() && how.is_empty() {
                 return None;
             }
-            let combined = match field(item, "combined") {
-                c if c.is_empty() => default_combined(&what, &how),
-                c => c,
-            };
+            let combined = combined_of(item, &what, &how);
             Some(Proposal {
                 what,
                 how,

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::candidate::{Candidate, Proposal};
 use crate::components::{
     CritiqueGenerator, Dimension, ImageGenerator, PromptCombiner, PromptExpander, PromptRefiner,
-    Writing, default_combined, field, read_children, seed_for,
+    Writing, combined_of, default_combined, field, read_children, seed_for,
 };
 use crate::cost::{Call, CostReport, CostTracker, Pricing};
 use crate::engines::{Backend, Engines};
@@ -410,10 +410,7 @@ impl BeamSearch {
                         Ok(Payload::Json { value }) if kind == StageKind::ExpandFused => {
                             c.what = field(&value, "what");
                             c.how = field(&value, "how");
-                            c.combined = match field(&value, "combined") {
-                                s if s.is_empty() => default_combined(&c.what, &c.how),
-                                s => s,
-                            };
+                            c.combined = combined_of(&value, &c.what, &c.how);
                         }
                         Ok(Payload::Json { value }) if name.ends_with("/what") => {
                             c.what = field(&value, "what");
@@ -437,10 +434,7 @@ impl BeamSearch {
                     let c = self.state.get_mut(id).expect("working ids name candidates");
                     match result {
                         Ok(Payload::Json { value }) => {
-                            c.combined = match field(&value, "combined") {
-                                s if s.is_empty() => default_combined(&c.what, &c.how),
-                                s => s,
-                            }
+                            c.combined = combined_of(&value, &c.what, &c.how)
                         }
                         Ok(_) => c.combined = default_combined(&c.what, &c.how),
                         Err(e) => c.failed = Some(e),

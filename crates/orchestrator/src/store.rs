@@ -50,6 +50,9 @@ const TABLES: &[&str] = &[
     )",
 ];
 
+/// The columns [`session_row`] reads.
+const SESSION_COLUMNS: &str = "id, idea, params, state, folder, next_stage, snapshot";
+
 /// A session's state in the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -188,9 +191,9 @@ impl SessionStore {
 
     /// A session, if the database holds it.
     pub async fn session(&self, id: &str) -> Result<Option<SessionRow>> {
-        let row = sqlx::query(
-            "SELECT id, idea, params, state, folder, next_stage, snapshot FROM search_sessions WHERE id = ?",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM search_sessions WHERE id = ?"
+        )))
         .bind(id)
         .fetch_optional(&self.pool)
         .await
@@ -200,9 +203,9 @@ impl SessionStore {
 
     /// Every session, newest first.
     pub async fn sessions(&self) -> Result<Vec<SessionRow>> {
-        let rows = sqlx::query(
-            "SELECT id, idea, params, state, folder, next_stage, snapshot FROM search_sessions ORDER BY created_at_ms DESC, id DESC",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM search_sessions ORDER BY created_at_ms DESC, id DESC"
+        )))
         .fetch_all(&self.pool)
         .await
         .map_err(Error::store)?;

@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use batch_client::{
@@ -15,6 +14,7 @@ use batch_format::{ChatOptions, ImageGenerationRequest, Message};
 use batch_queue::{
     BatchRequestQueue, Completed, Error, QueueConfig, QueuedRequest, RequestHandle, RequestId, Tier,
 };
+use batchbeam_tests::Clock;
 use openai_sim::{BatchOutcome, BatchOutcomeRule, FaultConfig, SimConfig, SimHandle};
 
 const KEY: &str = "sk-phase2-queue-0000";
@@ -58,30 +58,6 @@ fn chat(session: &str, i: usize) -> QueuedRequest {
             "Session {session}, candidate {i}: critique 'a lighthouse in a storm'."
         ))]),
     )
-}
-
-/// Advances the simulated clock in the background (600 simulated seconds every 5 ms), so a
-/// day-long expiry passes in about a second of real time.
-struct Clock(Arc<AtomicBool>);
-
-impl Clock {
-    fn start(sim: &Arc<SimHandle>) -> Clock {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (sim, flag) = (Arc::clone(sim), Arc::clone(&stop));
-        tokio::spawn(async move {
-            while !flag.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                sim.advance_clock(600.0).await;
-            }
-        });
-        Clock(stop)
-    }
-}
-
-impl Drop for Clock {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }
 
 /// A request's result fetched by id (as after a restart), polling until it is there.

@@ -4,39 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use batch_client::{BatchJobManager, ManagerConfig, OpenAiClient};
-use batch_queue::{BatchRequestQueue, QueueConfig};
-use batchbeam_tests::{Clock, client_config, small};
+use batchbeam_tests::{Clock, batch_rig_with, small};
 use openai_sim::SimConfig;
-use orchestrator::SessionStore;
-use orchestrator::{BeamSearch, Engines, Hybrid, Turnaround};
-use providers::{ProviderFactory, ProvidersConfig};
+use orchestrator::{BeamSearch, Hybrid, Turnaround};
+use providers::ProvidersConfig;
 
 async fn run(deadline: Duration) -> Vec<String> {
     let sim = Arc::new(openai_sim::spawn(SimConfig::default()).await.unwrap());
     let _clock = Clock::start(&sim);
     let dir = tempfile::tempdir().unwrap();
-    let mut manager_config = ManagerConfig::new(dir.path().join("files"));
-    manager_config.poll_interval = Duration::from_millis(5);
-    manager_config.poll_ceiling = Duration::from_millis(20);
-    let client = OpenAiClient::new(client_config(&sim)).unwrap();
-    let manager = BatchJobManager::open(client.clone(), &dir.path().join("b.db"), manager_config)
-        .await
-        .unwrap();
-    let store = SessionStore::new(manager.store().pool().clone())
-        .await
-        .unwrap();
-    let queue = Arc::new(
-        BatchRequestQueue::new(Arc::new(manager), client, QueueConfig::default())
-            .await
-            .unwrap(),
-    );
     let mut config = ProvidersConfig::default();
     config.batch.enabled = true;
     config.batch.hybrid_mode = true;
-    let factory = ProviderFactory::new(config)
-        .with_client(client_config(&sim))
-        .with_queue(queue.clone());
     let hybrid = Hybrid {
         deadline,
         turnaround: Turnaround {
@@ -45,14 +24,19 @@ async fn run(deadline: Duration) -> Vec<String> {
             batch: Duration::from_secs(3_600),
         },
     };
-    let engines = Engines::from_factory(&factory, Some(queue), Some(hybrid)).unwrap();
-    let outcome = BeamSearch::start(small("a koi pond in autumn"), engines, store, dir.path())
-        .await
-        .unwrap()
-        .with_deadline(deadline)
-        .run()
-        .await
-        .unwrap();
+    let rig = batch_rig_with(&sim, dir.path(), config, Some(hybrid)).await;
+    let outcome = BeamSearch::start(
+        small("a koi pond in autumn"),
+        rig.engines,
+        rig.store,
+        dir.path(),
+    )
+    .await
+    .unwrap()
+    .with_deadline(deadline)
+    .run()
+    .await
+    .unwrap();
     outcome.stages.iter().map(|s| s.tier.clone()).collect()
 }
 
