@@ -504,4 +504,67 @@ mod tests {
         assert_eq!(s["additionalProperties"], false);
         assert_eq!(s["properties"]["children"]["minItems"], 3);
     }
+
+    /// The exact bodies the writers send, one per kind of call (what a reviewer of the prompts
+    /// reads, and what must stay valid for the API).
+    #[test]
+    fn request_bodies() {
+        let w = Writing {
+            idea: "a lighthouse in a storm".into(),
+            temperature: Some(0.9),
+            seed: 7,
+        };
+        let mut parent = Candidate::new(0, 2, None);
+        parent.what = "A lighthouse on a basalt cliff, waves breaking.".into();
+        parent.how = "oil painting, rim lighting".into();
+        parent.verdict = Some(Verdict {
+            total: 6.4,
+            alignment: 7.0,
+            aesthetic: 5.0,
+            votes: 3,
+            comparisons: 0,
+            wins: 0,
+            rank: 1,
+            reasons: vec!["Shows the lighthouse; the storm is faint.".into()],
+            strengths: vec!["shows the lighthouse".into()],
+            weaknesses: vec!["does not show the storm".into()],
+        });
+        let model = "gpt-4o-mini";
+        let json =
+            |r: &JsonRequest| serde_json::to_value(providers::codec::json_body(model, r)).unwrap();
+        let chat =
+            |r: &ChatRequest| serde_json::to_value(providers::codec::chat_body(model, r)).unwrap();
+        insta::assert_json_snapshot!("expand_fused", json(&PromptExpander(w.clone()).fused(0, 9)));
+        insta::assert_json_snapshot!(
+            "expand_what",
+            json(&PromptExpander(w.clone()).half(1, 9, Dimension::What))
+        );
+        insta::assert_json_snapshot!("combine", json(&PromptCombiner(w.clone()).request(&parent)));
+        insta::assert_json_snapshot!(
+            "critique",
+            chat(&CritiqueGenerator(w.clone()).request(&parent, Dimension::How))
+        );
+        insta::assert_json_snapshot!(
+            "refine",
+            json(&PromptRefiner(w.clone()).request(
+                &parent,
+                "Missing content: storm",
+                Dimension::What,
+                1,
+                3
+            ))
+        );
+        insta::assert_json_snapshot!(
+            "refine_fused",
+            json(&PromptRefiner(w.clone()).fused(&parent, Dimension::How, 3))
+        );
+        let png = b"\x89PNG\r\n\x1a\n".to_vec();
+        let review =
+            PromptRefiner(w).review(&parent, png, ImageDetail::Low, 0.7, Dimension::What, 3);
+        insta::assert_json_snapshot!(
+            "review",
+            serde_json::to_value(providers::codec::vision_json_body(model, &review).unwrap())
+                .unwrap()
+        );
+    }
 }
