@@ -546,3 +546,17 @@ def test_requests_we_build_match_the_spec(spec):
         spec(line["body"], schema)
         checked += 1
     assert checked >= 2
+
+
+def test_the_orchestrators_chat_bodies_match_the_spec(spec):
+    """Every body the search's writers and the judge_refines review send (the orchestrator's insta
+    snapshots) is a valid CreateChatCompletionRequest."""
+    snapshots = sorted((REPO_ROOT / "crates" / "orchestrator" / "src" / "snapshots").glob("*.snap"))
+    assert snapshots, "the orchestrator's request snapshots are missing"
+    for snapshot in snapshots:
+        # An insta snapshot: a `---` header block, then the pretty-printed value.
+        body = json.loads(snapshot.read_text(encoding="utf-8").split("---\n", 2)[2])
+        spec(body, "CreateChatCompletionRequest")
+        # Structured answers are strict JSON schemas; the critique alone is free text.
+        fmt = body.get("response_format")
+        assert fmt is None or (fmt["type"] == "json_schema" and fmt["json_schema"]["strict"]), snapshot
