@@ -185,7 +185,11 @@ impl BeamSearch {
     ) -> Result<BeamSearch> {
         params.validate()?;
         let id = format!("s_{}", ulid::Ulid::new().to_string().to_lowercase());
-        let folder = sessions_dir.join(&id);
+        // Absolute, so that a resume from another working directory finds it.
+        let folder = std::path::absolute(sessions_dir.join(&id)).map_err(|source| Error::Io {
+            path: sessions_dir.to_owned(),
+            source,
+        })?;
         let params_json = serde_json::to_string(&params).map_err(Error::store)?;
         store
             .create(&id, &params.idea, &params_json, &folder.to_string_lossy())
