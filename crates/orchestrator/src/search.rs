@@ -309,7 +309,7 @@ impl BeamSearch {
             .get(&best_id)
             .cloned()
             .expect("pool ids name candidates");
-        let report = self.report()?;
+        let report = self.state.costs.report();
         self.write_session_json(Some(&report))?;
         self.progress.send(ProgressEvent::SessionFinished {
             session: self.id.clone(),
@@ -326,10 +326,6 @@ impl BeamSearch {
             report,
             best_by_iteration: self.state.best.clone(),
         })
-    }
-
-    fn report(&self) -> Result<CostReport> {
-        Ok(self.state.costs.report())
     }
 
     async fn run_stages(&mut self) -> Result<()> {
@@ -403,7 +399,7 @@ impl BeamSearch {
                         specs.push((id.clone(), Spec::Json(expander.fused(i, n))));
                     }
                 }
-                let results = self.run_calls(idx, kind, it, left, specs.clone()).await?;
+                let results = self.run_calls(idx, kind, it, left, &specs).await?;
                 for ((name, _), result) in specs.iter().zip(results) {
                     let id = name.split('/').next().unwrap_or_default().to_owned();
                     let c = self
@@ -424,6 +420,15 @@ impl BeamSearch {
                         Err(e) => c.failed = Some(e),
                     }
                 }
+                for id in ids {
+                    let c = self
+                        .state
+                        .get_mut(&id)
+                        .expect("working ids name candidates");
+                    if c.failed.is_none() && (c.what.is_empty() || c.how.is_empty()) {
+                        c.failed = Some("the writer left WHAT or HOW empty".into());
+                    }
+                }
                 self.require_alive(kind, it, &self.state.working.clone(), 1)?;
             }
             StageKind::Combine => {
@@ -433,7 +438,7 @@ impl BeamSearch {
                     .iter()
                     .map(|c| (c.id.clone(), Spec::Json(combiner.request(c))))
                     .collect();
-                let results = self.run_calls(idx, kind, it, left, specs.clone()).await?;
+                let results = self.run_calls(idx, kind, it, left, &specs).await?;
                 for ((id, _), result) in specs.iter().zip(results) {
                     let c = self.state.get_mut(id).expect("working ids name candidates");
                     match result {
@@ -454,7 +459,7 @@ impl BeamSearch {
                     .iter()
                     .map(|p| (p.id.clone(), Spec::Chat(critic.request(p, dim))))
                     .collect();
-                let results = self.run_calls(idx, kind, it, left, specs.clone()).await?;
+                let results = self.run_calls(idx, kind, it, left, &specs).await?;
                 for ((id, _), result) in specs.iter().zip(results) {
                     let c = self.state.get_mut(id).expect("pool ids name candidates");
                     // A parent whose critique failed is refined blind rather than dropped.
@@ -485,7 +490,7 @@ impl BeamSearch {
                         Spec::Json(refiner.request(parent, &critique, dim, child, k)),
                     ));
                 }
-                let results = self.run_calls(idx, kind, it, left, specs.clone()).await?;
+                let results = self.run_calls(idx, kind, it, left, &specs).await?;
                 for ((id, _), result) in specs.iter().zip(results) {
                     let c = self.state.get_mut(id).expect("new ids name candidates");
                     let (prop, slot) = match dim {
@@ -510,7 +515,7 @@ impl BeamSearch {
                     .iter()
                     .map(|p| (p.id.clone(), Spec::Json(refiner.fused(p, dim, k))))
                     .collect();
-                let results = self.run_calls(idx, kind, it, left, specs.clone()).await?;
+                let results = self.run_calls(idx, kind, it, left, &specs).await?;
                 let mut proposals: Vec<(String, Proposal)> = Vec::new();
                 for (parent, result) in parents.iter().zip(results) {
                     if let Ok(Payload::Json { value }) = result {
@@ -551,7 +556,7 @@ impl BeamSearch {
                         (c.id.clone(), Spec::Image(generator.request(c), file))
                     })
                     .collect();
-                let results = self.run_calls(idx, kind, it, left, specs.clone()).await?;
+                let results = self.run_calls(idx, kind, it, left, &specs).await?;
                 for ((id, _), result) in specs.iter().zip(results) {
                     let c = self.state.get_mut(id).expect("working ids name candidates");
                     match result {
@@ -693,7 +698,7 @@ impl BeamSearch {
             }
         }
         let results = self
-            .run_calls(idx, StageKind::Judge, it, left, specs)
+            .run_calls(idx, StageKind::Judge, it, left, &specs)
             .await?;
         let (votes, review_results) = results.split_at(ballots.len());
         let votes: Vec<(Ballot, Option<VoteResult>)> = ballots
@@ -786,7 +791,7 @@ impl BeamSearch {
         kind: StageKind,
         it: u32,
         left: usize,
-        specs: Vec<(String, Spec)>,
+        specs: &[(String, Spec)],
     ) -> Result<Vec<std::result::Result<Payload, String>>> {
         let op = kind.operation();
         let started = Instant::now();
