@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use batch_format::{
     BatchRequestBuilder, ChatOptions, ContentPart, ImageDetail, Message, ResultMatcher,
-    ValidationOptions, read_output_parallel, validate_jsonl, validate_jsonl_parallel,
+    ValidationOptions, read_output_parallel_ref, validate_jsonl, validate_jsonl_parallel,
 };
 
 use crate::util::{cargo, exec};
@@ -403,20 +403,22 @@ fn custom_ids(input: &Path) -> anyhow::Result<Vec<String>> {
     Ok(ids)
 }
 
-/// Streams the output file into outcomes and matches them against the input's ids.
+/// Streams the output file into outcomes (`read_output_parallel_ref`) and matches them against
+/// the input's ids.
 fn parse(output: &Path, ids: Vec<String>) -> anyhow::Result<u64> {
     let mut matcher = ResultMatcher::new(ids);
     let mut bytes = 0u64;
     let mut succeeded = 0u64;
     let mut first_problem = None;
-    // A small buffer: the parallel reader reads its blocks straight from the file.
+    // A small buffer: the parallel reader reads its blocks straight from the file. Each line
+    // is lent, not copied: what a caller that checks and counts the results needs.
     let reader = BufReader::new(File::open(output)?);
-    read_output_parallel(reader, 0, |item| match item {
+    read_output_parallel_ref(reader, 0, |item| match item {
         Ok(line) => {
-            if matches!(line.outcome, batch_format::Outcome::Succeeded { .. }) {
+            if line.outcome.is_success() {
                 succeeded += 1;
             }
-            matcher.record(&line);
+            matcher.record_id(line.custom_id);
         }
         Err(problem) => {
             first_problem.get_or_insert(problem);

@@ -45,6 +45,31 @@ where
     R: Read + Send,
     T: Send,
 {
+    parallel_text_blocks(
+        reader,
+        threads,
+        block_bytes,
+        new_state,
+        |state, block| analyse(state, block.lines()),
+        |block, result| deliver(block.lines(), result),
+    )
+}
+
+/// [`parallel_blocks`] handing out the [`Block`] itself, so that a worker can check it as
+/// UTF-8 once ([`Block::text`]) and the calling thread can then borrow its text
+/// ([`Block::checked_text`]) without checking it again.
+pub(crate) fn parallel_text_blocks<R, S, T>(
+    reader: R,
+    threads: usize,
+    block_bytes: usize,
+    new_state: impl Fn() -> S + Sync,
+    analyse: impl Fn(&mut S, &mut Block) -> T + Sync,
+    mut deliver: impl FnMut(&Block, T),
+) -> std::io::Result<()>
+where
+    R: Read + Send,
+    T: Send,
+{
     let threads = threads.max(1);
     let block_bytes = block_bytes.max(1);
     // Workers take turns reading the next block under this lock, then analyse it unlocked; the
@@ -80,7 +105,7 @@ where
                         src.done = !matches!(read, Ok(false));
                         (seq, read.err())
                     };
-                    let result = analyse(&mut state, block.lines());
+                    let result = analyse(&mut state, &mut block);
                     if done_tx.send((seq, block, result, error)).is_err() {
                         return;
                     }
@@ -98,7 +123,7 @@ where
         for (seq, block, result, error) in done_rx {
             pending.insert(seq, (block, result, error));
             while let Some((block, result, error)) = pending.remove(&next) {
-                deliver(block.lines(), result);
+                deliver(&block, result);
                 if let Some(e) = error {
                     return Err(e);
                 }
@@ -125,16 +150,66 @@ struct BlockSource<R> {
 
 /// A reusable buffer of whole lines: `data[..len]`. `data` stays zero-initialised at its full
 /// size so that the reader can write into it directly (for a `BufReader` over a file, with no
-/// copy through the reader's own buffer).
+/// copy through the reader's own buffer). Once a worker has found the lines to be UTF-8, the
+/// same memory is held as a `String` instead, until the block is read into again.
 #[derive(Default)]
-struct Block {
+pub(crate) struct Block {
     data: Vec<u8>,
     len: usize,
+    /// The lines, known to be UTF-8 (`data` is then empty, and its size is `size`).
+    text: Option<String>,
+    size: usize,
 }
 
 impl Block {
-    fn lines(&self) -> &[u8] {
-        &self.data[..self.len]
+    /// The lines, each with its newline (the last may lack one).
+    pub(crate) fn lines(&self) -> &[u8] {
+        match &self.text {
+            Some(text) => text.as_bytes(),
+            None => &self.data[..self.len],
+        }
+    }
+
+    /// The lines as text, checked as UTF-8 once (in place, no copy); the error says where
+    /// they are not.
+    pub(crate) fn text(&mut self) -> Result<&str, std::str::Utf8Error> {
+        if self.text.is_none() {
+            let mut data = std::mem::take(&mut self.data);
+            let size = data.len();
+            data.truncate(self.len);
+            match String::from_utf8(data) {
+                Ok(text) => {
+                    self.text = Some(text);
+                    self.size = size;
+                }
+                Err(e) => {
+                    let error = e.utf8_error();
+                    self.data = e.into_bytes();
+                    self.data.resize(size, 0);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(self.checked_text().unwrap_or_default())
+    }
+
+    /// The lines as text, if [`Block::text`] found them to be UTF-8.
+    pub(crate) fn checked_text(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
+
+    /// Bytes of memory the block holds.
+    fn size(&self) -> usize {
+        self.data.len().max(self.size)
+    }
+
+    /// Makes `data` the buffer again, at its full size.
+    fn back_to_bytes(&mut self) {
+        if let Some(text) = self.text.take() {
+            self.data = text.into_bytes();
+            self.data.resize(self.size, 0);
+            self.size = 0;
+        }
     }
 }
 
@@ -178,7 +253,7 @@ impl Pool {
     }
 
     fn give(&self, mut block: Block) {
-        if block.data.len() > 2 * self.block_bytes {
+        if block.size() > 2 * self.block_bytes {
             // Grown for a very long line: don't keep that much memory for the rest of the run.
             block = Block::default();
         }
@@ -211,6 +286,7 @@ fn read_block<R: Read>(
     block_bytes: usize,
     carry: &mut Vec<u8>,
 ) -> std::io::Result<bool> {
+    block.back_to_bytes();
     // Room for `block_bytes` after the carry: a `BufReader` with no bigger a buffer then
     // reads straight into the block instead of copying through its own buffer.
     let size = (carry.len() + block_bytes).max(2 * carry.len());
@@ -302,6 +378,56 @@ mod tests {
             assert!(got == expect, "{threads} threads");
         }
         assert_eq!(lines_of(b"", 2).0, Vec::<Vec<u8>>::new());
+    }
+
+    #[test]
+    fn blocks_are_checked_as_text_in_place_and_read_into_again() {
+        let mut input = Vec::new();
+        for n in 0..5_000 {
+            match n {
+                // Not UTF-8, a character cut by the line's end, and long multi-byte lines.
+                3 | 4003 => input.extend_from_slice(b"bad \xff byte"),
+                2500 => input.extend_from_slice("cut \u{e9}".as_bytes().split_last().unwrap().1),
+                _ if n % 700 == 650 => {
+                    input.extend_from_slice("\u{1F98A}".repeat(20_000).as_bytes())
+                }
+                _ => input.extend_from_slice(format!("line {n} caf\u{e9}").as_bytes()),
+            }
+            input.push(b'\n');
+        }
+        for (threads, block_bytes) in [(1, 1000), (2, 4096), (5, 100_000), (3, 200_000)] {
+            let mut got = Vec::new();
+            let (mut text_blocks, mut byte_blocks) = (0, 0);
+            parallel_text_blocks(
+                &input[..],
+                threads,
+                block_bytes,
+                || (),
+                |(), block| match block.text() {
+                    Ok(text) => Some(text.len()),
+                    Err(_) => None,
+                },
+                |block, text_len| {
+                    assert_eq!(block.checked_text().map(str::len), text_len);
+                    assert_eq!(
+                        text_len.is_some(),
+                        std::str::from_utf8(block.lines()).is_ok()
+                    );
+                    if text_len.is_some() {
+                        text_blocks += 1;
+                    } else {
+                        byte_blocks += 1;
+                    }
+                    got.extend_from_slice(block.lines());
+                },
+            )
+            .unwrap();
+            assert!(got == input, "{threads} threads, blocks of {block_bytes}");
+            assert!(
+                text_blocks > 0 && byte_blocks > 0,
+                "{text_blocks} {byte_blocks}"
+            );
+        }
     }
 
     #[test]

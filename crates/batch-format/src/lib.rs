@@ -62,8 +62,9 @@ pub use model::{
     model_family, normalize_chat,
 };
 pub use output::{
-    ApiErrorBody, LineProblem, LineProblemKind, ManifestMatch, Outcome, OutcomeLine, OutputReader,
-    RawJson, ResultMatcher, Usage, read_output, read_output_parallel,
+    ApiErrorBody, LineProblem, LineProblemKind, ManifestMatch, Outcome, OutcomeLine,
+    OutcomeLineRef, OutcomeRef, OutputReader, RawJson, ResultMatcher, Usage, read_output,
+    read_output_parallel, read_output_parallel_ref,
 };
 pub use tokens::TokenEstimator;
 pub use validate::{

@@ -6,9 +6,8 @@
 //! body} | null, error: {code, message} | null}`. Unknown fields are ignored everywhere, and
 //! response bodies are kept raw so that nothing a caller might need is lost.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::io::BufRead;
 use std::ops::AddAssign;
 use std::sync::Mutex;
@@ -16,7 +15,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::blocks::{parallel_blocks, split_lines, worker_threads};
+use crate::blocks::{parallel_text_blocks, split_lines, worker_threads};
 use crate::error::Result;
 use crate::scan::{Nested, Scan, Scanner};
 use crate::validate::{Field, find_newline};
@@ -166,6 +165,107 @@ pub struct OutcomeLine {
     pub custom_id: String,
     /// What happened.
     pub outcome: Outcome,
+}
+
+/// A readable line of an output or error file as [`read_output_parallel_ref`] lends it: an
+/// [`OutcomeLine`] whose strings borrow from the block of the file being read.
+#[derive(Debug, Clone, Copy)]
+pub struct OutcomeLineRef<'a> {
+    /// 1-based line number in the file.
+    pub line: u64,
+    /// The line's `id` (`batch_req_…`).
+    pub id: Option<&'a str>,
+    /// The `custom_id` of the request this line answers.
+    pub custom_id: &'a str,
+    /// What happened.
+    pub outcome: OutcomeRef<'a>,
+}
+
+impl OutcomeLineRef<'_> {
+    /// The same line, owning its strings.
+    pub fn to_line(&self) -> OutcomeLine {
+        OutcomeLine {
+            line: self.line,
+            id: self.id.map(str::to_owned),
+            custom_id: self.custom_id.to_owned(),
+            outcome: self.outcome.to_outcome(),
+        }
+    }
+}
+
+/// What happened to one request, borrowed: an [`Outcome`] whose strings borrow from the file
+/// being read.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum OutcomeRef<'a> {
+    /// The endpoint answered with a 2xx status; `body` is its response body.
+    Succeeded {
+        /// HTTP status, 200 in practice.
+        status: u16,
+        /// `response.request_id`.
+        request_id: Option<&'a str>,
+        /// The response body exactly as it appeared in the line (valid JSON).
+        body: &'a str,
+        /// `body.usage`, when present and readable.
+        usage: Option<Usage>,
+    },
+    /// The endpoint answered with an error status (4xx/5xx, or anything not 2xx).
+    HttpError {
+        /// HTTP status, e.g. 400 or 429.
+        status: u16,
+        /// `response.request_id`.
+        request_id: Option<&'a str>,
+        /// `body.error`, read liberally; fields that are absent or oddly typed are `None`.
+        error: &'a ApiErrorBody,
+        /// The response body exactly as it appeared in the line (valid JSON).
+        body: &'a str,
+    },
+    /// The request never got a response: `response` is null and `error` says why.
+    Failed {
+        /// `error.code`, e.g. `batch_expired`; empty when absent.
+        code: &'a str,
+        /// `error.message`; empty when absent.
+        message: &'a str,
+    },
+}
+
+impl OutcomeRef<'_> {
+    /// Whether the request succeeded.
+    pub fn is_success(&self) -> bool {
+        matches!(self, OutcomeRef::Succeeded { .. })
+    }
+
+    /// The same outcome, owning its strings.
+    pub fn to_outcome(&self) -> Outcome {
+        match *self {
+            OutcomeRef::Succeeded {
+                status,
+                request_id,
+                body,
+                usage,
+            } => Outcome::Succeeded {
+                status,
+                request_id: request_id.map(str::to_owned),
+                body: RawJson(body.into()),
+                usage,
+            },
+            OutcomeRef::HttpError {
+                status,
+                request_id,
+                error,
+                body,
+            } => Outcome::HttpError {
+                status,
+                request_id: request_id.map(str::to_owned),
+                error: error.clone(),
+                body: RawJson(body.into()),
+            },
+            OutcomeRef::Failed { code, message } => Outcome::Failed {
+                code: code.to_owned(),
+                message: message.to_owned(),
+            },
+        }
+    }
 }
 
 /// What is wrong with an unreadable line.
@@ -366,7 +466,7 @@ pub fn read_output<R: BufRead>(reader: R) -> Result<(Vec<OutcomeLine>, Vec<LineP
 /// block (`BufReader::new` has 8 KiB); a bigger buffer costs a copy through it.
 ///
 /// An I/O error ends the reading: the lines read before it are delivered first, then it is
-/// returned.
+/// returned. [`read_output_parallel_ref`] does the same without copying each line's strings.
 ///
 /// ```
 /// use batch_format::read_output_parallel;
@@ -397,31 +497,67 @@ pub fn read_output_parallel<R: BufRead + Send>(
         }
         return Ok(lines.lines_read());
     }
-    read_output_blocks(reader, threads, OUTPUT_BLOCK_BYTES, on_item)
+    read_output_blocks(reader, threads, OUTPUT_BLOCK_BYTES, |item| {
+        on_item(item.map(|line| line.to_line()));
+    })
+}
+
+/// Like [`read_output_parallel`], but each readable line is lent to `on_item` as an
+/// [`OutcomeLineRef`] whose strings (the response body included) borrow from the block of the
+/// file being read: nothing is copied or allocated for it. For callers that look at each line
+/// and keep little of it, e.g. matching it with [`ResultMatcher::record_id`];
+/// [`OutcomeLineRef::to_line`] makes the owned [`OutcomeLine`]. Same items, order, memory bound
+/// and errors as [`read_output_parallel`]; one worker thread at least.
+///
+/// ```
+/// use batch_format::{OutcomeRef, ResultMatcher, read_output_parallel_ref};
+///
+/// let file = br#"{"custom_id": "a", "response": {"status_code": 200, "body": {"usage": {"prompt_tokens": 3, "completion_tokens": 4}}}}
+/// {"custom_id": "b", "response": null, "error": {"code": "batch_expired"}}
+/// "#;
+/// let mut matcher = ResultMatcher::new(["a".to_owned(), "b".to_owned(), "c".to_owned()]);
+/// let mut tokens = 0;
+/// read_output_parallel_ref(&file[..], 2, |item| {
+///     if let Ok(line) = item {
+///         matcher.record_id(line.custom_id);
+///         if let OutcomeRef::Succeeded { usage: Some(usage), .. } = line.outcome {
+///             tokens += usage.total_tokens;
+///         }
+///     }
+/// })?;
+/// assert_eq!(tokens, 7);
+/// assert_eq!(matcher.finish().missing, ["c"]);
+/// # Ok::<(), batch_format::Error>(())
+/// ```
+pub fn read_output_parallel_ref<R: BufRead + Send>(
+    reader: R,
+    threads: usize,
+    on_item: impl FnMut(std::result::Result<OutcomeLineRef<'_>, LineProblem>),
+) -> Result<u64> {
+    read_output_blocks(reader, worker_threads(threads), OUTPUT_BLOCK_BYTES, on_item)
 }
 
 /// Size of the blocks [`read_output_parallel`] hands to workers. Smaller than validation's:
-/// every byte of an output line is kept, so a block's parsed lines are as big as the block, and
-/// both should stay in cache until the calling thread takes them (measured: 256 KiB beat 128 KiB,
-/// 512 KiB and 1 MiB).
+/// a block and what a worker made of it should stay in cache until the calling thread takes
+/// them (measured: 256 KiB beat 128 KiB; 512 KiB and 1 MiB were no faster, and hold more).
 const OUTPUT_BLOCK_BYTES: usize = 256 << 10;
 
-/// [`read_output_parallel`] on blocks of about `block_bytes`, even on one thread.
+/// [`read_output_parallel_ref`] on blocks of about `block_bytes`.
 fn read_output_blocks<R: BufRead + Send>(
     reader: R,
     threads: usize,
     block_bytes: usize,
-    mut on_item: impl FnMut(std::result::Result<OutcomeLine, LineProblem>),
+    mut on_item: impl FnMut(std::result::Result<OutcomeLineRef<'_>, LineProblem>),
 ) -> Result<u64> {
-    // Workers copy the strings of a block's lines into one arena, and the calling thread makes
-    // the items' own strings from it: memory an item owns is then allocated and freed on the
-    // same thread, which keeps the allocator fast (freeing another thread's memory is not).
-    // Arenas and item lists go round, like blocks, so that no thread allocates them afresh.
+    // Workers check a block as UTF-8 once and note where the strings of its lines are; only
+    // strings that had to be unescaped (or all of them, in a block that is not UTF-8) are
+    // copied, into the block's arena. The calling thread lends the lines out from the two.
+    // Item lists and arenas go round, like blocks, so that no thread allocates them afresh.
     let spare = Mutex::new(Vec::<BlockItems>::new());
     // Workers number the lines of their block from 1; the calling thread, which knows how
     // many lines came before, shifts them.
     let mut before = 0u64;
-    parallel_blocks(
+    parallel_text_blocks(
         reader,
         threads,
         block_bytes,
@@ -429,41 +565,27 @@ fn read_output_blocks<R: BufRead + Send>(
         |(), block| {
             let reused = spare.lock().ok().and_then(|mut spare| spare.pop());
             let mut out = reused.unwrap_or_default();
-            // Enough, in practice, for the strings of every line: what is kept is parts of them.
-            out.arena.reserve(block.len());
-            let BlockItems {
-                lines,
-                items,
-                arena,
-            } = &mut out;
-            let mut keep = |text: &str| {
-                let start = arena.len();
-                arena.push_str(text);
-                start..arena.len()
-            };
-            for line in split_lines(block) {
-                *lines += 1;
-                if !is_blank(line) {
-                    items.push(parse_line(*lines, line, &mut keep));
-                }
+            match block.text() {
+                Ok(text) => out.parse_text(text),
+                Err(_) => out.parse_bytes(block.lines()),
             }
             out
         },
-        |_, mut out| {
+        |block, mut out| {
+            let text = block.checked_text().unwrap_or_default();
+            let arena = out.arena.as_str();
             for item in out.items.drain(..) {
-                on_item(match item {
+                match item {
                     Ok(parsed) => {
-                        let mut line = parsed
-                            .map(|range| Box::<str>::from(&out.arena[range]))
-                            .into_line();
+                        let mut line = parsed.as_ref(text, arena);
                         line.line += before;
-                        Ok(line)
+                        on_item(Ok(line));
                     }
                     Err(mut problem) => {
                         problem.line += before;
-                        Err(problem)
+                        on_item(Err(*problem));
                     }
-                });
+                }
             }
             before += out.lines;
             if out.arena.capacity() <= 4 * OUTPUT_BLOCK_BYTES {
@@ -478,13 +600,100 @@ fn read_output_blocks<R: BufRead + Send>(
     Ok(before)
 }
 
-/// What a worker made of one block: how many lines it has, the readable ones with their
-/// strings as places in `arena`, and the problems.
+/// What a worker made of one block: how many lines it has, the readable ones with the places
+/// of their strings, and the problems.
 #[derive(Default)]
 struct BlockItems {
     lines: u64,
-    items: Vec<std::result::Result<Parsed<std::ops::Range<usize>>, LineProblem>>,
+    items: Vec<ParsedLine>,
+    /// The strings that are not in the block's text as they are.
     arena: String,
+}
+
+impl BlockItems {
+    /// Reads the lines of a block that is UTF-8: each in place where it is a clean JSON object
+    /// (or blank), else on its own, like [`OutputReader`] does.
+    fn parse_text(&mut self, text: &str) {
+        let mut keep = Keeper {
+            base: text,
+            arena: &mut self.arena,
+        };
+        let bytes = text.as_bytes();
+        let mut start = 0;
+        while start < bytes.len() {
+            self.lines += 1;
+            start = match scan_block_line(text, start, self.lines, &mut keep, &mut self.items) {
+                Some(next) => next,
+                None => {
+                    let next = find_newline(&bytes[start..]).map_or(bytes.len(), |p| start + p + 1);
+                    let line = &bytes[start..next];
+                    if !is_blank(line) {
+                        self.items.push(parse_line(self.lines, line, &mut keep));
+                    }
+                    next
+                }
+            };
+        }
+    }
+
+    /// Reads the lines of a block that is not all UTF-8 one by one, copying their strings.
+    fn parse_bytes(&mut self, block: &[u8]) {
+        let mut keep = Keeper {
+            base: "",
+            arena: &mut self.arena,
+        };
+        for line in split_lines(block) {
+            self.lines += 1;
+            if !is_blank(line) {
+                self.items.push(parse_line(self.lines, line, &mut keep));
+            }
+        }
+    }
+}
+
+/// Where a kept string of a parsed line is: in the text it was read from (a block's, or a
+/// line's), or copied into an arena.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+    copied: bool,
+}
+
+impl Span {
+    fn get<'a>(self, text: &'a str, arena: &'a str) -> &'a str {
+        let from = if self.copied { arena } else { text };
+        &from[self.start..self.end]
+    }
+}
+
+/// Keeps the strings of parsed lines: a string that lies in `base` as its place there, any
+/// other (unescaped, or made up) as a copy in `arena`.
+struct Keeper<'k> {
+    base: &'k str,
+    arena: &'k mut String,
+}
+
+impl Keeper<'_> {
+    fn keep(&mut self, s: &str) -> Span {
+        // Only addresses are compared: a `&str` whose bytes are inside `base` is part of it,
+        // and starts and ends on its character boundaries.
+        let offset = s.as_ptr().addr().wrapping_sub(self.base.as_ptr().addr());
+        if offset <= self.base.len() && s.len() <= self.base.len() - offset {
+            return Span {
+                start: offset,
+                end: offset + s.len(),
+                copied: false,
+            };
+        }
+        let start = self.arena.len();
+        self.arena.push_str(s);
+        Span {
+            start,
+            end: self.arena.len(),
+            copied: true,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -512,10 +721,11 @@ struct ErrorFields<'a> {
     message: Field<'a>,
 }
 
-/// A response body: its text, and the text of its top-level `usage` and `error` members.
+/// A response body: its text, its top-level `usage` when readable, and the text of its
+/// top-level `error` member.
 struct BodyFields<'a> {
     raw: &'a str,
-    usage: Option<&'a str>,
+    usage: Option<Usage>,
     error: Option<&'a str>,
 }
 
@@ -529,6 +739,45 @@ fn scan_line(text: &str) -> Scan<Option<LineFields<'_>>> {
         s.end()?;
         return Ok(None);
     }
+    let line = scan_fields(&mut s)?;
+    s.end()?;
+    Ok(Some(line))
+}
+
+/// Line `line`, at `start` of a block's text, read in place: its item goes to `items` (none
+/// for a blank line), and the result is where the next line starts. `None` when the line is
+/// anything but a valid JSON object or blank: it is then read on its own ([`parse_line`]),
+/// which words the problem.
+fn scan_block_line(
+    text: &str,
+    start: usize,
+    line: u64,
+    keep: &mut Keeper<'_>,
+    items: &mut Vec<ParsedLine>,
+) -> Option<usize> {
+    let mut s = Scanner::for_text_line(text, start);
+    s.ws();
+    let fields = if s.peek() == Some(b'{') {
+        let fields = scan_fields(&mut s).ok()?;
+        s.ws();
+        Some(fields)
+    } else {
+        None
+    };
+    let next = match s.peek() {
+        None => text.len(),
+        Some(b'\n') => s.pos() + 1,
+        Some(_) => return None,
+    };
+    if let Some(fields) = fields {
+        let raw = trim_line_ending(&text.as_bytes()[start..next]);
+        items.push(line_outcome(line, fields, raw, keep));
+    }
+    Some(next)
+}
+
+/// The members of the object at the cursor, with the fields that matter picked out.
+fn scan_fields<'a>(s: &mut Scanner<'a>) -> Scan<LineFields<'a>> {
     let mut line = LineFields::default();
     // Repeated keys: the last wins, as in Python's json module.
     s.object(|s, key| {
@@ -560,18 +809,27 @@ fn scan_line(text: &str) -> Scan<Option<LineFields<'_>>> {
         }
         Ok(())
     })?;
-    s.end()?;
-    Ok(Some(line))
+    Ok(line)
 }
 
-/// A response body: kept whole, with its top-level `usage` and `error` noted on the way.
+/// A response body: kept whole, with its top-level `usage` read and `error` noted on the way.
 fn scan_body<'a>(s: &mut Scanner<'a>) -> Scan<BodyFields<'a>> {
     let start = s.pos();
     let (mut usage, mut error) = (None, None);
     if s.peek() == Some(b'{') {
         s.object(|s, key| {
             match key.as_ref() {
-                b"usage" => usage = Some(s.value()?),
+                b"usage" => {
+                    // Read as it is checked when plain; else checked, and read by serde.
+                    let mut plain = s.clone();
+                    usage = match scan_usage(&mut plain) {
+                        Ok(raw) => {
+                            *s = plain;
+                            Some(raw.into_usage())
+                        }
+                        Err(_) => read_usage(s.value()?),
+                    };
+                }
                 b"error" => error = Some(s.value()?),
                 _ => s.skip()?,
             }
@@ -589,200 +847,201 @@ fn scan_body<'a>(s: &mut Scanner<'a>) -> Scan<BodyFields<'a>> {
 
 /// Parses one non-blank line.
 fn parse_output_line(line: u64, bytes: &[u8]) -> std::result::Result<OutcomeLine, LineProblem> {
-    parse_line(line, bytes, &mut |text: &str| Box::<str>::from(text)).map(Parsed::into_line)
+    let bytes = trim_line_ending(bytes);
+    let text = line_text(line, bytes).map_err(|problem| *problem)?;
+    let mut arena = String::new();
+    let mut keep = Keeper {
+        base: text,
+        arena: &mut arena,
+    };
+    let parsed = parse_text_line(line, text, &mut keep).map_err(|problem| *problem)?;
+    Ok(parsed.as_ref(text, &arena).to_line())
 }
 
 /// Parses one non-blank line, keeping each string it needs with `keep`.
-fn parse_line<T>(
-    line: u64,
-    bytes: &[u8],
-    keep: &mut impl FnMut(&str) -> T,
-) -> std::result::Result<Parsed<T>, LineProblem> {
+fn parse_line(line: u64, bytes: &[u8], keep: &mut Keeper<'_>) -> ParsedLine {
     let bytes = trim_line_ending(bytes);
-    let problem = |kind, custom_id: Option<&str>, message: String| LineProblem {
-        line,
-        kind,
-        custom_id: custom_id.map(str::to_owned),
-        message,
-        raw: String::from_utf8_lossy(bytes).into_owned(),
-    };
-    let text = std::str::from_utf8(bytes).map_err(|e| {
+    parse_text_line(line, line_text(line, bytes)?, keep)
+}
+
+/// A line (without its line ending) as text.
+fn line_text(line: u64, bytes: &[u8]) -> std::result::Result<&str, Box<LineProblem>> {
+    std::str::from_utf8(bytes).map_err(|e| {
         problem(
+            line,
+            bytes,
             LineProblemKind::InvalidJson,
             None,
             format!("The line is not UTF-8: {e}."),
         )
-    })?;
-    let fields = match scan_line(text) {
-        Ok(Some(fields)) => fields,
-        Ok(None) => {
-            return Err(problem(
-                LineProblemKind::InvalidJson,
-                None,
-                "The line is not a JSON object.".to_owned(),
-            ));
-        }
-        Err(e) => {
-            return Err(problem(
-                LineProblemKind::InvalidJson,
-                None,
-                format!("The line is not valid JSON: {e}."),
-            ));
-        }
+    })
+}
+
+/// Parses one non-blank line of text (without its line ending).
+fn parse_text_line(line: u64, text: &str, keep: &mut Keeper<'_>) -> ParsedLine {
+    let json_problem = |message| {
+        problem(
+            line,
+            text.as_bytes(),
+            LineProblemKind::InvalidJson,
+            None,
+            message,
+        )
     };
+    match scan_line(text) {
+        Ok(Some(fields)) => line_outcome(line, fields, text.as_bytes(), keep),
+        Ok(None) => Err(json_problem("The line is not a JSON object.".to_owned())),
+        Err(e) => Err(json_problem(format!("The line is not valid JSON: {e}."))),
+    }
+}
+
+/// A problem with line `line`, whose text (without its line ending) is `raw` (boxed: problems
+/// are rare, and readable lines move about the less for it).
+fn problem(
+    line: u64,
+    raw: &[u8],
+    kind: LineProblemKind,
+    custom_id: Option<&str>,
+    message: String,
+) -> Box<LineProblem> {
+    Box::new(LineProblem {
+        line,
+        kind,
+        custom_id: custom_id.map(str::to_owned),
+        message,
+        raw: String::from_utf8_lossy(raw).into_owned(),
+    })
+}
+
+/// What the fields of a line (whose text is `raw`) say, keeping each string with `keep`.
+fn line_outcome(
+    line: u64,
+    fields: LineFields<'_>,
+    raw: &[u8],
+    keep: &mut Keeper<'_>,
+) -> ParsedLine {
     let Some(custom_id) = fields.custom_id.as_str() else {
         return Err(problem(
+            line,
+            raw,
             LineProblemKind::MissingCustomId,
             None,
             "The line has no string 'custom_id'.".to_owned(),
         ));
     };
+    let problem = |kind, message: &str| problem(line, raw, kind, Some(custom_id), message.into());
     let outcome = match (fields.response, fields.error) {
-        (Nested::Object(response), _) => response_outcome(response, keep).map_err(|message| {
-            problem(LineProblemKind::InvalidResponse, Some(custom_id), message)
-        })?,
+        (Nested::Object(response), _) => response_outcome(response, keep)
+            .map_err(|message| problem(LineProblemKind::InvalidResponse, message))?,
         (Nested::NotObject, _) => {
             return Err(problem(
                 LineProblemKind::InvalidResponse,
-                Some(custom_id),
-                "'response' is not an object.".to_owned(),
+                "'response' is not an object.",
             ));
         }
         (Nested::Missing | Nested::Null, Nested::Object(error)) => ParsedOutcome::Failed {
-            code: error.code.as_str().unwrap_or_default().to_owned(),
-            message: error.message.as_str().unwrap_or_default().to_owned(),
+            code: keep.keep(error.code.as_str().unwrap_or_default()),
+            message: keep.keep(error.message.as_str().unwrap_or_default()),
         },
         (Nested::Missing | Nested::Null, Nested::NotObject) => {
             return Err(problem(
                 LineProblemKind::InvalidError,
-                Some(custom_id),
-                "'error' is not an object.".to_owned(),
+                "'error' is not an object.",
             ));
         }
         (Nested::Missing | Nested::Null, Nested::Missing | Nested::Null) => {
             return Err(problem(
                 LineProblemKind::NoOutcome,
-                Some(custom_id),
-                "The line has neither a 'response' nor an 'error'.".to_owned(),
+                "The line has neither a 'response' nor an 'error'.",
             ));
         }
     };
     Ok(Parsed {
         line,
-        id: fields.id.as_str().map(&mut *keep),
-        custom_id: keep(custom_id),
+        id: fields.id.as_str().map(|id| keep.keep(id)),
+        custom_id: keep.keep(custom_id),
         outcome,
     })
 }
 
 /// Turns a `response` object into a success or an HTTP error; `Err` explains why it cannot.
-fn response_outcome<T>(
+fn response_outcome(
     response: ResponseFields<'_>,
-    keep: &mut impl FnMut(&str) -> T,
-) -> std::result::Result<ParsedOutcome<T>, String> {
+    keep: &mut Keeper<'_>,
+) -> std::result::Result<ParsedOutcome, &'static str> {
     let status = match response.status_code {
         Field::Count(n) => u16::try_from(n).ok().filter(|s| (100..=599).contains(s)),
         _ => None,
     }
-    .ok_or_else(|| "'response.status_code' is missing or not an HTTP status.".to_owned())?;
-    let request_id = response.request_id.as_str().map(&mut *keep);
+    .ok_or("'response.status_code' is missing or not an HTTP status.")?;
+    let request_id = response.request_id.as_str().map(|id| keep.keep(id));
     let (body, usage, error) = match response.body {
-        Some(b) => (keep(b.raw), b.usage, b.error),
-        None => (keep("null"), None, None),
+        Some(b) => (keep.keep(b.raw), b.usage, b.error),
+        None => (keep.keep("null"), None, None),
     };
     Ok(if (200..300).contains(&status) {
         ParsedOutcome::Succeeded {
             status,
             request_id,
-            usage: usage.and_then(read_usage),
+            usage,
             body,
         }
     } else {
         ParsedOutcome::HttpError {
             status,
             request_id,
-            error: error.map(read_error_body).unwrap_or_default(),
+            error: Box::new(error.map(read_error_body).unwrap_or_default()),
             body,
         }
     })
 }
 
-/// A readable line as [`parse_line`] leaves it: an [`OutcomeLine`] whose strings (the body
-/// included) are `T`s, `Box<str>` or places in a worker's arena.
-struct Parsed<T> {
+/// What [`parse_line`] makes of a line.
+type ParsedLine = std::result::Result<Parsed, Box<LineProblem>>;
+
+/// A readable line as [`parse_line`] leaves it: an [`OutcomeLineRef`] whose strings (the body
+/// included) are [`Span`]s.
+struct Parsed {
     line: u64,
-    id: Option<T>,
-    custom_id: T,
-    outcome: ParsedOutcome<T>,
+    id: Option<Span>,
+    custom_id: Span,
+    outcome: ParsedOutcome,
 }
 
-/// An [`Outcome`] whose strings from the line are `T`s.
-enum ParsedOutcome<T> {
+/// An [`OutcomeRef`] whose strings are [`Span`]s.
+enum ParsedOutcome {
     Succeeded {
         status: u16,
-        request_id: Option<T>,
-        body: T,
+        request_id: Option<Span>,
+        body: Span,
         usage: Option<Usage>,
     },
     HttpError {
         status: u16,
-        request_id: Option<T>,
-        error: ApiErrorBody,
-        body: T,
+        request_id: Option<Span>,
+        error: Box<ApiErrorBody>,
+        body: Span,
     },
     Failed {
-        code: String,
-        message: String,
+        code: Span,
+        message: Span,
     },
 }
 
-impl<T> Parsed<T> {
-    fn map<U>(self, mut f: impl FnMut(T) -> U) -> Parsed<U> {
-        Parsed {
-            line: self.line,
-            id: self.id.map(&mut f),
-            custom_id: f(self.custom_id),
-            outcome: match self.outcome {
-                ParsedOutcome::Succeeded {
-                    status,
-                    request_id,
-                    body,
-                    usage,
-                } => ParsedOutcome::Succeeded {
-                    status,
-                    request_id: request_id.map(&mut f),
-                    body: f(body),
-                    usage,
-                },
-                ParsedOutcome::HttpError {
-                    status,
-                    request_id,
-                    error,
-                    body,
-                } => ParsedOutcome::HttpError {
-                    status,
-                    request_id: request_id.map(&mut f),
-                    error,
-                    body: f(body),
-                },
-                ParsedOutcome::Failed { code, message } => ParsedOutcome::Failed { code, message },
-            },
-        }
-    }
-}
-
-impl Parsed<Box<str>> {
-    fn into_line(self) -> OutcomeLine {
-        let outcome = match self.outcome {
-            ParsedOutcome::Succeeded {
+impl Parsed {
+    /// The line, its strings found in `text` (what it was read from) and `arena`.
+    fn as_ref<'a>(&'a self, text: &'a str, arena: &'a str) -> OutcomeLineRef<'a> {
+        let get = |span: Span| span.get(text, arena);
+        let outcome = match &self.outcome {
+            &ParsedOutcome::Succeeded {
                 status,
                 request_id,
                 body,
                 usage,
-            } => Outcome::Succeeded {
+            } => OutcomeRef::Succeeded {
                 status,
-                request_id: request_id.map(String::from),
-                body: RawJson(body),
+                request_id: request_id.map(get),
+                body: get(body),
                 usage,
             },
             ParsedOutcome::HttpError {
@@ -790,18 +1049,21 @@ impl Parsed<Box<str>> {
                 request_id,
                 error,
                 body,
-            } => Outcome::HttpError {
-                status,
-                request_id: request_id.map(String::from),
+            } => OutcomeRef::HttpError {
+                status: *status,
+                request_id: request_id.map(get),
                 error,
-                body: RawJson(body),
+                body: get(*body),
             },
-            ParsedOutcome::Failed { code, message } => Outcome::Failed { code, message },
+            &ParsedOutcome::Failed { code, message } => OutcomeRef::Failed {
+                code: get(code),
+                message: get(message),
+            },
         };
-        OutcomeLine {
+        OutcomeLineRef {
             line: self.line,
-            id: self.id.map(String::from),
-            custom_id: String::from(self.custom_id),
+            id: self.id.map(get),
+            custom_id: get(self.custom_id),
             outcome,
         }
     }
@@ -812,40 +1074,122 @@ fn trim_line_ending(bytes: &[u8]) -> &[u8] {
     bytes.strip_suffix(b"\r").unwrap_or(bytes)
 }
 
+/// `usage`, field by field, as serde reads it.
+#[derive(Default, Deserialize)]
+struct RawUsage {
+    input_tokens: Option<u64>,
+    prompt_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    total_tokens: Option<u64>,
+    input_tokens_details: Option<Details>,
+    prompt_tokens_details: Option<Details>,
+    output_tokens_details: Option<Details>,
+    completion_tokens_details: Option<Details>,
+}
+
+#[derive(Default, Deserialize)]
+struct Details {
+    cached_tokens: Option<u64>,
+    reasoning_tokens: Option<u64>,
+}
+
 /// A `usage` object, under either naming; `None` when it is not a readable object.
 fn read_usage(usage: &str) -> Option<Usage> {
-    #[derive(Deserialize)]
-    struct RawUsage {
-        input_tokens: Option<u64>,
-        prompt_tokens: Option<u64>,
-        output_tokens: Option<u64>,
-        completion_tokens: Option<u64>,
-        total_tokens: Option<u64>,
-        input_tokens_details: Option<Details>,
-        prompt_tokens_details: Option<Details>,
-        output_tokens_details: Option<Details>,
-        completion_tokens_details: Option<Details>,
-    }
-    #[derive(Deserialize)]
-    struct Details {
-        cached_tokens: Option<u64>,
-        reasoning_tokens: Option<u64>,
-    }
     if !usage.starts_with('{') {
         return None;
     }
-    let raw = serde_json::from_str::<RawUsage>(usage).ok()?;
-    let input = raw.input_tokens.or(raw.prompt_tokens).unwrap_or(0);
-    let output = raw.output_tokens.or(raw.completion_tokens).unwrap_or(0);
-    let input_details = raw.input_tokens_details.or(raw.prompt_tokens_details);
-    let output_details = raw.output_tokens_details.or(raw.completion_tokens_details);
-    Some(Usage {
-        input_tokens: input,
-        output_tokens: output,
-        total_tokens: raw.total_tokens.unwrap_or(input + output),
-        cached_tokens: input_details.and_then(|d| d.cached_tokens),
-        reasoning_tokens: output_details.and_then(|d| d.reasoning_tokens),
-    })
+    serde_json::from_str::<RawUsage>(usage)
+        .ok()
+        .map(RawUsage::into_usage)
+}
+
+impl RawUsage {
+    fn into_usage(self) -> Usage {
+        let input = self.input_tokens.or(self.prompt_tokens).unwrap_or(0);
+        let output = self.output_tokens.or(self.completion_tokens).unwrap_or(0);
+        let input_details = self.input_tokens_details.or(self.prompt_tokens_details);
+        let output_details = self
+            .output_tokens_details
+            .or(self.completion_tokens_details);
+        Usage {
+            input_tokens: input,
+            output_tokens: output,
+            total_tokens: self.total_tokens.unwrap_or(input + output),
+            cached_tokens: input_details.and_then(|d| d.cached_tokens),
+            reasoning_tokens: output_details.and_then(|d| d.reasoning_tokens),
+        }
+    }
+}
+
+/// A plain `usage` object at the cursor (each known member at most once, a count or `null`,
+/// the details objects or `null`), read as the scanner checks it, which is much faster than
+/// serde. An error for anything else (left to [`read_usage`]): what this reads is always what
+/// serde makes of the text.
+fn scan_usage(s: &mut Scanner<'_>) -> Scan<RawUsage> {
+    if s.peek() != Some(b'{') {
+        return s.fail("not an object");
+    }
+    let mut raw = RawUsage::default();
+    let mut seen = 0u16;
+    s.object(|s, key| {
+        let (bit, count, details) = match key.as_ref() {
+            b"input_tokens" => (0, Some(&mut raw.input_tokens), None),
+            b"prompt_tokens" => (1, Some(&mut raw.prompt_tokens), None),
+            b"output_tokens" => (2, Some(&mut raw.output_tokens), None),
+            b"completion_tokens" => (3, Some(&mut raw.completion_tokens), None),
+            b"total_tokens" => (4, Some(&mut raw.total_tokens), None),
+            b"input_tokens_details" => (5, None, Some(&mut raw.input_tokens_details)),
+            b"prompt_tokens_details" => (6, None, Some(&mut raw.prompt_tokens_details)),
+            b"output_tokens_details" => (7, None, Some(&mut raw.output_tokens_details)),
+            b"completion_tokens_details" => (8, None, Some(&mut raw.completion_tokens_details)),
+            _ => return s.skip(),
+        };
+        if seen & (1 << bit) != 0 {
+            return s.fail("repeated key");
+        }
+        seen |= 1 << bit;
+        if let Some(count) = count {
+            *count = scan_count(s)?;
+        }
+        if let Some(details) = details {
+            *details = scan_details(s)?;
+        }
+        Ok(())
+    })?;
+    Ok(raw)
+}
+
+/// A token count (an integer that fits `u64`) or `null`.
+fn scan_count(s: &mut Scanner<'_>) -> Scan<Option<u64>> {
+    match s.field()? {
+        Field::Count(n) => Ok(Some(n)),
+        Field::Null => Ok(None),
+        _ => s.fail("not a count"),
+    }
+}
+
+/// A details object of counts, or `null`.
+fn scan_details(s: &mut Scanner<'_>) -> Scan<Option<Details>> {
+    let mut seen = 0u8;
+    let details = s.nested(|s, key, d: &mut Details| {
+        let (bit, count) = match key {
+            b"cached_tokens" => (1, &mut d.cached_tokens),
+            b"reasoning_tokens" => (2, &mut d.reasoning_tokens),
+            _ => return s.skip(),
+        };
+        if seen & bit != 0 {
+            return s.fail("repeated key");
+        }
+        seen |= bit;
+        *count = scan_count(s)?;
+        Ok(())
+    })?;
+    match details {
+        Nested::Object(d) => Ok(Some(d)),
+        Nested::Null => Ok(None),
+        Nested::Missing | Nested::NotObject => s.fail("not an object"),
+    }
 }
 
 /// A body's `error` object, each field taken when it is a string (or, for `code`, a number).
@@ -900,13 +1244,28 @@ impl ManifestMatch {
 /// Matches result lines (output and error files together) against the ids that were sent.
 #[derive(Debug, Default)]
 pub struct ResultMatcher {
-    /// Every id seen or expected: (place in the manifest, if expected; lines seen).
+    /// Every id expected or seen, one after another: the expected ones first, in the order
+    /// they were sent, then the unknown ones in the order first seen. Kept together, with
+    /// `ids` and `table`, in about 40 bytes an id, so that matching a large file stays in cache.
+    names: String,
+    /// For each id, in that order: where its name ends in `names`, and how many lines it had.
+    ids: Vec<IdState>,
+    /// Open addressing on the ids' hashes (linear probing, at most half full): each slot is 0
+    /// or the place of an id in `ids` plus 1.
+    table: Vec<u32>,
     // foldhash: matching is on the hot path of reading a 50,000-line output file, and SipHash
-    // was a tenth of it; foldhash's per-map random seed keeps it resistant to crafted ids.
-    ids: HashMap<String, (Option<usize>, u32), foldhash::fast::RandomState>,
+    // was a tenth of it; foldhash's per-matcher random seed keeps it resistant to crafted ids.
+    hasher: foldhash::fast::RandomState,
+    /// The first `expected` ids are the expected ones.
     expected: usize,
-    duplicates: Vec<String>,
-    unknown: Vec<String>,
+    /// Places of the ids with more than one line, in the order the repeat was seen.
+    duplicates: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct IdState {
+    end: usize,
+    seen: u32,
 }
 
 impl ResultMatcher {
@@ -915,12 +1274,13 @@ impl ResultMatcher {
         let expected = expected.into_iter();
         let mut matcher = ResultMatcher::default();
         matcher.ids.reserve(expected.size_hint().0);
+        matcher.grow(expected.size_hint().0);
         for id in expected {
-            if let Entry::Vacant(slot) = matcher.ids.entry(id) {
-                slot.insert((Some(matcher.expected), 0));
-                matcher.expected += 1;
+            if let Err(slot) = matcher.find(&id) {
+                matcher.insert(slot, &id, 0);
             }
         }
+        matcher.expected = matcher.ids.len();
         matcher
     }
 
@@ -930,22 +1290,22 @@ impl ResultMatcher {
         self.record_id(&line.custom_id)
     }
 
-    /// Records a line for `custom_id`, e.g. from a [`LineProblem`] that named one; see
-    /// [`ResultMatcher::record`].
+    /// Records a line for `custom_id`, e.g. from a [`LineProblem`] that named one, or from an
+    /// [`OutcomeLineRef`]; see [`ResultMatcher::record`].
     pub fn record_id(&mut self, custom_id: &str) -> bool {
-        let (place, seen) = match self.ids.get_mut(custom_id) {
-            Some(entry) => entry,
-            None => {
-                self.unknown.push(custom_id.to_owned());
-                self.ids.insert(custom_id.to_owned(), (None, 1));
+        let place = match self.find(custom_id) {
+            Ok(place) => place,
+            Err(slot) => {
+                self.insert(slot, custom_id, 1);
                 return false;
             }
         };
-        *seen += 1;
+        let seen = &mut self.ids[place].seen;
+        *seen = seen.saturating_add(1);
         if *seen == 2 {
-            self.duplicates.push(custom_id.to_owned());
+            self.duplicates.push(place);
         }
-        place.is_some() && *seen == 1
+        place < self.expected && *seen == 1
     }
 
     /// Number of distinct expected ids.
@@ -955,25 +1315,89 @@ impl ResultMatcher {
 
     /// The comparison, once every line has been recorded.
     pub fn finish(self) -> ManifestMatch {
-        let mut missing: Vec<(usize, String)> = self
-            .ids
-            .into_iter()
-            .filter_map(|(id, (place, seen))| match place {
-                Some(place) if seen == 0 => Some((place, id)),
-                _ => None,
-            })
-            .collect();
-        missing.sort_unstable();
+        let name = |place| self.name(place).to_owned();
         ManifestMatch {
-            missing: missing.into_iter().map(|(_, id)| id).collect(),
-            duplicates: self.duplicates,
-            unknown: self.unknown,
+            missing: (0..self.expected)
+                .filter(|&place| self.ids[place].seen == 0)
+                .map(name)
+                .collect(),
+            duplicates: self.duplicates.iter().copied().map(name).collect(),
+            unknown: (self.expected..self.ids.len()).map(name).collect(),
+        }
+    }
+
+    /// The id at `place` in `ids`.
+    fn name(&self, place: usize) -> &str {
+        let start = place
+            .checked_sub(1)
+            .map_or(0, |before| self.ids[before].end);
+        &self.names[start..self.ids[place].end]
+    }
+
+    /// Where `id` is in `ids`, or the free slot of `table` where it would go.
+    fn find(&self, id: &str) -> std::result::Result<usize, usize> {
+        if self.table.is_empty() {
+            return Err(0);
+        }
+        let mask = self.table.len() - 1;
+        let mut slot = self.slot_of(id);
+        loop {
+            match self.table[slot] {
+                0 => return Err(slot),
+                entry => {
+                    let place = entry as usize - 1;
+                    if self.name(place) == id {
+                        return Ok(place);
+                    }
+                }
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    /// The first slot of `table` to look at for `id`.
+    fn slot_of(&self, id: &str) -> usize {
+        // Truncating the hash to the table's size is the point.
+        let hash = self.hasher.hash_one(id) as usize;
+        hash & (self.table.len() - 1)
+    }
+
+    /// Adds `id`, which `find` did not find, at `slot` (what `find` returned).
+    fn insert(&mut self, slot: usize, id: &str, seen: u32) {
+        let entry = u32::try_from(self.ids.len() + 1).expect("fewer than 4 billion ids");
+        self.names.push_str(id);
+        self.ids.push(IdState {
+            end: self.names.len(),
+            seen,
+        });
+        if self.ids.len() * 2 > self.table.len() {
+            self.grow(self.ids.len());
+        } else {
+            self.table[slot] = entry;
+        }
+    }
+
+    /// Makes `table` at least twice as big as `ids` will be, `ids` included (the table is
+    /// built anew from them).
+    fn grow(&mut self, ids: usize) {
+        let size = (ids.max(self.ids.len()) * 2).next_power_of_two().max(16);
+        if size <= self.table.len() {
+            return;
+        }
+        self.table = vec![0; size];
+        for place in 0..self.ids.len() {
+            let mut slot = self.slot_of(self.name(place));
+            while self.table[slot] != 0 {
+                slot = (slot + 1) & (size - 1);
+            }
+            self.table[slot] = u32::try_from(place + 1).expect("fewer than 4 billion ids");
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::io::{BufReader, Read};
 
     use super::*;
@@ -1290,6 +1714,148 @@ mod tests {
     }
 
     #[test]
+    fn usage_read_in_place_is_what_serde_reads() {
+        let usages = [
+            r#"{"prompt_tokens":1,"completion_tokens":2}"#,
+            r#"{ "prompt_tokens" : 5 , "total_tokens" : 7 }"#,
+            "{}",
+            r#"{"input_tokens":18446744073709551615,"output_tokens":0}"#,
+            r#"{"input_tokens":18446744073709551616}"#,
+            r#"{"prompt_tokens":1,"prompt_tokens":2}"#,
+            r#"{"x":1,"x":[2],"prompt_tokens":3}"#,
+            r#"{"prompt_tokens":1.0}"#,
+            r#"{"prompt_tokens":1e2}"#,
+            r#"{"prompt_tokens":-1}"#,
+            r#"{"prompt_tokens":-0}"#,
+            r#"{"prompt_tokens":0,"completion_tokens":10}"#,
+            r#"{"prompt_tokens":null,"total_tokens":null}"#,
+            r#"{"prompt_tokens":"5"}"#,
+            r#"{"prompt_tokens":true}"#,
+            r#"{"prompt_tokens":{}}"#,
+            r#"{"prompt_tokens_details":null,"prompt_tokens":4}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":2,"audio_tokens":0}}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":2,"cached_tokens":3}}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":2},"prompt_tokens_details":{}}"#,
+            r#"{"prompt_tokens_details":[1,2]}"#,
+            r#"{"prompt_tokens_details":[1]}"#,
+            r#"{"prompt_tokens_details":[]}"#,
+            r#"{"prompt_tokens_details":[1,2,3]}"#,
+            r#"{"prompt_tokens_details":"x"}"#,
+            r#"{"completion_tokens_details":{"reasoning_tokens":null,"x":{"y":[1]}}}"#,
+            r#"{"output_tokens_details":{"reasoning_tokens":9},"completion_tokens_details":{"reasoning_tokens":8}}"#,
+            r#"{"prompt\u005ftokens":4,"cached_tokens":1}"#,
+            r#"{"input_tokens_details":{"cached\u005ftokens":6}}"#,
+            "[1,2]",
+            "\"usage\"",
+            "null",
+            "12",
+        ];
+        for usage in usages {
+            let line = format!(
+                r#"{{"custom_id":"a","response":{{"status_code":200,"body":{{"usage":{usage}}}}}}}"#
+            );
+            let (lines, problems) = read_output(line.as_bytes()).unwrap();
+            assert!(problems.is_empty(), "{usage}: {problems:?}");
+            assert_eq!(
+                lines[0].outcome.usage(),
+                read_usage(usage).as_ref(),
+                "{usage}"
+            );
+        }
+        // Broken JSON inside `usage` is reported where it is, as before.
+        check(
+            r#"{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":1,}}}}"#,
+            "1 problem invalid_json id=-: The line is not valid JSON: expected a key at column 83.",
+        );
+    }
+
+    #[test]
+    fn borrowed_lines_are_the_owned_ones() {
+        let mut rng = Rng(7);
+        let file = sample_file(&mut rng, 300);
+        let mut owned = Vec::new();
+        let lines =
+            read_output_parallel(&file[..], 2, |item| owned.push(format!("{item:?}"))).unwrap();
+        for threads in [0, 1, 3] {
+            let mut borrowed = Vec::new();
+            let read = read_output_parallel_ref(&file[..], threads, |item| {
+                if let Ok(line) = &item {
+                    assert_eq!(
+                        line.outcome.is_success(),
+                        line.to_line().outcome.is_success()
+                    );
+                }
+                borrowed.push(format!("{:?}", item.map(|line| line.to_line())));
+            })
+            .unwrap();
+            assert_eq!(read, lines);
+            assert!(borrowed == owned, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn matching_many_ids_agrees_with_a_plain_model() {
+        let mut rng = Rng(99);
+        for round in 0..20 {
+            let sent: Vec<String> = (0..rng.below(3000))
+                .map(|_| format!("id-{}", rng.below(4000)))
+                .collect();
+            let mut m = ResultMatcher::new(sent.clone());
+            // The model: first place of each id sent, and the lines seen per id.
+            let mut place: HashMap<&str, usize> = HashMap::new();
+            let mut order = Vec::new();
+            for id in &sent {
+                place.entry(id).or_insert_with(|| {
+                    order.push(id.clone());
+                    order.len() - 1
+                });
+            }
+            assert_eq!(m.expected(), order.len());
+            let mut seen: HashMap<String, u32> = HashMap::new();
+            let (mut duplicates, mut unknown) = (Vec::new(), Vec::new());
+            let results: Vec<String> = (0..rng.below(5000))
+                .map(|_| match rng.below(3) {
+                    0 => format!("other-{}", rng.below(100 + round)),
+                    _ => format!("id-{}", rng.below(4000)),
+                })
+                .collect();
+            for id in &results {
+                let count = seen.entry(id.clone()).or_insert(0);
+                *count += 1;
+                if *count == 2 {
+                    duplicates.push(id.clone());
+                }
+                if *count == 1 && !place.contains_key(id.as_str()) {
+                    unknown.push(id.clone());
+                }
+                let first = *count == 1 && place.contains_key(id.as_str());
+                assert_eq!(m.record_id(id), first, "{id}");
+            }
+            let missing: Vec<String> = order
+                .iter()
+                .filter(|id| !seen.contains_key(id.as_str()))
+                .cloned()
+                .collect();
+            assert_eq!(
+                m.finish(),
+                ManifestMatch {
+                    missing,
+                    duplicates,
+                    unknown
+                }
+            );
+        }
+        // No ids expected, and the empty id.
+        let mut m = ResultMatcher::default();
+        assert!(!m.record_id(""));
+        assert!(!m.record_id(""));
+        assert_eq!(m.finish().unknown, [""]);
+        let mut m = ResultMatcher::new([String::new()]);
+        assert!(m.record_id(""));
+        assert!(m.finish().is_complete());
+    }
+
+    #[test]
     fn body_members_are_found_at_the_top_level_only() {
         let line = |body: &str| {
             format!(r#"{{"custom_id":"a","response":{{"status_code":200,"body":{body}}}}}"#)
@@ -1366,14 +1932,50 @@ mod tests {
             // Escaped strings, and no body at all (kept as `null`).
             r#"{"id":"r\/1","custom_id":"esc\"aped \u00e9","response":{"status_code":200,"request_id":"q\n"}}"#,
             r#"{"custom_id":"caf\u00e9","response":{"status_code":503}}"#,
+            // Quotes and backslashes, escaped, at every place a block or read might cut them.
+            r#"{"custom_id":"q\"uo\\te\\","response":{"status_code":200,"body":{"text":"a\\\"b\\\\\"","usage":{"prompt_tokens":1}}}}"#,
+            // Multi-byte UTF-8, raw and escaped (a pair, and a lone surrogate kept as written).
+            r#"{"custom_id":"日本語-🦊","response":{"status_code":200,"body":{"content":"café ☕ — 🦊 ünïcödé"}}}"#,
+            r#"{"custom_id":"\ud83e\udd8a","response":{"status_code":201}}"#,
+            r#"{"custom_id":"\ud800","response":null,"error":{"code":"x\u00e9","message":"\"m\""}}"#,
+            // Whitespace around and inside, a carriage return inside, trailing characters.
+            "  {\"custom_id\" : \"ws\" ,\r\"response\":null , \"error\":{\"code\":\"c\"} }  \t",
+            r#"{"custom_id":"a","response":null,"error":{}} x"#,
+            r#"{"custom_id":"a"}{}"#,
+            "{\"custom_id\":\"t\tab\",\"response\":null}",
+            // Usage that only serde can settle: a repeated key, details as a list, a fraction.
+            r#"{"custom_id":"u2","response":{"status_code":200,"body":{"usage":{"prompt_tokens":1,"prompt_tokens":2}}}}"#,
+            r#"{"custom_id":"u3","response":{"status_code":200,"body":{"usage":{"prompt_tokens_details":[3,4],"prompt_tokens":1}}}}"#,
+            r#"{"custom_id":"u4","response":{"status_code":200,"body":{"usage":{"total_tokens":1.0,"x":[{"y":null}]}}}}"#,
+            r#"{"custom_id":"u5","response":{"status_code":200,"body":{"usage":{"prompt_tokens":12,"completion_tokens":018}}}}"#,
             "",
             "  \t",
             "\u{c}",
+            "\r",
         ]
         .iter()
         .map(|l| l.as_bytes().to_vec())
         .collect();
         lines.push(b"{\"custom_id\":\"\xff\"}".to_vec());
+        lines.push(
+            b"{\"custom_id\":\"ok\",\"response\":null,\"error\":{\"message\":\"\xc3\"}}".to_vec(),
+        );
+        lines.push(format!("{}1{}", "[".repeat(200), "]".repeat(200)).into_bytes());
+        lines.push(
+            format!(
+                r#"{{"custom_id":"deep","response":{{"status_code":200,"body":{}1{}}}}}"#,
+                "[".repeat(130),
+                "]".repeat(130)
+            )
+            .into_bytes(),
+        );
+        lines.push(
+            format!(
+                r#"{{"custom_id":"long é","response":{{"status_code":200,"body":{{"content":"{}"}}}}}}"#,
+                "é\\\"🦊".repeat(2_000)
+            )
+            .into_bytes(),
+        );
         let text = "x".repeat(10_000);
         lines.push(
             format!(
@@ -1420,7 +2022,7 @@ mod tests {
     ) -> (Items, std::result::Result<u64, String>) {
         let mut items = Vec::new();
         let read = read_output_blocks(reader, threads, block_bytes, |item| {
-            items.push(format!("{item:?}"));
+            items.push(format!("{:?}", item.map(|line| line.to_line())));
         });
         (items, read.map_err(|e| e.to_string()))
     }

@@ -1,6 +1,7 @@
 //! A validating JSON scanner for the hot paths (input validation, output reading): as strict
-//! as serde_json, but it skips string contents 64 bytes at a time and hands out borrowed
-//! slices, so each line is read once.
+//! as serde_json, but it skips string contents 8 bytes at a time (64 in long strings), walks
+//! the values it skips without recursion, and hands out borrowed slices, so each line is read
+//! once.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -41,9 +42,10 @@ impl fmt::Display for ScanError {
 const MAX_DEPTH: u32 = 127;
 
 /// A JSON scanner as strict as serde_json (RFC 8259: no trailing commas, no comments, no
-/// NaN, no leading zeros) that skips string contents 64 bytes at a time. It checks UTF-8 as it
-/// goes (in strings; everything else must be ASCII anyway), so raw bytes need no separate
-/// pass, and every slice it hands out is valid UTF-8.
+/// NaN, no leading zeros) that skips string contents a word or a block at a time. It checks
+/// UTF-8 as it goes (in strings; everything else must be ASCII anyway), so raw bytes need no
+/// separate pass, and every slice it hands out is valid UTF-8.
+#[derive(Clone)]
 pub(crate) struct Scanner<'a> {
     b: &'a [u8],
     /// The same bytes as `&str`, when the caller already had them as one.
@@ -67,6 +69,15 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// A scanner for the JSONL line starting at `start` in `text` (which may hold more lines):
+    /// it stops at the line's `\n` instead of reading past it.
+    pub(crate) fn for_text_line(text: &'a str, start: usize) -> Self {
+        Scanner {
+            text: Some(text),
+            ..Scanner::for_line(text.as_bytes(), start)
+        }
+    }
+
     /// A scanner for the JSONL line starting at `start` in `bytes` (which may hold more
     /// lines, and need not be UTF-8); it stops at the line's `\n` instead of reading past it.
     pub(crate) fn for_line(bytes: &'a [u8], start: usize) -> Self {
@@ -79,7 +90,8 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn fail<T>(&self, what: &'static str) -> Scan<T> {
+    /// An error at the cursor.
+    pub(crate) fn fail<T>(&self, what: &'static str) -> Scan<T> {
         Err(ScanError { at: self.i, what })
     }
 
@@ -131,22 +143,84 @@ impl<'a> Scanner<'a> {
         Ok(self.str_at(start, self.i))
     }
 
-    /// Checks and skips one value.
+    /// Checks and skips one value. Containers are walked in one loop, with a stack of bits
+    /// (set for an object) instead of recursion: no call per member. The checks and the errors,
+    /// and where they are reported, are those of reading them with [`Scanner::object`].
     pub(crate) fn skip(&mut self) -> Scan<()> {
-        self.ws();
-        match self.peek() {
-            Some(b'"') => {
-                self.string_end()?;
+        let base = self.depth;
+        // Bit `depth - base - 1`: whether the container at that depth is an object.
+        let mut objects = 0u128;
+        loop {
+            self.ws();
+            match self.peek() {
+                Some(b'"') => {
+                    self.string_end()?;
+                }
+                Some(open @ (b'{' | b'[')) => {
+                    self.enter()?;
+                    let bit = 1u128 << (self.depth - base - 1);
+                    if open == b'{' {
+                        objects |= bit;
+                        if self.peek() != Some(b'}') {
+                            self.member_key()?;
+                            continue;
+                        }
+                    } else {
+                        objects &= !bit;
+                        if self.peek() != Some(b']') {
+                            continue;
+                        }
+                    }
+                    self.i += 1;
+                    self.depth -= 1;
+                }
+                Some(b't') => self.literal("true")?,
+                Some(b'f') => self.literal("false")?,
+                Some(b'n') => self.literal("null")?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                Some(_) => return self.fail("expected a value"),
+                None => return self.fail("EOF while parsing a value"),
             }
-            Some(b'{') => self.object(|s, _| s.skip())?,
-            Some(b'[') => self.array()?,
-            Some(b't') => self.literal("true")?,
-            Some(b'f') => self.literal("false")?,
-            Some(b'n') => self.literal("null")?,
-            Some(b'-' | b'0'..=b'9') => self.number()?,
-            Some(_) => return self.fail("expected a value"),
-            None => return self.fail("EOF while parsing a value"),
+            // A value is done: close containers until one goes on with another member.
+            loop {
+                if self.depth == base {
+                    return Ok(());
+                }
+                let in_object = objects & (1u128 << (self.depth - base - 1)) != 0;
+                self.ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.i += 1;
+                        if in_object {
+                            self.member_key()?;
+                        }
+                        break;
+                    }
+                    Some(b'}') if in_object => {}
+                    Some(b']') if !in_object => {}
+                    None if in_object => return self.fail("EOF while parsing an object"),
+                    None => return self.fail("EOF while parsing a list"),
+                    _ if in_object => return self.fail("expected ',' or '}'"),
+                    _ => return self.fail("expected ',' or ']'"),
+                }
+                self.i += 1;
+                self.depth -= 1;
+            }
         }
+    }
+
+    /// Skips the key of an object member and its `:`, up to the value.
+    fn member_key(&mut self) -> Scan<()> {
+        self.ws();
+        if self.peek() != Some(b'"') {
+            return self.fail("expected a key");
+        }
+        self.string_end()?;
+        self.ws();
+        if self.peek() != Some(b':') {
+            return self.fail("expected ':'");
+        }
+        self.i += 1;
         Ok(())
     }
 
@@ -157,29 +231,6 @@ impl<'a> Scanner<'a> {
         }
         self.i += 1;
         self.ws();
-        Ok(())
-    }
-
-    fn array(&mut self) -> Scan<()> {
-        self.enter()?;
-        if self.peek() == Some(b']') {
-            self.i += 1;
-        } else {
-            loop {
-                self.skip()?;
-                self.ws();
-                match self.peek() {
-                    Some(b',') => self.i += 1,
-                    Some(b']') => {
-                        self.i += 1;
-                        break;
-                    }
-                    None => return self.fail("EOF while parsing a list"),
-                    _ => return self.fail("expected ',' or ']'"),
-                }
-            }
-        }
-        self.depth -= 1;
         Ok(())
     }
 
@@ -253,17 +304,11 @@ impl<'a> Scanner<'a> {
         self.i += 1;
         let mut escaped = false;
         loop {
-            match find_string_special(&self.b[self.i..]) {
-                Some(n) => self.i += n,
-                None => {
-                    self.i = self.b.len();
-                    return self.fail("EOF while parsing a string");
-                }
-            }
-            match self.b[self.i] {
-                b'"' => break,
-                0x80.. => self.non_ascii()?,
-                b'\\' => {
+            self.i += plain_len(&self.b[self.i..]);
+            match self.peek() {
+                Some(b'"') => break,
+                Some(0x80..) => self.non_ascii()?,
+                Some(b'\\') => {
                     escaped = true;
                     self.i += 1;
                     match self.peek() {
@@ -280,7 +325,8 @@ impl<'a> Scanner<'a> {
                         _ => return self.fail("invalid escape"),
                     }
                 }
-                _ => return self.fail("control character while parsing a string"),
+                Some(_) => return self.fail("control character while parsing a string"),
+                None => return self.fail("EOF while parsing a string"),
             }
         }
         self.i += 1;
@@ -382,15 +428,37 @@ impl<'a> Scanner<'a> {
                 self.literal("false")?;
                 Field::Bool(false)
             }
-            Some(b'-' | b'0'..=b'9') => {
-                let text = self.value()?;
-                text.parse().map_or(Field::Other, Field::Count)
-            }
+            Some(b'-' | b'0'..=b'9') => match self.count() {
+                Some(n) => Field::Count(n),
+                None => {
+                    let text = self.value()?;
+                    text.parse().map_or(Field::Other, Field::Count)
+                }
+            },
             _ => {
                 self.skip()?;
                 Field::Other
             }
         })
+    }
+
+    /// A plain non-negative integer at the cursor (digits, no leading zero, no fraction or
+    /// exponent, within `u64`), read as it is checked. `None` (the cursor unmoved) for anything
+    /// else, which [`Scanner::value`] then checks.
+    fn count(&mut self) -> Option<u64> {
+        let start = self.i;
+        let mut n = 0u64;
+        let mut i = start;
+        while let Some(&d @ b'0'..=b'9') = self.b.get(i) {
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            i += 1;
+        }
+        let leading_zero = self.b[start] == b'0' && i - start > 1;
+        if i == start || leading_zero || matches!(self.b.get(i), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.i = i;
+        Some(n)
     }
 
     /// A value that should be an object, read member by member into a `T`.
@@ -416,30 +484,78 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Position of the first byte that ends a run of plain ASCII string content: `"`, `\`, a
-/// control character or a non-ASCII byte. Scans 64-byte blocks in a way the compiler
-/// vectorises, since long strings (generated text, base64 images) are most of every line.
-fn find_string_special(hay: &[u8]) -> Option<usize> {
-    const BLOCK: usize = 64;
-    let special = |c: u8| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c);
-    let mut blocks = hay.chunks_exact(BLOCK);
-    let mut offset = 0;
-    for block in &mut blocks {
-        let block: &[u8; BLOCK] = block.try_into().expect("chunks_exact yields full blocks");
-        let mut seen = 0u8;
-        for &c in block {
-            seen |= u8::from(special(c));
-        }
-        if seen != 0 {
-            return block.iter().position(|&c| special(c)).map(|p| offset + p);
-        }
-        offset += BLOCK;
+/// Length of the run of plain string content (printable ASCII other than `"` and `\`) that
+/// `hay` starts with. Short strings (keys, ids) are most of the strings in a line: the first
+/// 32 bytes are looked at a word of 8 at a time (the first word inline, where it is called).
+/// Long strings (generated text, base64 images) are most of the bytes: past that, 64-byte
+/// blocks are checked in a way the compiler vectorises.
+#[inline]
+fn plain_len(hay: &[u8]) -> usize {
+    match hay.get(..8) {
+        Some(word) => first_special_in_word(word).unwrap_or_else(|| 8 + plain_len_after(&hay[8..])),
+        None => plain_len_after(hay),
     }
-    blocks
-        .remainder()
-        .iter()
-        .position(|&c| special(c))
-        .map(|p| offset + p)
+}
+
+/// [`plain_len`] past its first word.
+fn plain_len_after(hay: &[u8]) -> usize {
+    const HEAD: usize = 24;
+    const BLOCK: usize = 64;
+    // Whole words within the head (all three, unless `hay` is shorter).
+    let head = hay.len().min(HEAD) / 8 * 8;
+    for (n, word) in hay[..head].chunks_exact(8).enumerate() {
+        if let Some(p) = first_special_in_word(word) {
+            return n * 8 + p;
+        }
+    }
+    let mut offset = head;
+    if offset == HEAD {
+        let mut blocks = hay[HEAD..].chunks_exact(BLOCK);
+        for block in &mut blocks {
+            let block: &[u8; BLOCK] = block.try_into().expect("chunks_exact yields full blocks");
+            let mut seen = 0u8;
+            for &c in block {
+                seen |= u8::from(is_special(c));
+            }
+            if seen != 0 {
+                let in_block = block
+                    .chunks_exact(8)
+                    .enumerate()
+                    .find_map(|(n, word)| first_special_in_word(word).map(|p| n * 8 + p));
+                return offset + in_block.unwrap_or(BLOCK);
+            }
+            offset += BLOCK;
+        }
+    }
+    let tail = &hay[offset..];
+    offset
+        + tail
+            .iter()
+            .position(|&c| is_special(c))
+            .unwrap_or(tail.len())
+}
+
+/// Whether a byte ends a run of plain string content: `"`, `\`, a control character or a
+/// byte of a multi-byte character (as `i8`, the bytes below 0x20 and from 0x80 up are exactly
+/// those below 0x20).
+fn is_special(c: u8) -> bool {
+    c == b'"' || c == b'\\' || (c as i8) < 0x20
+}
+
+/// Position of the first byte of an 8-byte `word` for which [`is_special`] holds, found with
+/// bit tricks on a `u64` (SWAR). For each test the lowest flagged byte is always a true one (a
+/// false flag only arises from a borrow out of a lower, truly flagged byte), so the lowest of
+/// all is exact.
+fn first_special_in_word(word: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let w = u64::from_le_bytes(word.try_into().expect("a word is 8 bytes"));
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v;
+    let quote = zero_byte(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(w ^ (ONES * u64::from(b'\\')));
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    let found = (quote | backslash | control | w) & HIGHS;
+    (found != 0).then(|| found.trailing_zeros() as usize / 8)
 }
 
 #[cfg(test)]
@@ -551,6 +667,138 @@ mod tests {
                     check_scanner(text);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn plain_runs_end_at_the_first_special_byte() {
+        let naive = |hay: &[u8]| hay.iter().position(|&c| is_special(c)).unwrap_or(hay.len());
+        // Every byte value, at every place in words, blocks and tails of various lengths.
+        let specials: Vec<u8> = (0..=255u8).filter(|&c| is_special(c)).collect();
+        assert_eq!(specials.len(), 2 + 32 + 128);
+        for len in (0..100).chain([127, 128, 129, 200, 300]) {
+            let plain = vec![b'a'; len];
+            assert_eq!(plain_len(&plain), len);
+            for at in 0..len {
+                for c in 0..=255u8 {
+                    let mut hay = plain.clone();
+                    hay[at] = c;
+                    // A later special byte must not hide the first one.
+                    if at + 3 < len {
+                        hay[at + 3] = b'"';
+                    }
+                    assert_eq!(plain_len(&hay), naive(&hay), "{} at {at} of {len}", c);
+                }
+            }
+        }
+    }
+
+    /// `skip` as it was written before it became one loop: recursion through `object`.
+    fn skip_recursively(s: &mut Scanner<'_>) -> Scan<()> {
+        s.ws();
+        match s.peek() {
+            Some(b'"') => {
+                s.string_end()?;
+            }
+            Some(b'{') => s.object(|s, _| skip_recursively(s))?,
+            Some(b'[') => {
+                s.enter()?;
+                if s.peek() == Some(b']') {
+                    s.i += 1;
+                } else {
+                    loop {
+                        skip_recursively(s)?;
+                        s.ws();
+                        match s.peek() {
+                            Some(b',') => s.i += 1,
+                            Some(b']') => {
+                                s.i += 1;
+                                break;
+                            }
+                            None => return s.fail("EOF while parsing a list"),
+                            _ => return s.fail("expected ',' or ']'"),
+                        }
+                    }
+                }
+                s.depth -= 1;
+            }
+            Some(b't') => s.literal("true")?,
+            Some(b'f') => s.literal("false")?,
+            Some(b'n') => s.literal("null")?,
+            Some(b'-' | b'0'..=b'9') => s.number()?,
+            Some(_) => return s.fail("expected a value"),
+            None => return s.fail("EOF while parsing a value"),
+        }
+        Ok(())
+    }
+
+    /// What skipping the value at the start of `bytes` (a line, in a JSONL buffer) comes to:
+    /// where it ended, or the error and where.
+    fn skipped(bytes: &[u8], skip: fn(&mut Scanner<'_>) -> Scan<()>) -> String {
+        let mut s = Scanner::for_line(bytes, 0);
+        match skip(&mut s) {
+            Ok(()) => format!("ok at {} depth {}", s.i, s.depth),
+            Err(e) => format!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn skipping_in_one_loop_reports_what_recursion_did() {
+        let mut texts: Vec<Vec<u8>> = [
+            SAMPLE,
+            r#"[[],{},[{}],{"a":[]},[1,[2,[3]]],{"a":{"b":{"c":[null,true,false,-1.5e3,"x\"y"]}}}]"#,
+            r#"{"a" : [ 1 , { "b" : "c" } ] , "d" : { } }"#,
+            "[1,]",
+            "{\"a\":1,}",
+            "{,}",
+            "[,]",
+            "{\"a\" 1}",
+            "{1:2}",
+            "[1 2]",
+            "{\"a\":1 \"b\":2}",
+            "[\"a\n\"]",
+            "{\"a\":[1}",
+            "[{\"a\":1]",
+        ]
+        .iter()
+        .map(|t| t.as_bytes().to_vec())
+        .collect();
+        for depth in [126, 127, 128, 129] {
+            texts.push(
+                format!(
+                    "{}{}",
+                    "[{\"k\":".repeat(depth / 2),
+                    "1}]".repeat(depth / 2)
+                )
+                .into_bytes(),
+            );
+            texts.push(format!("{}{}", "[".repeat(depth), "]".repeat(depth)).into_bytes());
+        }
+        let mut cases = Vec::new();
+        for text in &texts {
+            for end in 0..=text.len() {
+                cases.push(text[..end].to_vec());
+                let mut line = text[..end].to_vec();
+                line.extend_from_slice(b"\n{}");
+                cases.push(line);
+            }
+            for at in 0..text.len() {
+                for c in [
+                    b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'\n', b' ', b'1',
+                ] {
+                    let mut bytes = text.clone();
+                    bytes[at] = c;
+                    cases.push(bytes);
+                }
+            }
+        }
+        for bytes in cases {
+            assert_eq!(
+                skipped(&bytes, |s| s.skip()),
+                skipped(&bytes, skip_recursively),
+                "{}",
+                bytes.escape_ascii()
+            );
         }
     }
 
