@@ -118,6 +118,31 @@ fn image_part(bytes: &[u8], detail: Option<ImageDetail>, name: &str) -> Result<C
     ))
 }
 
+/// A chat body that shows images: the system instruction, the user text followed by the images
+/// (each named for errors), and a strict JSON schema for the answer.
+fn vision_body(
+    model: &str,
+    system: Option<&str>,
+    text: String,
+    images: &[(&[u8], &str)],
+    detail: Option<ImageDetail>,
+    schema_name: &str,
+    schema: Value,
+) -> Result<ChatCompletionRequest> {
+    let mut parts = vec![ContentPart::text(text)];
+    for (bytes, name) in images {
+        parts.push(image_part(bytes, detail, name)?);
+    }
+    let mut messages = Vec::new();
+    if let Some(system) = system {
+        messages.push(Message::system(system));
+    }
+    messages.push(Message::user_parts(parts));
+    let mut body = ChatCompletionRequest::new(model, messages);
+    body.response_format = Some(ResponseFormat::json_schema(schema_name, schema));
+    Ok(body)
+}
+
 /// The chat body that judges one image: `Label: value` paragraphs, then the image.
 pub fn judge_body(model: &str, request: &JudgeRequest) -> Result<ChatCompletionRequest> {
     check_alpha(request.alpha)?;
@@ -127,16 +152,16 @@ pub fn judge_body(model: &str, request: &JudgeRequest) -> Result<ChatCompletionR
         request.alpha,
         request.vote
     );
-    let messages = vec![
-        Message::system(JUDGE_SYSTEM),
-        Message::user_parts(vec![
-            ContentPart::text(text),
-            image_part(&request.image, request.detail, "the image")?,
-        ]),
-    ];
-    let mut body = ChatCompletionRequest::new(model, messages);
-    body.response_format = Some(ResponseFormat::json_schema("judgement", judgement_schema()));
-    Ok(body)
+    let images = [(request.image.as_slice(), "the image")];
+    vision_body(
+        model,
+        Some(JUDGE_SYSTEM),
+        text,
+        &images,
+        request.detail,
+        "judgement",
+        judgement_schema(),
+    )
 }
 
 /// The chat body of a JSON question about images: the system instruction, then the user text
@@ -150,28 +175,29 @@ pub fn vision_json_body(
             "a vision question needs at least one image".to_owned(),
         ));
     }
-    let mut parts = vec![ContentPart::text(request.chat.user.clone())];
-    for (i, image) in request.images.iter().enumerate() {
-        parts.push(image_part(
-            image,
-            request.detail,
-            &format!("image {}", i + 1),
-        )?);
-    }
-    let mut messages = Vec::new();
-    if let Some(system) = &request.chat.system {
-        messages.push(Message::system(system.clone()));
-    }
-    messages.push(Message::user_parts(parts));
-    let mut body = ChatCompletionRequest::new(model, messages);
-    body.temperature = request.chat.temperature;
-    body.max_completion_tokens = request.chat.max_output_tokens;
-    body.seed = request.chat.seed;
-    normalize_chat(&mut body);
-    body.response_format = Some(ResponseFormat::json_schema(
-        request.schema_name.clone(),
+    let names: Vec<String> = (1..=request.images.len())
+        .map(|i| format!("image {i}"))
+        .collect();
+    let images: Vec<(&[u8], &str)> = request
+        .images
+        .iter()
+        .zip(&names)
+        .map(|(bytes, name)| (bytes.as_slice(), name.as_str()))
+        .collect();
+    let chat = &request.chat;
+    let mut body = vision_body(
+        model,
+        chat.system.as_deref(),
+        chat.user.clone(),
+        &images,
+        request.detail,
+        &request.schema_name,
         request.schema.clone(),
-    ));
+    )?;
+    body.temperature = chat.temperature;
+    body.max_completion_tokens = chat.max_output_tokens;
+    body.seed = chat.seed;
+    normalize_chat(&mut body);
     Ok(body)
 }
 
@@ -184,20 +210,19 @@ pub fn compare_body(model: &str, request: &CompareRequest) -> Result<ChatComplet
         request.alpha,
         request.vote
     );
-    let messages = vec![
-        Message::system(JUDGE_SYSTEM),
-        Message::user_parts(vec![
-            ContentPart::text(text),
-            image_part(&request.image_a, request.detail, "image A")?,
-            image_part(&request.image_b, request.detail, "image B")?,
-        ]),
+    let images = [
+        (request.image_a.as_slice(), "image A"),
+        (request.image_b.as_slice(), "image B"),
     ];
-    let mut body = ChatCompletionRequest::new(model, messages);
-    body.response_format = Some(ResponseFormat::json_schema(
+    vision_body(
+        model,
+        Some(JUDGE_SYSTEM),
+        text,
+        &images,
+        request.detail,
         "comparison",
         comparison_schema(),
-    ));
-    Ok(body)
+    )
 }
 
 /// The image body: one image, base64 in the answer.
