@@ -45,21 +45,6 @@ pub enum Ballot {
     },
 }
 
-impl Ballot {
-    /// A name unique within the stage, for the call's key.
-    pub fn name(&self) -> String {
-        match self {
-            Ballot::Score { who, vote } => format!("score/{who}/{vote}"),
-            Ballot::Pair {
-                first,
-                second,
-                vote,
-                ..
-            } => format!("pair/{first}-{second}/{vote}"),
-        }
-    }
-}
-
 /// What one vote said, in pool terms.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum VoteResult {
