@@ -285,11 +285,13 @@ impl BeamSearch {
             stages: self.params.plan.stages(self.params.iterations).len(),
             next_stage: self.next_stage,
         });
-        let result = self.run_stages().await;
-        if let Err(e) = &result {
+        self.store
+            .set_state(&self.id, SessionState::Running)
+            .await?;
+        if let Err(e) = self.run_stages().await {
             tracing::warn!(session = %self.id, error = %e, "session stopped");
             self.store.set_state(&self.id, SessionState::Failed).await?;
-            return Err(result.unwrap_err());
+            return Err(e);
         }
         self.store
             .set_state(&self.id, SessionState::Completed)

@@ -110,12 +110,14 @@ async fn a_stage_with_nothing_left_stops_the_session_resumably() {
     assert_eq!((row.state, row.next_stage), (SessionState::Failed, 1));
     // Once the images render again, the session resumes from its checkpoint and finishes,
     // answering the expansion from the database.
-    let outcome = BeamSearch::resume(&id, engines(usize::MAX), store)
+    let outcome = BeamSearch::resume(&id, engines(usize::MAX), store.clone())
         .await
         .unwrap()
         .run()
         .await
         .unwrap();
+    let row = store.session(&id).await.unwrap().unwrap();
+    assert_eq!((row.state, row.next_stage), (SessionState::Completed, 6));
     assert_eq!(outcome.stages.len(), 6);
     assert_eq!(outcome.stages[0].kind, "expand_fused");
 }
