@@ -148,6 +148,29 @@ pub(crate) struct PricesArgs {
     pricing: Option<PathBuf>,
 }
 
+impl Place {
+    /// The flags a resume needs to run where this run did (tiers, database, simulator).
+    fn resume_flags(&self) -> String {
+        let mut flags = String::new();
+        if let Some(db) = &self.db {
+            flags.push_str(&format!(" --db {}", db.display()));
+        }
+        if self.sim {
+            flags.push_str(" --sim");
+        }
+        if self.batch {
+            flags.push_str(" --batch");
+        }
+        if let Some(d) = self.deadline {
+            flags.push_str(&format!(" --deadline {}s", d.as_secs()));
+        }
+        if let Some(p) = &self.pricing {
+            flags.push_str(&format!(" --pricing {}", p.display()));
+        }
+        flags
+    }
+}
+
 fn parse_plan(s: &str) -> Result<Plan, String> {
     s.parse().map_err(|e: orchestrator::Error| e.to_string())
 }
@@ -325,7 +348,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     writeln!(
         err,
-        "session {} (seed {}): {} plan, {} stages; resume with `batchbeam resume {}`",
+        "session {} (seed {}): {} plan, {} stages; resume with `batchbeam resume {}{}`",
         search.id(),
         search.params().seed,
         search.params().plan,
@@ -334,7 +357,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .plan
             .stages(search.params().iterations)
             .len(),
-        search.id()
+        search.id(),
+        args.place.resume_flags(),
     )?;
     drive(search, args.place.json, rig.cost_tracking).await
 }

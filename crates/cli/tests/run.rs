@@ -57,6 +57,9 @@ fn a_batch_session_runs_offline_and_reports_its_cost() {
     assert!(err.contains("submitted to the Batch API"), "{err}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = v["id"].as_str().unwrap().to_owned();
+    // The hint repeats what placed the session: its database and its tier.
+    let hint = format!("resume with `batchbeam resume {id} --db ");
+    assert!(err.contains(&hint) && err.contains(" --batch`"), "{err}");
     assert_eq!(v["stages"].as_array().unwrap().len(), 6);
     assert!(
         v["stages"]

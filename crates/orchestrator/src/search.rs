@@ -799,16 +799,20 @@ impl BeamSearch {
         let started = Instant::now();
         let started_ms = now_ms();
         let recorded = self.store.stages(&self.id).await?;
-        let tier = match recorded.iter().find(|s| s.index == idx) {
-            // A stage resumed mid-way keeps the tier its calls were sent on.
-            Some(s) => s.tier.parse().unwrap_or(Tier::Standard),
-            None => self.engines.tier_for(
+        // A stage resumed mid-way keeps the tier its calls were sent on, when this run has it.
+        let sent_on = recorded
+            .iter()
+            .find(|s| s.index == idx)
+            .and_then(|s| s.tier.parse::<Tier>().ok())
+            .filter(|t| self.engines.offered(op).contains(t));
+        let tier = sent_on.unwrap_or_else(|| {
+            self.engines.tier_for(
                 op,
                 self.deadline
                     .map(|d| d.saturating_duration_since(Instant::now())),
                 left,
-            ),
-        };
+            )
+        });
         let mut out: Vec<Option<std::result::Result<Payload, String>>> = vec![None; specs.len()];
         let mut records: Vec<Option<CallRecord>> = vec![None; specs.len()];
         let mut fresh = Vec::new();
