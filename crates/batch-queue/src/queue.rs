@@ -647,7 +647,9 @@ mod tests {
     /// pending; each is sent and billed once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn resume_adopts_or_releases_requests_left_dispatching() {
-        let sim = openai_sim::spawn(SimConfig::default()).await.unwrap();
+        let sim = openai_sim::spawn(SimConfig::default().with_frozen_clock())
+            .await
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let client = OpenAiClient::new(
             ClientConfig::new(sim.base_url(), ApiKey::new("sk-unit"))

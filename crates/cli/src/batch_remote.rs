@@ -730,7 +730,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn invalid_input_exits_one_and_submits_nothing() {
-        let sim = openai_sim::spawn(openai_sim::SimConfig::default())
+        let sim = openai_sim::spawn(openai_sim::SimConfig::default().with_frozen_clock())
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -754,7 +754,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn cancel_then_results_reports_the_unfinished_requests() {
-        let sim = openai_sim::spawn(openai_sim::SimConfig::default())
+        let sim = openai_sim::spawn(openai_sim::SimConfig::default().with_frozen_clock())
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();

@@ -14,7 +14,8 @@ pub(crate) struct SimArgs {
     /// Address to listen on; port 0 picks a free port (the chosen one is printed).
     #[arg(long, default_value = "127.0.0.1:8787")]
     addr: SocketAddr,
-    /// Simulated time runs this many times faster than real time.
+    /// Simulated time runs this many times faster than real time; 0 freezes it (it then moves
+    /// only with `POST /sim/clock/advance?seconds=N`).
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
     /// Faults to inject: a TOML file (JSON when it ends in .json); see docs/openai-sim.md.

@@ -1,4 +1,5 @@
-//! The simulated clock: Unix seconds that start at real "now" and run `time_scale` times faster.
+//! The simulated clock: Unix seconds that start at real "now" and run `time_scale` times faster
+//! (scale 0: frozen, moved only by `advance`).
 
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -43,8 +44,12 @@ impl SimClock {
         }
     }
 
-    /// How long to wait for real so that `sim_seconds` pass on this clock.
+    /// How long to wait for real so that `sim_seconds` pass on this clock. A frozen clock never
+    /// gets there by waiting, so it waits not at all.
     pub(crate) fn real_duration(&self, sim_seconds: f64) -> std::time::Duration {
+        if self.scale == 0.0 {
+            return std::time::Duration::ZERO;
+        }
         let real = (sim_seconds / self.scale).max(0.0);
         std::time::Duration::from_secs_f64(if real.is_finite() { real } else { 0.0 })
     }
@@ -53,4 +58,20 @@ impl SimClock {
 /// Floors a simulated time to the integer Unix seconds that objects show.
 pub(crate) fn secs(t: f64) -> i64 {
     t.floor() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frozen_clock_moves_only_when_advanced() {
+        let clock = SimClock::new(0.0);
+        let t0 = clock.now();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(clock.now(), t0, "wall time moved a frozen clock");
+        clock.advance(2.5);
+        assert_eq!(clock.now(), t0 + 2.5);
+        assert_eq!(clock.real_duration(10.0), std::time::Duration::ZERO);
+    }
 }

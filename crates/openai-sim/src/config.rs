@@ -22,7 +22,9 @@ pub struct SimConfig {
     pub addr: SocketAddr,
     /// API keys accepted in `Authorization: Bearer`; `None` accepts any non-empty key.
     pub api_keys: Option<Vec<String>>,
-    /// Simulated time runs this many times faster than real time (must be > 0).
+    /// Simulated time runs this many times faster than real time (>= 0). `0` freezes the clock:
+    /// simulated time then moves only with [`crate::SimHandle::advance_clock`] (or
+    /// `POST /sim/clock/advance`), so a test that steps time by hand never races the wall clock.
     pub time_scale: f64,
     /// Seed for everything random: models, output order, faults.
     pub seed: u64,
@@ -82,6 +84,17 @@ impl SimConfig {
         self
     }
 
+    /// Freezes the clock ([`SimConfig::time_scale`] 0): simulated time moves only when advanced
+    /// by hand, whatever the machine's speed. Every test that steps the clock should use this.
+    ///
+    /// ```
+    /// let config = openai_sim::SimConfig::default().with_frozen_clock();
+    /// assert_eq!(config.time_scale, 0.0);
+    /// ```
+    pub fn with_frozen_clock(self) -> SimConfig {
+        self.with_time_scale(0.0)
+    }
+
     /// Sets [`SimConfig::addr`].
     pub fn with_addr(mut self, addr: SocketAddr) -> SimConfig {
         self.addr = addr;
@@ -136,9 +149,9 @@ impl SimConfig {
     }
 
     pub(crate) fn check(&self) -> crate::Result<()> {
-        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
+        if !(self.time_scale.is_finite() && self.time_scale >= 0.0) {
             return Err(crate::Error::Config(format!(
-                "time_scale must be a positive number, got {}",
+                "time_scale must be a number >= 0 (0 freezes the clock), got {}",
                 self.time_scale
             )));
         }

@@ -83,7 +83,9 @@ async fn drive(sim: &SimHandle, manager: &BatchJobManager) {
 
 #[tokio::test]
 async fn a_round_survives_a_crash_mid_submit_and_maps_back_to_its_ids() {
-    let sim = openai_sim::spawn(SimConfig::default()).await.unwrap();
+    let sim = openai_sim::spawn(SimConfig::default().with_frozen_clock())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let shards = round(4);
     assert_eq!(shards.len(), 2, "one shard per endpoint and model");
@@ -152,9 +154,14 @@ async fn flaky_wire_and_a_restart_mid_poll_still_bill_each_request_once() {
                 .on("GET", "/v1/files/*/content")
                 .next(2),
         );
-    let sim = openai_sim::spawn(SimConfig::default().with_seed(3).with_faults(faults))
-        .await
-        .unwrap();
+    let sim = openai_sim::spawn(
+        SimConfig::default()
+            .with_frozen_clock()
+            .with_seed(3)
+            .with_faults(faults),
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let shards = round(6);
     {

@@ -88,7 +88,11 @@ async fn wait_all(handles: Vec<RequestHandle>) -> Vec<Result<Completed, Error>> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_sessions_share_one_batch() {
-    let sim = Arc::new(openai_sim::spawn(SimConfig::default()).await.unwrap());
+    let sim = Arc::new(
+        openai_sim::spawn(SimConfig::default().with_frozen_clock())
+            .await
+            .unwrap(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let queue = open(&sim, dir.path(), QueueConfig::default()).await;
     let session = |name: &'static str| {
@@ -131,7 +135,11 @@ async fn two_sessions_share_one_batch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restart_between_enqueue_and_result_delivers_everything() {
-    let sim = Arc::new(openai_sim::spawn(SimConfig::default()).await.unwrap());
+    let sim = Arc::new(
+        openai_sim::spawn(SimConfig::default().with_frozen_clock())
+            .await
+            .unwrap(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut ids: Vec<RequestId> = Vec::new();
     {
@@ -193,7 +201,7 @@ async fn expired_requests_are_retried_in_a_later_batch() {
     let faults = FaultConfig::default()
         .with_batch_outcome(BatchOutcomeRule::new(BatchOutcome::Expire).next(1));
     let sim = Arc::new(
-        openai_sim::spawn(SimConfig::default().with_faults(faults))
+        openai_sim::spawn(SimConfig::default().with_frozen_clock().with_faults(faults))
             .await
             .unwrap(),
     );
@@ -231,7 +239,7 @@ async fn failed_batches_fall_back_to_the_standard_api() {
     let faults =
         FaultConfig::default().with_batch_outcome(BatchOutcomeRule::new(BatchOutcome::Fail));
     let sim = Arc::new(
-        openai_sim::spawn(SimConfig::default().with_faults(faults))
+        openai_sim::spawn(SimConfig::default().with_frozen_clock().with_faults(faults))
             .await
             .unwrap(),
     );
@@ -274,7 +282,7 @@ async fn without_fallback_the_error_reaches_the_caller() {
     let faults =
         FaultConfig::default().with_batch_outcome(BatchOutcomeRule::new(BatchOutcome::Fail));
     let sim = Arc::new(
-        openai_sim::spawn(SimConfig::default().with_faults(faults))
+        openai_sim::spawn(SimConfig::default().with_frozen_clock().with_faults(faults))
             .await
             .unwrap(),
     );
@@ -313,7 +321,11 @@ async fn without_fallback_the_error_reaches_the_caller() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn groups_flush_at_their_size_limit_and_after_the_delay() {
-    let sim = Arc::new(openai_sim::spawn(SimConfig::default()).await.unwrap());
+    let sim = Arc::new(
+        openai_sim::spawn(SimConfig::default().with_frozen_clock())
+            .await
+            .unwrap(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = QueueConfig {
         max_group_size: 3,
@@ -341,7 +353,9 @@ async fn groups_flush_at_their_size_limit_and_after_the_delay() {
 
 #[tokio::test]
 async fn bad_requests_and_configs_are_refused_up_front() {
-    let sim = openai_sim::spawn(SimConfig::default()).await.unwrap();
+    let sim = openai_sim::spawn(SimConfig::default().with_frozen_clock())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let queue = open(&sim, dir.path(), QueueConfig::default()).await;
     let empty = QueuedRequest::Chat(ChatOptions::new("gpt-4o-mini").into_request(vec![]));
@@ -373,7 +387,11 @@ async fn bad_requests_and_configs_are_refused_up_front() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flush_that_dies_inside_submit_is_adopted_and_sent_once() {
     for step in [SubmitStep::AfterIntent, SubmitStep::AfterCreateSent] {
-        let sim = Arc::new(openai_sim::spawn(SimConfig::default()).await.unwrap());
+        let sim = Arc::new(
+            openai_sim::spawn(SimConfig::default().with_frozen_clock())
+                .await
+                .unwrap(),
+        );
         let dir = tempfile::tempdir().unwrap();
         let mut ids = Vec::new();
         {
@@ -418,7 +436,7 @@ async fn two_queues_on_one_database_settle_each_request_once() {
     let faults = FaultConfig::default()
         .with_batch_outcome(BatchOutcomeRule::new(BatchOutcome::Expire).next(1));
     let sim = Arc::new(
-        openai_sim::spawn(SimConfig::default().with_faults(faults))
+        openai_sim::spawn(SimConfig::default().with_frozen_clock().with_faults(faults))
             .await
             .unwrap(),
     );
@@ -457,7 +475,9 @@ async fn two_queues_on_one_database_settle_each_request_once() {
 
 #[tokio::test]
 async fn a_request_the_batch_validator_would_refuse_is_refused_at_enqueue() {
-    let sim = openai_sim::spawn(SimConfig::default()).await.unwrap();
+    let sim = openai_sim::spawn(SimConfig::default().with_frozen_clock())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let queue = open(&sim, dir.path(), QueueConfig::default()).await;
     let QueuedRequest::Chat(mut streaming) = chat("v", 0) else {
@@ -487,7 +507,11 @@ async fn a_request_the_batch_validator_would_refuse_is_refused_at_enqueue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_request_the_model_refuses_fails_at_once_with_openais_status() {
-    let sim = Arc::new(openai_sim::spawn(SimConfig::default()).await.unwrap());
+    let sim = Arc::new(
+        openai_sim::spawn(SimConfig::default().with_frozen_clock())
+            .await
+            .unwrap(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let queue = open(&sim, dir.path(), QueueConfig::default()).await;
     // Valid batch input; the endpoint refuses the model (it is not a chat model).
@@ -526,7 +550,11 @@ async fn a_request_the_model_refuses_fails_at_once_with_openais_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keyed_requests_are_sent_once_across_a_restart() {
-    let sim = Arc::new(openai_sim::spawn(SimConfig::default()).await.unwrap());
+    let sim = Arc::new(
+        openai_sim::spawn(SimConfig::default().with_frozen_clock())
+            .await
+            .unwrap(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let keys: Vec<String> = (0..4).map(|i| format!("session-k/judge/{i}")).collect();
     let ids: Vec<RequestId> = keys.iter().map(|k| RequestId::for_key(k)).collect();

@@ -18,7 +18,11 @@ async fn the_guides_session_runs_in_batch_mode_on_every_plan() {
         (Plan::Fused, 9),
         (Plan::JudgeRefines, 7),
     ] {
-        let sim = Arc::new(openai_sim::spawn(SimConfig::default()).await.unwrap());
+        let sim = Arc::new(
+            openai_sim::spawn(SimConfig::default().with_frozen_clock())
+                .await
+                .unwrap(),
+        );
         let dir = tempfile::tempdir().unwrap();
         let rig = batch_rig(&sim, dir.path()).await;
         let _clock = Clock::start(&sim);
@@ -90,7 +94,11 @@ async fn the_guides_session_runs_in_batch_mode_on_every_plan() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_seed_gives_the_same_prompts_on_the_standard_and_batch_tiers() {
-    let sim = Arc::new(openai_sim::spawn(SimConfig::default()).await.unwrap());
+    let sim = Arc::new(
+        openai_sim::spawn(SimConfig::default().with_frozen_clock())
+            .await
+            .unwrap(),
+    );
     let _clock = Clock::start(&sim);
     let mut params = small(IDEA);
     params.seed = 42;

@@ -10,7 +10,11 @@ use orchestrator::{BeamSearch, Hybrid, Turnaround};
 use providers::ProvidersConfig;
 
 async fn run(deadline: Duration) -> Vec<String> {
-    let sim = Arc::new(openai_sim::spawn(SimConfig::default()).await.unwrap());
+    let sim = Arc::new(
+        openai_sim::spawn(SimConfig::default().with_frozen_clock())
+            .await
+            .unwrap(),
+    );
     let _clock = Clock::start(&sim);
     let dir = tempfile::tempdir().unwrap();
     let mut config = ProvidersConfig::default();

@@ -22,7 +22,7 @@ const IDEA: &str = "an old stone bridge over a misty river at dawn";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_killed_inside_a_batch_stage_resumes_without_a_new_batch() {
-    let mut config = SimConfig::default();
+    let mut config = SimConfig::default().with_frozen_clock();
     // A batch takes an hour of simulated time: 60 clock ticks of a minute.
     config.timing.queue_secs = 3_600.0;
     let sim = Arc::new(openai_sim::spawn(config).await.unwrap());

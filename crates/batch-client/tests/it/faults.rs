@@ -24,7 +24,7 @@ async fn storms_of_429_5xx_and_resets_lose_and_duplicate_nothing() {
                 .on("GET", "/v1/files/*/content")
                 .probability(0.5),
         );
-    let sim = sim_with(SimConfig::default().with_faults(faults)).await;
+    let sim = sim_with(SimConfig::default().with_frozen_clock().with_faults(faults)).await;
     let dir = tempfile::tempdir().unwrap();
     let manager = manager(&sim, dir.path()).await;
     let all = shards("storm", 5, 6);

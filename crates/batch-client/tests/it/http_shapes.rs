@@ -579,10 +579,11 @@ async fn a_retry_after_of_an_hour_is_capped() {
         .mount(&server)
         .await;
     let started = std::time::Instant::now();
-    // RetryPolicy::fast caps Retry-After at 20 ms.
+    // RetryPolicy::fast caps Retry-After at 20 ms. A liveness bound, not a timing assertion: an
+    // uncapped client would sleep an hour, and no loaded machine turns 40 ms into a minute.
     client(&server).retrieve_batch("batch_1").await.unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(60),
         "{:?}",
         started.elapsed()
     );

@@ -16,7 +16,9 @@ const CHILD_DIR: &str = "BATCHBEAM_TEST_CHILD_DIR";
 /// Longer than the slow fault keeps a request in flight, so a dead child's request has landed
 /// (or died) before its lease runs out and anyone looks for what it did.
 const LEASE: Duration = Duration::from_millis(400);
-const SLOW_MS: u64 = 250;
+/// Long enough that the kill, sent a third of the way in, lands inside the slow request even when
+/// a busy machine wakes the test late by a second.
+const SLOW_MS: u64 = 1_500;
 
 fn config(dir: &std::path::Path) -> batch_client::ManagerConfig {
     let mut config = support::manager_config(dir);

@@ -119,7 +119,7 @@ async fn a_jsonl_file_is_submitted_from_where_it_is() {
 async fn a_failed_batch_gives_its_validation_errors_with_line_numbers() {
     let faults = FaultConfig::default()
         .with_batch_outcome(BatchOutcomeRule::new(BatchOutcome::Fail).next(1));
-    let sim = sim_with(SimConfig::default().with_faults(faults)).await;
+    let sim = sim_with(SimConfig::default().with_frozen_clock().with_faults(faults)).await;
     let dir = tempfile::tempdir().unwrap();
     let manager = manager(&sim, dir.path()).await;
     let id = manager
@@ -136,7 +136,7 @@ async fn a_failed_batch_gives_its_validation_errors_with_line_numbers() {
 
 #[tokio::test]
 async fn unknown_model_lines_come_back_with_their_line_numbers() {
-    let mut config = SimConfig::default();
+    let mut config = SimConfig::default().with_frozen_clock();
     config.known_models = Some(vec!["gpt-4o".into()]);
     let sim = sim_with(config).await;
     let dir = tempfile::tempdir().unwrap();
@@ -159,7 +159,7 @@ async fn unknown_model_lines_come_back_with_their_line_numbers() {
 async fn an_expired_batch_gives_partial_results_and_the_unfinished_ids() {
     let faults = FaultConfig::default()
         .with_batch_outcome(BatchOutcomeRule::new(BatchOutcome::Expire).next(1));
-    let sim = sim_with(SimConfig::default().with_faults(faults)).await;
+    let sim = sim_with(SimConfig::default().with_frozen_clock().with_faults(faults)).await;
     let dir = tempfile::tempdir().unwrap();
     let manager = manager(&sim, dir.path()).await;
     let id = manager
@@ -186,7 +186,7 @@ async fn an_expired_batch_gives_partial_results_and_the_unfinished_ids() {
 async fn a_stalled_batch_is_cancelled_after_max_wait_and_its_ids_reported_unfinished() {
     let faults = FaultConfig::default()
         .with_batch_outcome(BatchOutcomeRule::new(BatchOutcome::Stall).next(1));
-    let sim = sim_with(SimConfig::default().with_faults(faults)).await;
+    let sim = sim_with(SimConfig::default().with_frozen_clock().with_faults(faults)).await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = support::manager_config(dir.path());
     config.max_wait = Duration::from_millis(20);
@@ -241,7 +241,12 @@ async fn token_limit_exceeded_waits_and_resubmits_on_the_same_record() {
     // Room for one shard's tokens at a time.
     let probe = &shards("probe", 1, 10)[0];
     let limit = probe.estimated_tokens() * 3 / 2;
-    let sim = sim_with(SimConfig::default().with_token_limit("gpt-4o-mini", limit)).await;
+    let sim = sim_with(
+        SimConfig::default()
+            .with_frozen_clock()
+            .with_token_limit("gpt-4o-mini", limit),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = support::manager_config(dir.path());
     config.max_attempts = 100;
@@ -325,7 +330,12 @@ async fn the_poller_task_carries_many_batches_and_a_restart_resumes_them() {
 
 #[tokio::test]
 async fn a_wrong_key_pauses_records_and_the_right_one_carries_them_on() {
-    let sim = sim_with(SimConfig::default().with_api_keys([support::KEY])).await;
+    let sim = sim_with(
+        SimConfig::default()
+            .with_frozen_clock()
+            .with_api_keys([support::KEY]),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let id = {
         let manager = manager(&sim, dir.path()).await;

@@ -53,6 +53,7 @@ async fn the_key_is_never_logged_shown_or_stored() {
         );
     let sim = sim_with(
         SimConfig::default()
+            .with_frozen_clock()
             .with_api_keys([KEY])
             .with_faults(faults),
     )

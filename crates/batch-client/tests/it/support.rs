@@ -14,7 +14,7 @@ use openai_sim::{SimConfig, SimHandle};
 pub(crate) const KEY: &str = "sk-proj-TESTKEY-9f8e7d6c5b4a39281706";
 
 pub(crate) async fn sim() -> SimHandle {
-    sim_with(SimConfig::default()).await
+    sim_with(SimConfig::default().with_frozen_clock()).await
 }
 
 pub(crate) async fn sim_with(config: SimConfig) -> SimHandle {

@@ -13,7 +13,7 @@ fn with_rules(rules: Vec<FaultRule>) -> SimConfig {
     for r in rules {
         f = f.with_rule(r);
     }
-    SimConfig::default().with_faults(f)
+    SimConfig::default().with_frozen_clock().with_faults(f)
 }
 
 #[tokio::test]
@@ -166,7 +166,13 @@ async fn probability_rules_are_seeded() {
                 .on("GET", "/v1/files")
                 .probability(0.5),
         );
-        let ctx = Ctx::with(SimConfig::default().with_seed(seed).with_faults(f)).await;
+        let ctx = Ctx::with(
+            SimConfig::default()
+                .with_frozen_clock()
+                .with_seed(seed)
+                .with_faults(f),
+        )
+        .await;
         let mut v = Vec::new();
         for _ in 0..16 {
             v.push(ctx.get("/v1/files").await.status.as_u16());
@@ -184,7 +190,7 @@ async fn forced_outcomes_fail_expire_and_stall() {
         .with_batch_outcome(BatchOutcomeRule::new(BatchOutcome::Fail).next(1))
         .with_batch_outcome(BatchOutcomeRule::new(BatchOutcome::Expire).next(1))
         .with_batch_outcome(BatchOutcomeRule::new(BatchOutcome::Stall).next(1));
-    let ctx = Ctx::with(SimConfig::default().with_faults(faults)).await;
+    let ctx = Ctx::with(SimConfig::default().with_frozen_clock().with_faults(faults)).await;
     let lines: Vec<Value> = (0..4)
         .map(|i| chat_line(&format!("r{i}"), "gpt-4o-mini", "hi"))
         .collect();
@@ -253,7 +259,7 @@ async fn faults_load_from_toml_and_json_files_and_can_be_replaced() {
     )
     .unwrap();
     let f = FaultConfig::from_file(&toml_path).unwrap();
-    let ctx = Ctx::with(SimConfig::default().with_faults(f)).await;
+    let ctx = Ctx::with(SimConfig::default().with_frozen_clock().with_faults(f)).await;
     assert_eq!(ctx.get("/v1/batches").await.status, 503);
     assert_eq!(ctx.get("/v1/batches").await.status, 200);
 

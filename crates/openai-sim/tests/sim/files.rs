@@ -9,7 +9,12 @@ const THIRTY_DAYS: i64 = 2_592_000;
 #[tokio::test]
 async fn upload_returns_the_file_object_and_stores_bytes_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = Ctx::with(openai_sim::SimConfig::default().with_data_dir(dir.path())).await;
+    let ctx = Ctx::with(
+        openai_sim::SimConfig::default()
+            .with_frozen_clock()
+            .with_data_dir(dir.path()),
+    )
+    .await;
     let body = b"{\"a\": 1}\n".to_vec();
     let r = ctx
         .upload_raw(Some("batch"), "batch_input.jsonl", body.clone())

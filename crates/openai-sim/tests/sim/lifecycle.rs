@@ -406,7 +406,7 @@ async fn the_window_passing_expires_unfinished_requests() {
     // Work so slow that only some requests finish within 24 h.
     let mut timing = BatchTiming::default();
     timing.per_request_secs = 30_000.0;
-    let ctx = Ctx::with(SimConfig::default().with_timing(timing)).await;
+    let ctx = Ctx::with(SimConfig::default().with_frozen_clock().with_timing(timing)).await;
     let id = ctx.batch_of(&lines(5)).await;
     ctx.advance(86_400.0 + 10.0).await;
     let b = ctx.batch(&id).await;
@@ -456,7 +456,12 @@ async fn enqueued_token_limit_fails_the_batch_over_it() {
     assert!(tokens > 0);
 
     let limit = tokens + tokens / 2;
-    let ctx = Ctx::with(SimConfig::default().with_token_limit("gpt-4o-mini", limit)).await;
+    let ctx = Ctx::with(
+        SimConfig::default()
+            .with_frozen_clock()
+            .with_token_limit("gpt-4o-mini", limit),
+    )
+    .await;
     let first = ctx.batch_of(&lines(4)).await;
     let second = ctx.batch_of(&lines(4)).await;
     let other_model = ctx.batch_of(&[chat_line("x", "gpt-4o", "hi")]).await;

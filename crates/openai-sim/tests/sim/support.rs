@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 pub(crate) const KEY: &str = "sk-test-0123456789abcdef";
 
-/// One simulator and a client for it. Simulated time only moves with `advance` (time scale 1,
-/// so the few real milliseconds a test takes move it by well under a second).
+/// One simulator and a client for it. `Ctx::new` freezes the clock: simulated time moves only with
+/// `advance`, so what a test sees never depends on how fast the machine runs it.
 pub(crate) struct Ctx {
     pub(crate) sim: SimHandle,
     pub(crate) http: Client,
@@ -62,7 +62,7 @@ impl Reply {
 
 impl Ctx {
     pub(crate) async fn new() -> Ctx {
-        Ctx::with(SimConfig::default()).await
+        Ctx::with(SimConfig::default().with_frozen_clock()).await
     }
 
     pub(crate) async fn with(config: SimConfig) -> Ctx {

@@ -91,7 +91,7 @@ async fn serve_on_a_listener_until_shutdown() {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(openai_sim::serve_with_shutdown(
         listener,
-        openai_sim::SimConfig::default(),
+        openai_sim::SimConfig::default().with_frozen_clock(),
         async {
             let _ = rx.await;
         },
