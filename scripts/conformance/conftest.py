@@ -3,7 +3,7 @@
 Environment:
   SIM_BASE_URL  the simulator's API root, e.g. http://127.0.0.1:8787/v1 (required)
   SIM_API_KEY   a key the simulator accepts (required; start it with --api-key so 401 is testable)
-  OPENAI_SPEC   OpenAI's openapi.yaml (default: ../shared/openai/openapi.yaml from the repo root)
+  OPENAI_SPEC   OpenAI's openapi.yaml (default: spec/openai/openapi.yaml in the repository)
 """
 
 from __future__ import annotations

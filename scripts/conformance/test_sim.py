@@ -443,7 +443,7 @@ SPEC_URI = "urn:openai:openapi"
 
 @pytest.fixture(scope="session")
 def spec():
-    path = pathlib.Path(os.environ.get("OPENAI_SPEC") or REPO_ROOT / ".." / "shared" / "openai" / "openapi.yaml")
+    path = pathlib.Path(os.environ.get("OPENAI_SPEC") or REPO_ROOT / "spec" / "openai" / "openapi.yaml")
     if not path.exists():
         pytest.fail(f"OpenAI spec not found at {path} (set OPENAI_SPEC)")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
