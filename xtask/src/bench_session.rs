@@ -11,17 +11,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use batch_format::{BatchRequestLine, ImageDetail};
-use orchestrator::downscale::{prepare_for_judge, synthetic_photo};
-use providers::CompareRequest;
 use serde_json::Value;
 
-use crate::sim_process::target_dir;
-use crate::util::{cargo, exec};
+use crate::util::{cargo, exec, target_dir};
 
 const IDEA: &str = "a lighthouse on a basalt cliff in a winter storm";
-/// OpenAI's limit on a batch input file.
-const BATCH_FILE_LIMIT: f64 = 200.0 * 1024.0 * 1024.0;
 
 struct Run {
     stages: u64,
@@ -82,29 +76,13 @@ fn session(bin: &Path, dir: &Path, plan: &str, batch: bool) -> anyhow::Result<Ru
     })
 }
 
-/// Bytes of one comparison's batch line with two images.
-fn compare_line_bytes(a: Vec<u8>, b: Vec<u8>, detail: ImageDetail) -> anyhow::Result<usize> {
-    let request = CompareRequest {
-        idea: IDEA.into(),
-        image_a: a,
-        image_b: b,
-        detail: Some(detail),
-        alpha: 0.7,
-        vote: 0,
-        key: None,
-    };
-    let body = providers::codec::compare_body("gpt-4o-mini", &request)?;
-    let line = BatchRequestLine::chat("rq_k0123456789abcdef0123456789abcdef", body);
-    Ok(serde_json::to_vec(&line)?.len() + 1)
-}
-
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     exec(
         cargo()
             .current_dir(root)
-            .args(["build", "--release", "--quiet", "-p", "batchbeam"]),
+            .args(["build", "--release", "--locked", "-p", "batchbeam"]),
     )?;
-    let bin = target_dir(root).join("release/batchbeam");
+    let bin = target_dir(root)?.join("release/batchbeam");
     let dir = tempfile::tempdir().context("creating a temp dir")?;
     let mut table = String::new();
     table.push_str(&format!(
@@ -138,50 +116,18 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     }
 
     eprintln!("bench session: judge request sizes ...");
-    let a = synthetic_photo(1024, 1024, 1);
-    let b = synthetic_photo(1024, 1024, 2);
-    let raw = compare_line_bytes(a.clone(), b.clone(), ImageDetail::Low)?;
-    let mut sizes = String::new();
-    sizes.push_str(&format!(
-        "{:<42} {:>14} {:>22}\n",
-        "judge request (2 images, 1024x1024)", "bytes/request", "stage of 189 requests"
-    ));
-    let stage = |bytes: usize| {
-        let total = bytes as f64 * 189.0;
-        format!(
-            "{:>8.1} MB ({:>4.0}% of 200 MB)",
-            total / 1e6,
-            100.0 * total / BATCH_FILE_LIMIT
-        )
-    };
-    sizes.push_str(&format!(
-        "{:<42} {:>14} {:>22}\n",
-        "as rendered (PNG)",
-        raw,
-        stage(raw)
-    ));
-    for (name, detail) in [
-        ("downscaled for detail low", ImageDetail::Low),
-        ("downscaled for detail high", ImageDetail::High),
-    ] {
-        let (pa, pb) = (
-            prepare_for_judge(&a, detail)?,
-            prepare_for_judge(&b, detail)?,
+    let worker = crate::bench::release_worker(root)?;
+    let out = Command::new(&worker)
+        .arg("judge-sizes")
+        .output()
+        .context("running xtask-worker judge-sizes")?;
+    if !out.status.success() {
+        bail!(
+            "xtask-worker judge-sizes failed: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        let bytes = compare_line_bytes(pa.bytes, pb.bytes, detail)?;
-        sizes.push_str(&format!(
-            "{:<42} {:>14} {:>22}  ({:.1}x smaller)\n",
-            format!(
-                "{name} ({}x{} {})",
-                pa.width,
-                pa.height,
-                pa.mime.trim_start_matches("image/")
-            ),
-            bytes,
-            stage(bytes),
-            raw as f64 / bytes as f64
-        ));
     }
+    let sizes = String::from_utf8_lossy(&out.stdout);
     println!(
         "bench session: the guide's session (n=9, m=3, 3 iterations, ensemble 3, comparative), seed 1, on openai-sim"
     );

@@ -6,15 +6,22 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::util::{cargo, exec, has_cargo_subcommand};
+use crate::tools::CARGO_NEXTEST;
+use crate::util::{build_workspace, cargo, exec};
 
-type Step = (&'static str, Box<dyn Fn(&Path) -> anyhow::Result<()>>);
+/// A step: its name, what it does (printed when it starts), and the work.
+type Step = (
+    &'static str,
+    &'static str,
+    Box<dyn Fn(&Path) -> anyhow::Result<()>>,
+);
 
 pub(crate) fn run_ci(root: &Path, steps: Vec<Step>) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut summary = Vec::new();
-    for (name, step) in steps {
-        eprintln!("==> {name}");
+    let count = steps.len();
+    for (n, (name, what, step)) in steps.into_iter().enumerate() {
+        eprintln!("==> [{}/{count}] {name}: {what}", n + 1);
         let t = Instant::now();
         let result = step(root);
         let secs = t.elapsed().as_secs_f64();
@@ -47,12 +54,32 @@ fn print_summary(lines: &[String]) {
 /// The whole CI sequence.
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let steps: Vec<Step> = vec![
-        ("fmt", Box::new(fmt)),
-        ("clippy", Box::new(clippy)),
-        ("tests", Box::new(tests)),
-        ("conformance", Box::new(crate::conformance::run)),
-        ("snapshots", Box::new(snapshots)),
-        ("deny", Box::new(crate::deny::run)),
+        ("fmt", "cargo fmt --check", Box::new(fmt)),
+        (
+            "clippy",
+            "clippy on every target, warnings denied (a cold run compiles the workspace first)",
+            Box::new(clippy),
+        ),
+        (
+            "tests",
+            "build every target once, then every test with cargo-nextest, then the doctests",
+            Box::new(tests),
+        ),
+        (
+            "conformance",
+            "the official openai Python SDK and OpenAI's spec against batchbeam sim",
+            Box::new(crate::conformance::run),
+        ),
+        (
+            "snapshots",
+            "no pending insta snapshots",
+            Box::new(snapshots),
+        ),
+        (
+            "deny",
+            "cargo deny: licences, bans, sources, advisories",
+            Box::new(crate::deny::run),
+        ),
     ];
     run_ci(root, steps)
 }
@@ -80,29 +107,24 @@ fn test_env(cmd: &mut std::process::Command) -> &mut std::process::Command {
 }
 
 fn tests(root: &Path) -> anyhow::Result<()> {
-    if has_cargo_subcommand("nextest") {
-        exec(test_env(cargo().current_dir(root).args([
-            "nextest",
-            "run",
-            "--workspace",
-            "--locked",
-            "--no-fail-fast",
-        ])))?;
-        // nextest does not run doctests; the crates' opening examples must compile and pass.
-        exec(test_env(cargo().current_dir(root).args([
-            "test",
-            "--workspace",
-            "--locked",
-            "--doc",
-        ])))
-    } else {
-        exec(test_env(cargo().current_dir(root).args([
-            "test",
-            "--workspace",
-            "--locked",
-            "--no-fail-fast",
-        ])))
-    }
+    CARGO_NEXTEST.ensure()?;
+    // One build of every target, shown as it goes; nextest, the conformance suite and the demo
+    // then find it built.
+    build_workspace(root)?;
+    exec(test_env(cargo().current_dir(root).args([
+        "nextest",
+        "run",
+        "--workspace",
+        "--locked",
+        "--no-fail-fast",
+    ])))?;
+    // nextest does not run doctests; the crates' opening examples must compile and pass.
+    exec(test_env(cargo().current_dir(root).args([
+        "test",
+        "--workspace",
+        "--locked",
+        "--doc",
+    ])))
 }
 
 /// Fails on snapshot files that insta left pending (`.snap.new`, `.pending-snap`).
@@ -145,23 +167,14 @@ fn find_pending(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 /// `cargo xtask phase N`: one phase's integration suite.
 pub(crate) fn phase(root: &Path, n: u8) -> anyhow::Result<()> {
     let test = format!("phase{n}");
-    if has_cargo_subcommand("nextest") {
-        exec(test_env(cargo().current_dir(root).args([
-            "nextest",
-            "run",
-            "-p",
-            "batchbeam-tests",
-            "--test",
-            &test,
-            "--no-tests=pass",
-        ])))
-    } else {
-        exec(test_env(cargo().current_dir(root).args([
-            "test",
-            "-p",
-            "batchbeam-tests",
-            "--test",
-            &test,
-        ])))
-    }
+    CARGO_NEXTEST.ensure()?;
+    exec(test_env(cargo().current_dir(root).args([
+        "nextest",
+        "run",
+        "-p",
+        "batchbeam-tests",
+        "--test",
+        &test,
+        "--no-tests=pass",
+    ])))
 }

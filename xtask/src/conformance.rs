@@ -7,8 +7,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::sim_process::{Sim, target_dir};
-use crate::util::{cargo, describe, exec};
+use crate::sim_process::Sim;
+use crate::util::{build_workspace, describe, exec, target_dir};
 
 /// The only key the simulator accepts during the suite, so a wrong key really is wrong.
 const API_KEY: &str = "sk-conformance-0123456789abcdefghijklmnopqrstuvwxyz";
@@ -22,13 +22,10 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let suite = root.join("scripts/conformance");
     let python = ensure_venv(root, &suite.join("requirements.txt"))?;
 
-    exec(
-        cargo()
-            .current_dir(root)
-            .args(["build", "--quiet", "-p", "batchbeam"]),
-    )?;
-    let bin = target_dir(root).join("debug/batchbeam");
-    let log = target_dir(root).join("conformance-sim.log");
+    build_workspace(root)?;
+    let target = target_dir(root)?;
+    let bin = target.join("debug/batchbeam");
+    let log = target.join("conformance-sim.log");
     let sim = Sim::start(
         &bin,
         &log,
@@ -44,9 +41,6 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         .env("SIM_BASE_URL", &sim.base_url)
         .env("SIM_API_KEY", API_KEY)
         .env("PYTHONDONTWRITEBYTECODE", "1");
-    if std::env::var_os("OPENAI_SPEC").is_none() {
-        pytest.env("OPENAI_SPEC", root.join("../shared/openai/openapi.yaml"));
-    }
     let line = describe(&pytest);
     let status = pytest
         .status()
@@ -71,9 +65,13 @@ fn ensure_venv(root: &Path, requirements: &Path) -> anyhow::Result<PathBuf> {
         println!("conformance: creating {}", venv.display());
         // A venv rebuilt over a broken one must not trust the old install stamp.
         let _ = fs::remove_file(&stamp);
-        exec(Command::new("python3").args(["-m", "venv"]).arg(&venv)).context(
-            "creating the Python venv (is python3 with the venv module installed? apt-get install python3-venv)",
-        )?;
+        if exec(Command::new("python3").args(["-m", "venv"]).arg(&venv)).is_err() {
+            // Debian's python3 ships venv (with ensurepip) as a package of its own.
+            install_venv_module()?;
+            let _ = fs::remove_dir_all(&venv);
+            exec(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+                .context("creating the Python venv")?;
+        }
     }
     let text =
         fs::read(requirements).with_context(|| format!("reading {}", requirements.display()))?;
@@ -95,6 +93,34 @@ fn ensure_venv(root: &Path, requirements: &Path) -> anyhow::Result<PathBuf> {
         fs::write(&stamp, want).with_context(|| format!("writing {}", stamp.display()))?;
     }
     Ok(python)
+}
+
+/// Installs Debian's `python3-venv` with apt-get, as root; elsewhere says what to install.
+fn install_venv_module() -> anyhow::Result<()> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let apt = Command::new("apt-get")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !(root && apt) {
+        bail!(
+            "python3 cannot create a venv: install its venv module (on Debian or Ubuntu: `sudo apt-get install python3-venv`) and run again"
+        );
+    }
+    println!(
+        "conformance: python3 has no venv module; installing Debian's python3-venv with apt-get"
+    );
+    exec(Command::new("apt-get").args(["update", "-qq"]))?;
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "python3-venv"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .context("installing python3-venv")
 }
 
 /// FNV-1a: a stable fingerprint of the requirements file for the install stamp.

@@ -1,74 +1,47 @@
 //! `cargo xtask demo`: runs what the batchbeam binary can do so far on files it generates, and
 //! fails if any step does not behave as documented.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail, ensure};
-use batch_format::{
-    BatchRequestBuilder, ChatOptions, ContentPart, ImageDetail, ImageGenerationRequest, Message,
-};
 
 use crate::sim_process::Sim;
-use crate::util::{cargo, exec};
-
-/// A 1x1 PNG, as a judge request would carry a rendered image.
-const PIXEL_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+use crate::util::{build_workspace, target_dir};
 
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
-    exec(
-        cargo()
-            .current_dir(root)
-            .args(["build", "--quiet", "-p", "batchbeam"]),
-    )?;
-    let bin = root.join("target/debug/batchbeam");
-    let dir = root.join("target/demo");
-    std::fs::create_dir_all(&dir).context("creating target/demo")?;
+    build_workspace(root)?;
+    let target = target_dir(root)?;
+    let (bin, worker) = (
+        target.join("debug/batchbeam"),
+        target.join("debug/xtask-worker"),
+    );
+    let dir = target.join("demo");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
     // 1. Build a judge stage and a render stage with the builder; gpt-5-mini gets normalised.
-    let mut builder = BatchRequestBuilder::new();
-    for i in 0..9 {
-        let messages = vec![
-            Message::system("You judge images for alignment with an idea and for aesthetics."),
-            Message::user_parts(vec![
-                ContentPart::text(format!("Idea: a lighthouse in a storm. Candidate {i}.")),
-                ContentPart::image_url(
-                    format!("data:image/png;base64,{PIXEL_PNG}"),
-                    ImageDetail::Low,
-                ),
-            ]),
-        ];
-        let options = ChatOptions {
-            max_tokens: Some(400),
-            temperature: Some(0.3),
-            ..ChatOptions::new("gpt-5-mini")
-        };
-        let changes =
-            builder.add_chat_completion_request(format!("judge-{i}"), messages, options)?;
-        if i == 0 {
-            for change in &changes {
-                println!("normalised judge-0: {change}");
-            }
+    let out = Command::new(&worker)
+        .arg("demo-shards")
+        .arg(&dir)
+        .output()
+        .context("running xtask-worker demo-shards")?;
+    ensure!(
+        out.status.success(),
+        "xtask-worker demo-shards failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut shards = Vec::new();
+    for line in text.lines() {
+        match line.strip_prefix("shard ").and_then(|l| l.split_once(' ')) {
+            Some((name, path)) => shards.push((name.to_owned(), PathBuf::from(path))),
+            None => println!("{line}"),
         }
     }
-    for i in 0..9 {
-        builder.add_image_generation_request(
-            format!("render-{i}"),
-            ImageGenerationRequest::new(
-                "gpt-image-1",
-                format!("a lighthouse in a storm, take {i}"),
-            ),
-        )?;
-    }
-    let batch = builder.build_batch("demo")?;
-    println!("built {} shard(s):", batch.shards().len());
+    println!("built {} shard(s):", shards.len());
     let mut shard_files = Vec::new();
-    for shard in batch.shards() {
-        let path = dir.join(format!("{}.jsonl", shard.name()));
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-        shard.write_jsonl(&mut file)?;
-        std::io::Write::flush(&mut file)?;
-        println!("  {} -> {}", shard.name(), path.display());
+    for (name, path) in shards {
+        println!("  {name} -> {}", path.display());
         // 2. Each shard validates.
         let out = validate(&bin, &path)?;
         ensure!(

@@ -1,4 +1,6 @@
-//! Project automation for batchbeam: `cargo xtask ci`, `phase N`, `bench` and the tidy checks.
+//! Project automation for batchbeam: `cargo xtask ci`, `phase N`, `bench`, `demo` and the tidy
+//! checks. xtask builds from a few small crates; what needs the workspace's own crates runs in
+//! `xtask-worker` (xtask/worker).
 
 mod bench;
 mod bench_queue;
@@ -8,6 +10,7 @@ mod conformance;
 mod demo;
 mod deny;
 mod sim_process;
+mod tools;
 mod util;
 
 #[cfg(test)]
@@ -33,7 +36,7 @@ enum Command {
         #[arg(value_parser = clap::value_parser!(u8).range(1..=4))]
         n: u8,
     },
-    /// Run `cargo deny` with the offline RustSec snapshot from `../shared/rustsec/`.
+    /// `cargo deny`: licences, bans, sources and RustSec advisories (see docs/development.md).
     Deny,
     /// Benchmarks, reported as ratios against a baseline measured in the same run.
     Bench {
@@ -46,12 +49,6 @@ enum Command {
     Conformance,
     /// Show what the batchbeam binary can do so far, end to end, on generated files.
     Demo,
-    /// One measured step of a benchmark, in its own process (used by `bench`).
-    #[command(hide = true)]
-    BenchWorker {
-        /// The step and its arguments.
-        args: Vec<String>,
-    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,6 +62,5 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { what } => bench::run(&root, &what),
         Command::Demo => demo::run(&root),
         Command::Conformance => conformance::run(&root),
-        Command::BenchWorker { args } => bench::worker(&args),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -14,14 +14,6 @@ use crate::util::describe;
 
 /// How long the simulator may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Where cargo puts build output (`$CARGO_TARGET_DIR` or `target/`).
-pub(crate) fn target_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
-    }
-}
 
 /// A running `batchbeam sim`, killed when dropped.
 pub(crate) struct Sim {

@@ -13,6 +13,33 @@ pub(crate) fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where cargo puts build output, as `cargo metadata` reports it: `$CARGO_TARGET_DIR`,
+/// `build.target-dir` from any cargo config, or `target/` in the workspace.
+pub(crate) fn target_dir(root: &Path) -> anyhow::Result<PathBuf> {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(dir) = DIR.get() {
+        return Ok(dir.clone());
+    }
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .manifest_path(root.join("Cargo.toml"))
+        .no_deps()
+        .exec()
+        .context("running `cargo metadata` to find the target directory")?;
+    let dir = metadata.target_directory.into_std_path_buf();
+    Ok(DIR.get_or_init(|| dir).clone())
+}
+
+/// Builds every target of the workspace (libraries, binaries, tests) in the dev profile: the
+/// same build, with the same features, that the tests step runs, so the demo and the conformance
+/// suite reuse it instead of building the crates again with other features.
+pub(crate) fn build_workspace(root: &Path) -> anyhow::Result<()> {
+    exec(
+        cargo()
+            .current_dir(root)
+            .args(["build", "--workspace", "--all-targets", "--locked"]),
+    )
+}
+
 /// `cargo` as the one that runs us (respects `$CARGO`).
 pub(crate) fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
@@ -29,16 +56,6 @@ pub(crate) fn exec(cmd: &mut Command) -> anyhow::Result<()> {
         bail!("`{line}` failed ({status})");
     }
     Ok(())
-}
-
-/// Whether a program answers `--version` (i.e. is installed).
-pub(crate) fn has_cargo_subcommand(name: &str) -> bool {
-    cargo()
-        .args([name, "--version"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// The command line of `cmd`, for messages.
