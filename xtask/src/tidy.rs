@@ -169,3 +169,101 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// What marks a file as stepping the simulator's clock by hand.
+const CLOCK_STEPS: &[&str] = &[
+    "advance_clock(",
+    "/sim/clock/advance",
+    "ctx.advance(",
+    "Clock::start(",
+];
+
+/// The simulator configurations in `text` that a file stepping the clock leaves running on wall
+/// time: a `SimConfig::default()` whose expression neither freezes the clock nor sets a scale.
+fn wall_clock_configs(text: &str) -> Vec<usize> {
+    if !CLOCK_STEPS.iter().any(|s| text.contains(s)) {
+        return Vec::new();
+    }
+    let mut lines = Vec::new();
+    for (at, _) in text.match_indices("SimConfig::default()") {
+        let rest = &text[at..];
+        let expr = &rest[..rest.find(';').unwrap_or(rest.len())];
+        if !expr.contains("with_frozen_clock()") && !expr.contains("with_time_scale(") {
+            lines.push(text[..at].lines().count().max(1));
+        }
+    }
+    lines
+}
+
+#[test]
+fn tests_that_step_the_clock_freeze_it() {
+    let root = crate::util::project_root();
+    let mut files = Vec::new();
+    for dir in ["crates", "tests"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    let openai_sim_src = root.join("crates/openai-sim/src");
+    let mut problems = Vec::new();
+    for file in files.iter().filter(|f| !f.starts_with(&openai_sim_src)) {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in wall_clock_configs(&text) {
+            problems.push(format!(
+                "{}:{line}",
+                file.strip_prefix(&root).unwrap_or(file).display()
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "these simulators run on wall time in a file that steps their clock by hand; add \
+         `.with_frozen_clock()` so that the test cannot race the machine's speed:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_clock_rule_sees_a_running_clock_beside_a_manual_step() {
+    let racing =
+        "let sim = spawn(SimConfig::default().with_seed(1)).await;\nsim.advance_clock(5.0).await;";
+    assert_eq!(wall_clock_configs(racing), vec![1]);
+    let frozen = "let sim = spawn(SimConfig::default()\n    .with_frozen_clock()).await;\nsim.advance_clock(5.0).await;";
+    assert!(wall_clock_configs(frozen).is_empty());
+    let untouched = "let sim = spawn(SimConfig::default()).await;";
+    assert!(wall_clock_configs(untouched).is_empty());
+}
+
+/// The commands a README code line starts with `cargo ` in, in order.
+fn readme_cargo_commands(readme: &str) -> Vec<&str> {
+    let mut in_code = false;
+    let mut commands = Vec::new();
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if in_code && line.starts_with("cargo ") {
+            commands.push(line.trim_end());
+        }
+    }
+    commands
+}
+
+#[test]
+fn ci_runs_the_readmes_two_commands() {
+    let root = crate::util::project_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let ci = std::fs::read_to_string(root.join(".ci/run")).expect(".ci/run");
+    let commands = readme_cargo_commands(&readme);
+    assert!(
+        commands.len() >= 2,
+        "the README should open with two `cargo` commands (the main job and the test command), found {commands:?}"
+    );
+    assert!(
+        commands[..2].contains(&"cargo xtask ci"),
+        "one of the README's first two commands is the test command `cargo xtask ci`: {commands:?}"
+    );
+    for command in &commands[..2] {
+        assert!(
+            ci.lines().any(|l| l.trim() == *command),
+            "the README's command `{command}` is not run by .ci/run"
+        );
+    }
+}
