@@ -89,6 +89,7 @@ impl OpenAiClient {
 
     /// Sends one request and turns a non-2xx answer into [`Error::Api`].
     async fn send(&self, method: Method, path: &str, req: RequestBuilder) -> Result<Response> {
+        self.check_key()?;
         let started = std::time::Instant::now();
         let resp = req
             .send()
@@ -137,6 +138,30 @@ impl OpenAiClient {
         })
     }
 
+    /// Refuses to send anything without a key: it could only be answered with a 401.
+    fn check_key(&self) -> Result<()> {
+        if self.config.api_key.is_empty() {
+            return Err(Error::Config(
+                "no API key (OPENAI_API_KEY is not set)".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Tells the configured [`crate::RetryHook`] (and tracing) that attempt `attempt` failed
+    /// with `e` and the next one follows in `delay`.
+    pub(crate) fn notify_retry(&self, e: &Error, attempt: usize, delay: Duration) {
+        tracing::warn!(error = %e, attempt, delay_ms = delay.as_millis() as u64, "retrying");
+        if let Some(hook) = &self.config.on_retry {
+            hook.call(&crate::RetryNotice {
+                error: e.to_string(),
+                attempt,
+                attempts: self.config.retry.max_retries + 1,
+                delay,
+            });
+        }
+    }
+
     /// Runs `op` with the configured retry policy: retried on retryable errors
     /// ([`Error::is_retryable`]), waiting as long as `Retry-After` asks (capped) or else a
     /// jittered exponential backoff.
@@ -146,6 +171,7 @@ impl OpenAiClient {
         Fut: Future<Output = Result<T>>,
     {
         let policy = self.config.retry;
+        let mut attempt = 0;
         op.retry(policy.backoff())
             .sleep(tokio::time::sleep)
             .when(Error::is_retryable)
@@ -157,7 +183,8 @@ impl OpenAiClient {
                 })
             })
             .notify(|e, delay| {
-                tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "retrying");
+                attempt += 1;
+                self.notify_retry(e, attempt, delay);
             })
             .await
     }

@@ -2,6 +2,7 @@
 //! timeouts and the retry policy.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -25,6 +26,11 @@ impl ApiKey {
     /// The key itself, for the `Authorization` header only.
     pub(crate) fn expose(&self) -> &str {
         self.0.expose_secret()
+    }
+
+    /// Whether there is no key at all (requests are then refused before they are sent).
+    pub fn is_empty(&self) -> bool {
+        self.0.expose_secret().trim().is_empty()
     }
 }
 
@@ -93,6 +99,56 @@ impl RetryPolicy {
     }
 }
 
+/// A failed request that is about to be tried again, as [`ClientConfig::with_retry_notice`]
+/// reports it. It holds the error's text (method, path, status or transport failure, never the
+/// key or a header).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryNotice {
+    /// What failed, e.g. `GET /batches/batch_…: connect: … Connection refused`.
+    pub error: String,
+    /// The attempt that failed, from 1.
+    pub attempt: usize,
+    /// The most attempts that will be made (the first and every retry).
+    pub attempts: usize,
+    /// How long until the next one.
+    pub delay: Duration,
+}
+
+impl fmt::Display for RetryNotice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "attempt {} of {} failed: {}; next try in {:.1} s",
+            self.attempt,
+            self.attempts,
+            self.error,
+            self.delay.as_secs_f64()
+        )
+    }
+}
+
+/// Called before every retry with what failed and when the next try is (see
+/// [`ClientConfig::with_retry_notice`]).
+#[derive(Clone)]
+pub struct RetryHook(Arc<dyn Fn(&RetryNotice) + Send + Sync>);
+
+impl RetryHook {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn(&RetryNotice) + Send + Sync + 'static) -> RetryHook {
+        RetryHook(Arc::new(f))
+    }
+
+    pub(crate) fn call(&self, notice: &RetryNotice) {
+        (self.0)(notice)
+    }
+}
+
+impl fmt::Debug for RetryHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RetryHook")
+    }
+}
+
 /// Everything the HTTP client needs.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -112,6 +168,8 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// Told about every retry, before its wait (besides a `warn` tracing event).
+    pub on_retry: Option<RetryHook>,
 }
 
 impl ClientConfig {
@@ -126,11 +184,13 @@ impl ClientConfig {
             transfer_timeout: Duration::from_secs(3600),
             connect_timeout: Duration::from_secs(15),
             retry: RetryPolicy::default(),
+            on_retry: None,
         }
     }
 
     /// Reads `OPENAI_BASE_URL` (default [`DEFAULT_BASE_URL`]), `OPENAI_API_KEY` (required),
-    /// `OPENAI_ORGANIZATION` and `OPENAI_PROJECT`.
+    /// `OPENAI_ORGANIZATION`, `OPENAI_PROJECT` and `OPENAI_MAX_RETRIES` (retries after a
+    /// failed attempt, default 6).
     pub fn from_env() -> Result<ClientConfig> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -149,6 +209,13 @@ impl ClientConfig {
         let mut config = ClientConfig::new(base, ApiKey::new(key.trim()));
         config.organization = non_empty("OPENAI_ORGANIZATION");
         config.project = non_empty("OPENAI_PROJECT");
+        if let Some(v) = non_empty("OPENAI_MAX_RETRIES") {
+            config.retry.max_retries = v.trim().parse::<usize>().map_err(|_| {
+                Error::Config(format!(
+                    "OPENAI_MAX_RETRIES must be a whole number of retries, got '{v}'"
+                ))
+            })?;
+        }
         Ok(config)
     }
 
@@ -167,6 +234,13 @@ impl ClientConfig {
     /// Sets the retry policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> ClientConfig {
         self.retry = retry;
+        self
+    }
+
+    /// Calls `hook` before every retry with what failed, the attempt and the wait, e.g. to
+    /// tell a user why nothing seems to happen.
+    pub fn with_retry_notice(mut self, hook: RetryHook) -> ClientConfig {
+        self.on_retry = Some(hook);
         self
     }
 
@@ -207,7 +281,24 @@ mod tests {
         assert_eq!(config.organization.as_deref(), Some("org-1"));
         assert_eq!(config.project.as_deref(), Some("proj_1"));
         assert_eq!(config.api_key.expose(), "sk-a");
+        assert_eq!(config.retry, RetryPolicy::default());
         let err = ClientConfig::from_lookup(|_| None).unwrap_err();
         assert!(err.to_string().contains("OPENAI_API_KEY"));
+        let with = |retries: &'static str| {
+            move |n: &str| match n {
+                "OPENAI_API_KEY" => Some("sk-a".to_owned()),
+                "OPENAI_MAX_RETRIES" => Some(retries.to_owned()),
+                _ => None,
+            }
+        };
+        assert_eq!(
+            ClientConfig::from_lookup(with("1"))
+                .unwrap()
+                .retry
+                .max_retries,
+            1
+        );
+        let err = ClientConfig::from_lookup(with("many")).unwrap_err();
+        assert!(err.to_string().contains("OPENAI_MAX_RETRIES"), "{err}");
     }
 }

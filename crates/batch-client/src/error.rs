@@ -159,6 +159,11 @@ pub enum Error {
     /// The durable store failed.
     #[error("store: {0}")]
     Store(String),
+    /// A database that should exist does not (commands that only read never create one).
+    #[error(
+        "no batch database at {0}: the file does not exist (nothing was ever submitted with it; is the path right?)"
+    )]
+    NoDatabase(String),
     /// No record with this id (ours or OpenAI's batch id).
     #[error("no batch record '{0}'")]
     NotFound(String),

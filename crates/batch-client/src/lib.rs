@@ -60,13 +60,13 @@ mod store;
 mod types;
 
 pub use client::OpenAiClient;
-pub use config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, RetryPolicy};
+pub use config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, RetryHook, RetryNotice, RetryPolicy};
 pub use error::{ApiError, Error, OpenAiErrorBody, Result, SubmitStep};
 pub use manager::{
     BatchJobManager, BatchResults, METADATA_ATTEMPT, METADATA_KEY, METADATA_RECORD, ManagerConfig,
-    PollReport, PollerHandle, SubmitInput, upload_filename,
+    PollReport, PollerHandle, SubmitInput, SubmitOptions, SubmitOutcome, upload_filename,
 };
-pub use store::{JobRecord, JobState, JobStore, SqliteStore, StatusChange};
+pub use store::{JobRecord, JobState, JobStore, SqliteStore, StatusChange, Submission};
 pub use types::{
     Batch, BatchError, BatchErrors, BatchListQuery, BatchStatus, CreateBatchRequest, DeletedFile,
     FileListQuery, FileObject, List, RequestCounts,

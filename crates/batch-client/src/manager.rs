@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use batch_format::{Endpoint, Problem, Shard, ShardManifest, ValidationOptions, Validator};
+use batch_format::{
+    Endpoint, Problem, Shard, ShardLimits, ShardManifest, ValidationOptions, Validator,
+};
 use rand::Rng;
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{JobRecord, JobState, JobStore, SqliteStore, StatusChange};
+use crate::store::{JobRecord, JobState, JobStore, SqliteStore, StatusChange, Submission};
 use crate::types::{Batch, BatchListQuery, BatchStatus, CreateBatchRequest, FileListQuery};
 use crate::{Error, OpenAiClient, Result, SubmitStep};
 
@@ -137,6 +139,46 @@ impl<'a> From<&'a PathBuf> for SubmitInput<'a> {
     fn from(path: &'a PathBuf) -> Self {
         SubmitInput::File(path)
     }
+}
+
+/// How [`BatchJobManager::submit_file`] submits a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmitOptions {
+    /// The caller's metadata for every batch (at most 13 pairs).
+    pub metadata: BTreeMap<String, String>,
+    /// Most requests per batch; a bigger input is split into shards (OpenAI allows 50,000).
+    pub max_lines: usize,
+    /// Most bytes per batch input file; a bigger input is split into shards (OpenAI allows
+    /// 200 MB).
+    pub max_bytes: u64,
+    /// Submit even when the same content was submitted before (a new batch, billed again).
+    pub new: bool,
+}
+
+impl Default for SubmitOptions {
+    fn default() -> Self {
+        SubmitOptions {
+            metadata: BTreeMap::new(),
+            max_lines: 50_000,
+            max_bytes: 200 * 1024 * 1024,
+            new: false,
+        }
+    }
+}
+
+/// What [`BatchJobManager::submit_file`] did.
+#[derive(Debug, Clone)]
+pub struct SubmitOutcome {
+    /// The submission: the file's content key and where it came from.
+    pub submission: Submission,
+    /// Its records, one per shard, in shard order, as they are now.
+    pub records: Vec<JobRecord>,
+    /// `true` when the same content had been submitted before and these are that submission's
+    /// records: nothing new was created.
+    pub attached: bool,
+    /// Every normalisation made while splitting an oversized input into shards, as
+    /// `line N (custom id): change`.
+    pub changes: Vec<String>,
 }
 
 /// The results of one record, read from the files on disk.
@@ -281,6 +323,20 @@ impl BatchJobManager<SqliteStore> {
     }
 }
 
+impl BatchJobManager<SqliteStore> {
+    /// A manager on the SQLite file `db_path`, which must exist ([`Error::NoDatabase`]
+    /// otherwise): for commands that only read or carry on records, so that a mistyped path
+    /// creates nothing.
+    pub async fn open_existing(
+        client: OpenAiClient,
+        db_path: &Path,
+        config: ManagerConfig,
+    ) -> Result<BatchJobManager<SqliteStore>> {
+        let store = SqliteStore::open_existing(db_path).await?;
+        Ok(BatchJobManager::new(client, store, config))
+    }
+}
+
 impl<S: JobStore> BatchJobManager<S> {
     /// A manager over `store`.
     pub fn new(client: OpenAiClient, store: S, config: ManagerConfig) -> BatchJobManager<S> {
@@ -373,7 +429,6 @@ impl<S: JobStore> BatchJobManager<S> {
     ) -> Result<String> {
         check_metadata(&metadata)?;
         let id = new_id("bb_");
-        let key = new_id("bbk_");
         let (manifest, input_path, input_bytes) = match input.into() {
             SubmitInput::Shard(shard) => {
                 let dir = self.inner.config.data_dir.join(&id);
@@ -381,19 +436,8 @@ impl<S: JobStore> BatchJobManager<S> {
                 let lines: Vec<String> = shard.lines().map(str::to_owned).collect();
                 let p = path.clone();
                 let manifest = shard.manifest().clone();
-                tokio::task::spawn_blocking(move || -> Result<()> {
-                    use std::io::Write;
-                    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-                    let file = std::fs::File::create(&p).map_err(|e| Error::io(&p, e))?;
-                    let mut w = std::io::BufWriter::new(file);
-                    for line in lines {
-                        w.write_all(line.as_bytes())
-                            .and_then(|()| w.write_all(b"\n"))
-                            .map_err(|e| Error::io(&p, e))?;
-                    }
-                    let file = w.into_inner().map_err(|e| Error::io(&p, e.into_error()))?;
-                    // The intent that follows points at this file: it must be on disk first.
-                    file.sync_all().map_err(|e| Error::io(&p, e))
+                tokio::task::spawn_blocking(move || {
+                    write_lines_blocking(&dir, &p, lines.iter().map(String::as_str))
                 })
                 .await
                 .map_err(|e| Error::Store(format!("writer task: {e}")))??;
@@ -410,34 +454,13 @@ impl<S: JobStore> BatchJobManager<S> {
                 (manifest, path, bytes)
             }
         };
-        let now = now_ms();
-        let record = JobRecord {
+        let shard = PlannedShard {
             id: id.clone(),
-            shard_name: manifest.shard_name.clone(),
             manifest,
-            idempotency_key: key,
-            input_path: input_path.display().to_string(),
-            input_bytes,
-            metadata,
-            input_file_id: None,
-            batch_id: None,
-            state: JobState::Intent,
-            remote_status: None,
-            request_counts: Default::default(),
-            attempts: 1,
-            output_file_id: None,
-            error_file_id: None,
-            output_path: None,
-            error_path: None,
-            batch_errors: Vec::new(),
-            last_error: None,
-            cancel_requested: false,
-            created_at_ms: now,
-            updated_at_ms: now,
-            submitted_at_ms: None,
-            next_poll_at_ms: now,
-            poll_interval_ms: duration_ms(self.inner.config.poll_interval),
+            path: input_path,
+            bytes: input_bytes,
         };
+        let record = self.intent_record(shard, metadata, None);
         let change = self.change(
             &record,
             Some(format!(
@@ -463,6 +486,247 @@ impl<S: JobStore> BatchJobManager<S> {
             Ok(()) => Ok(id),
             Err(e) => Err(e),
         }
+    }
+
+    /// A new record in `intent` for `shard`, due now.
+    fn intent_record(
+        &self,
+        shard: PlannedShard,
+        metadata: BTreeMap<String, String>,
+        submission_id: Option<String>,
+    ) -> JobRecord {
+        let now = now_ms();
+        JobRecord {
+            id: shard.id,
+            shard_name: shard.manifest.shard_name.clone(),
+            manifest: shard.manifest,
+            idempotency_key: new_id("bbk_"),
+            input_path: shard.path.display().to_string(),
+            input_bytes: shard.bytes,
+            metadata,
+            input_file_id: None,
+            batch_id: None,
+            state: JobState::Intent,
+            remote_status: None,
+            request_counts: Default::default(),
+            attempts: 1,
+            output_file_id: None,
+            error_file_id: None,
+            output_path: None,
+            error_path: None,
+            batch_errors: Vec::new(),
+            last_error: None,
+            cancel_requested: false,
+            created_at_ms: now,
+            updated_at_ms: now,
+            submitted_at_ms: None,
+            next_poll_at_ms: now,
+            poll_interval_ms: duration_ms(self.inner.config.poll_interval),
+            submission_id,
+        }
+    }
+
+    /// Submits a JSONL file, once per content: validates it (every problem, nothing stored when
+    /// invalid), keys it by its endpoint and the SHA-256 of its bytes, and when that content was
+    /// submitted before returns that submission's records (`attached`), carrying on any whose
+    /// submit was interrupted, without creating anything. Otherwise it stores the submission and
+    /// an intent per shard in one transaction (an input over `max_lines`/`max_bytes` is split
+    /// into shards under `data_dir`; one within them is uploaded from where it is and must stay
+    /// there until its batch is created), then uploads and creates each batch as
+    /// [`BatchJobManager::submit_batch`] does. `new` submits again on purpose.
+    ///
+    /// A process killed at any moment leaves either nothing (before the intents) or a
+    /// submission that the next `submit_file` of the same content, or
+    /// [`BatchJobManager::resume`], finishes with one batch per shard.
+    pub async fn submit_file(&self, path: &Path, options: SubmitOptions) -> Result<SubmitOutcome> {
+        check_metadata(&options.metadata)?;
+        let path = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+        let scan_path = path.clone();
+        // Lines and bytes are checked against the shard limits below, not here.
+        let unlimited = ValidationOptions {
+            max_lines: u64::MAX,
+            max_bytes: u64::MAX,
+            ..ValidationOptions::default()
+        };
+        let scanned =
+            tokio::task::spawn_blocking(move || scan_input_blocking(&scan_path, unlimited, true))
+                .await
+                .map_err(|e| Error::Store(format!("validator task: {e}")))??;
+        let sha256 = scanned.sha256.clone().unwrap_or_default();
+        let content_key = format!("{} sha256:{sha256}", scanned.manifest.endpoint);
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "batch".to_owned());
+        loop {
+            let latest = self.inner.store.find_submission(&content_key).await?;
+            if let Some(submission) = latest.clone()
+                && !options.new
+            {
+                tracing::info!(submission = %submission.id, "already submitted; attaching");
+                return self.attach(submission).await;
+            }
+            let submission = Submission {
+                id: new_id("bs_"),
+                content_key: content_key.clone(),
+                seq: latest.map_or(0, |s| s.seq + 1),
+                source_path: path.display().to_string(),
+                endpoint: scanned.manifest.endpoint.as_str().to_owned(),
+                sha256: sha256.clone(),
+                lines: scanned.lines,
+                bytes: scanned.bytes,
+                created_at_ms: now_ms(),
+            };
+            let (shards, changes) = if scanned.lines <= options.max_lines as u64
+                && scanned.bytes <= options.max_bytes
+            {
+                let mut manifest = scanned.manifest.clone();
+                manifest.shard_name = name.clone();
+                let shard = PlannedShard {
+                    id: new_id("bb_"),
+                    manifest,
+                    path: path.clone(),
+                    bytes: scanned.bytes,
+                };
+                (vec![shard], Vec::new())
+            } else {
+                let (path, name) = (path.clone(), name.clone());
+                let limits = ShardLimits {
+                    max_lines: options.max_lines,
+                    max_bytes: options.max_bytes,
+                    ..ShardLimits::default()
+                };
+                let data_dir = self.inner.config.data_dir.clone();
+                tokio::task::spawn_blocking(move || split_blocking(&path, &name, limits, &data_dir))
+                    .await
+                    .map_err(|e| Error::Store(format!("splitter task: {e}")))??
+            };
+            let count = shards.len();
+            let records: Vec<(JobRecord, StatusChange)> = shards
+                .into_iter()
+                .map(|shard| {
+                    let record = self.intent_record(
+                        shard,
+                        options.metadata.clone(),
+                        Some(submission.id.clone()),
+                    );
+                    let detail = format!(
+                        "intent: {} requests (submission {}, shard {} of {count})",
+                        record.manifest.custom_ids.len(),
+                        submission.id,
+                        record.manifest.index + 1
+                    );
+                    let change = self.change(&record, Some(detail));
+                    (record, change)
+                })
+                .collect();
+            // Held from before the records exist, so this process's poller cannot carry them
+            // on meanwhile (the leases, stored with them, keep other processes out).
+            let mut guards = Vec::new();
+            for (record, _) in &records {
+                guards.push(self.lock(&record.id).await);
+            }
+            let lease_until = now_ms() + duration_ms(self.inner.config.lease);
+            let stored = self
+                .inner
+                .store
+                .insert_submission(&submission, &records, (&self.inner.owner, lease_until))
+                .await?;
+            if !stored {
+                // Another process stored the same content first: attach to it (or, with
+                // `new`, take the next number).
+                for (record, _) in &records {
+                    if record.input_path != submission.source_path {
+                        let _ =
+                            std::fs::remove_dir_all(self.inner.config.data_dir.join(&record.id));
+                    }
+                }
+                continue;
+            }
+            tracing::info!(submission = %submission.id, shards = count, "submission intent stored");
+            self.failpoint(SubmitStep::AfterIntent)?;
+            let mut ids = Vec::with_capacity(count);
+            let mut failed = None;
+            for ((record, _), guard) in records.into_iter().zip(guards) {
+                ids.push(record.id.clone());
+                if failed.is_some() {
+                    self.give_back_lease(&record.id).await;
+                    continue;
+                }
+                // Ours without a break since it was stored: nobody else can have sent anything.
+                let fresh = now_ms() < lease_until;
+                if !self.take_lease(&record.id).await? {
+                    continue;
+                }
+                let mut record = self.inner.store.get(&record.id).await?.unwrap_or(record);
+                let fresh = fresh && record.state == JobState::Intent;
+                let result = self.carry_submit(&mut record, fresh).await;
+                if let Err(Error::Failpoint(step)) = result {
+                    return Err(Error::Failpoint(step));
+                }
+                self.give_back_lease(&record.id).await;
+                drop(guard);
+                if let Err(e) = result {
+                    failed = Some(e);
+                }
+            }
+            self.inner.wake.notify_one();
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            return Ok(SubmitOutcome {
+                records: self.records_of(&ids).await?,
+                submission,
+                attached: false,
+                changes,
+            });
+        }
+    }
+
+    /// The records of an earlier submission of the same content, carried one step on: an
+    /// interrupted submit is finished (looking up what it sent before sending anything), a
+    /// running batch is polled.
+    async fn attach(&self, submission: Submission) -> Result<SubmitOutcome> {
+        let records = self.inner.store.submission_records(&submission.id).await?;
+        let mut ids = Vec::with_capacity(records.len());
+        for record in records {
+            ids.push(record.id.clone());
+            if record.state.is_finished() {
+                continue;
+            }
+            let guard = self.lock(&record.id).await;
+            let Some(record) = self.inner.store.get(&record.id).await? else {
+                continue;
+            };
+            let submitting = matches!(
+                record.state,
+                JobState::Intent | JobState::Uploaded | JobState::WaitingResubmit
+            );
+            match self.step(record).await {
+                Ok(_) => {}
+                Err(e @ Error::Failpoint(_)) => return Err(e),
+                Err(e) if submitting => return Err(e),
+                // A poll that failed is kept in the record; it was submitted all the same.
+                Err(e) => tracing::warn!(error = %e, "poll failed"),
+            }
+            drop(guard);
+        }
+        self.inner.wake.notify_one();
+        Ok(SubmitOutcome {
+            records: self.records_of(&ids).await?,
+            submission,
+            attached: true,
+            changes: Vec::new(),
+        })
+    }
+
+    async fn records_of(&self, ids: &[String]) -> Result<Vec<JobRecord>> {
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            records.push(self.record(id).await?);
+        }
+        Ok(records)
     }
 
     /// Takes or renews this manager's lease on a record.
@@ -611,8 +875,10 @@ impl<S: JobStore> BatchJobManager<S> {
                 Ok(file) => return Ok(file.id),
                 Err(e) if e.is_retryable() && tries < policy.max_retries => {
                     tries += 1;
-                    tracing::warn!(record = %record.id, error = %e, "upload failed; will look it up and retry");
-                    tokio::time::sleep(backoff_delay(&policy, tries, &e)).await;
+                    let delay = backoff_delay(&policy, tries, &e);
+                    tracing::info!(record = %record.id, "upload failed; will look it up and retry");
+                    client.notify_retry(&e, tries, delay);
+                    tokio::time::sleep(delay).await;
                     look = true;
                 }
                 Err(e) => return Err(e),
@@ -683,8 +949,10 @@ impl<S: JobStore> BatchJobManager<S> {
                 Ok(batch) => return Ok(batch),
                 Err(e) if e.is_retryable() && tries < policy.max_retries => {
                     tries += 1;
-                    tracing::warn!(record = %record.id, error = %e, "create failed; will look it up and retry");
-                    tokio::time::sleep(backoff_delay(&policy, tries, &e)).await;
+                    let delay = backoff_delay(&policy, tries, &e);
+                    tracing::info!(record = %record.id, "create failed; will look it up and retry");
+                    client.notify_retry(&e, tries, delay);
+                    tokio::time::sleep(delay).await;
                     look = true;
                 }
                 Err(e) => return Err(e),
@@ -992,36 +1260,106 @@ impl<S: JobStore> BatchJobManager<S> {
         self.save(record, detail).await
     }
 
-    /// Downloads the output and error files of an ended record, then marks it done.
-    async fn collect(&self, record: &mut JobRecord) -> Result<()> {
-        let dir = self.inner.config.data_dir.join(&record.id);
-        let client = &self.inner.client;
-        let files = [
-            (record.output_file_id.clone(), "output"),
-            (record.error_file_id.clone(), "error"),
+    /// Where a record's result file of `kind` (`output`, `error`) goes for its current attempt.
+    fn result_path(&self, record: &JobRecord, kind: &str) -> PathBuf {
+        self.inner
+            .config
+            .data_dir
+            .join(&record.id)
+            .join(format!("attempt-{}-{kind}.jsonl", record.attempts))
+    }
+
+    /// The result files of an ended record that are not on disk: (kind, file id, requests whose
+    /// lines it holds).
+    fn missing_files(&self, record: &JobRecord) -> Vec<(&'static str, String, u64)> {
+        let counts = record.request_counts;
+        let held = [
+            (
+                record.output_file_id.as_ref(),
+                &record.output_path,
+                "output",
+                counts.completed,
+            ),
+            (
+                record.error_file_id.as_ref(),
+                &record.error_path,
+                "error",
+                counts.total.saturating_sub(counts.completed),
+            ),
         ];
-        for (file_id, kind) in files {
-            let Some(file_id) = file_id else { continue };
-            let path = dir.join(format!("attempt-{}-{kind}.jsonl", record.attempts));
-            if let Err(e) = client.download_file(&file_id, &path).await {
-                record.last_error = Some(e.to_string());
-                if !ends_record(&e) {
+        held.into_iter()
+            .filter_map(|(id, path, kind, requests)| {
+                let id = id?;
+                let expected = self.result_path(record, kind);
+                let on_disk =
+                    path.as_deref() == Some(&*expected.to_string_lossy()) && expected.is_file();
+                (!on_disk).then(|| (kind, id.clone(), requests))
+            })
+            .collect()
+    }
+
+    /// Whether a record stopped because a result file could not be downloaded: retrieving its
+    /// results (or resuming) tries again.
+    fn lost_download(&self, record: &JobRecord) -> bool {
+        record.state == JobState::Error
+            && record
+                .remote_status
+                .as_ref()
+                .is_some_and(|s| s.is_terminal())
+            && !self.missing_files(record).is_empty()
+    }
+
+    /// Downloads the output and error files of an ended record that are not on disk yet, then
+    /// marks it done. A download that may work later (network, 5xx) leaves it `ended`, to be
+    /// tried again; one that cannot work now (the file is gone: 404) puts it in `error` with
+    /// what is missing, and retrieving its results tries again. It is never `done` with a file
+    /// missing.
+    async fn collect(&self, record: &mut JobRecord) -> Result<()> {
+        let client = &self.inner.client;
+        let mut lost = Vec::new();
+        for (kind, file_id, requests) in self.missing_files(record) {
+            let path = self.result_path(record, kind);
+            match client.download_file(&file_id, &path).await {
+                Ok(_) => {
+                    let path = Some(path.display().to_string());
+                    if kind == "output" {
+                        record.output_path = path;
+                    } else {
+                        record.error_path = path;
+                    }
+                }
+                Err(e) if !ends_record(&e) => {
+                    record.last_error = Some(format!(
+                        "could not download the {kind} file {file_id} yet (tried again later): {e}"
+                    ));
                     record.next_poll_at_ms = now_ms() + jitter(record.poll_interval_ms.max(1));
                     self.save(record, None).await?;
-                } else {
-                    // e.g. the file expired (OpenAI keeps them 30 days): nothing will bring it back.
-                    record.state = JobState::Error;
-                    self.save(record, Some(format!("cannot download {file_id}: {e}")))
-                        .await?;
+                    return Err(e);
                 }
-                return Err(e);
+                Err(e) => lost.push(format!(
+                    "the {kind} file {file_id} (the lines of {requests} of {} requests) could not be downloaded: {e}",
+                    record.manifest.custom_ids.len()
+                )),
             }
-            let path = path.display().to_string();
-            if kind == "output" {
-                record.output_path = Some(path);
-            } else {
-                record.error_path = Some(path);
-            }
+        }
+        if !lost.is_empty() {
+            let reason = format!(
+                "{}. Retrieving the results again retries the download; a file that has expired (OpenAI keeps result files 30 days) is gone, and its requests must be submitted again",
+                lost.join("; ")
+            );
+            record.state = JobState::Error;
+            record.last_error = Some(reason.clone());
+            self.save(
+                record,
+                Some(format!("results incomplete: {}", lost.join("; "))),
+            )
+            .await?;
+            tracing::warn!(record = %record.id, "result files could not be downloaded");
+            return Err(Error::InvalidState {
+                id: record.id.clone(),
+                state: record.state.to_string(),
+                reason,
+            });
         }
         record.state = JobState::Done;
         record.last_error = None;
@@ -1116,6 +1454,21 @@ impl<S: JobStore> BatchJobManager<S> {
             .collect();
         tracing::info!(records = ids.len(), "resuming");
         self.poll_pass(true).await?;
+        let mut ids = ids;
+        // Records stopped by a result file that could not be downloaded: try it again.
+        for record in self.inner.store.list().await? {
+            if !self.lost_download(&record) {
+                continue;
+            }
+            let _guard = self.lock(&record.id).await;
+            let Some(mut record) = self.inner.store.get(&record.id).await? else {
+                continue;
+            };
+            ids.push(record.id.clone());
+            if let Err(e) = self.collect(&mut record).await {
+                tracing::warn!(record = %record.id, error = %e, "download failed again");
+            }
+        }
         Ok(ids)
     }
 
@@ -1132,7 +1485,7 @@ impl<S: JobStore> BatchJobManager<S> {
         if record.state == JobState::Submitted {
             record = self.step(record).await?;
         }
-        if record.state == JobState::Ended {
+        if record.state == JobState::Ended || self.lost_download(&record) {
             self.collect(&mut record).await?;
         }
         drop(guard);
@@ -1210,6 +1563,28 @@ fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
+/// Writes `lines` to `path` (creating `dir`), one per line, and syncs it: an intent that points at
+/// the file is stored right after.
+fn write_lines_blocking<'a>(
+    dir: &Path,
+    path: &Path,
+    lines: impl Iterator<Item = &'a str>,
+) -> Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w = std::io::BufWriter::new(file);
+    for line in lines {
+        w.write_all(line.as_bytes())
+            .and_then(|()| w.write_all(b"\n"))
+            .map_err(|e| Error::io(path, e))?;
+    }
+    let file = w
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
+    file.sync_all().map_err(|e| Error::io(path, e))
+}
+
 /// Validates a shard's JSONL as written, one line at a time; returns its size or every problem.
 async fn scan_input(path: &Path, endpoint: Endpoint) -> Result<u64> {
     let (manifest, bytes) = scan_input_file(path).await?;
@@ -1226,19 +1601,43 @@ async fn scan_input(path: &Path, endpoint: Endpoint) -> Result<u64> {
 /// Validates a JSONL file and collects its custom ids, endpoint and model.
 async fn scan_input_file(path: &Path) -> Result<(ShardManifest, u64)> {
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || scan_input_blocking(&path))
-        .await
-        .map_err(|e| Error::Store(format!("validator task: {e}")))?
+    let scanned = tokio::task::spawn_blocking(move || {
+        scan_input_blocking(&path, ValidationOptions::default(), false)
+    })
+    .await
+    .map_err(|e| Error::Store(format!("validator task: {e}")))??;
+    Ok((scanned.manifest, scanned.bytes))
 }
 
-fn scan_input_blocking(path: &Path) -> Result<(ShardManifest, u64)> {
+/// One record to be: its id, what it holds and its input file on disk.
+struct PlannedShard {
+    id: String,
+    manifest: ShardManifest,
+    path: PathBuf,
+    bytes: u64,
+}
+
+/// What a scan of an input file found.
+struct Scanned {
+    manifest: ShardManifest,
+    bytes: u64,
+    lines: u64,
+    /// SHA-256 of the bytes, lowercase hex, when asked for.
+    sha256: Option<String>,
+}
+
+/// Reads a JSONL file once: validates every line, collects the custom ids and, when `hash`,
+/// the SHA-256 of its bytes. Invalid input is every problem found (up to 1000).
+fn scan_input_blocking(path: &Path, options: ValidationOptions, hash: bool) -> Result<Scanned> {
+    use sha2::Digest as _;
     #[derive(serde::Deserialize)]
     struct Id {
         custom_id: Option<String>,
     }
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut validator = Validator::new(ValidationOptions::default());
+    let mut validator = Validator::new(options);
+    let mut hasher = hash.then(sha2::Sha256::new);
     let mut problems: Vec<Problem> = Vec::new();
     let mut total_problems = 0usize;
     let mut ids = Vec::new();
@@ -1250,6 +1649,9 @@ fn scan_input_blocking(path: &Path) -> Result<(ShardManifest, u64)> {
             .map_err(|e| Error::io(path, e))?;
         if n == 0 {
             break;
+        }
+        if let Some(h) = &mut hasher {
+            h.update(&line);
         }
         validator.push_line(&line, |p| {
             total_problems += 1;
@@ -1276,16 +1678,73 @@ fn scan_input_blocking(path: &Path) -> Result<(ShardManifest, u64)> {
     let endpoint = summary
         .endpoint
         .ok_or_else(|| Error::InvalidInput(Vec::new()))?;
-    Ok((
-        ShardManifest {
+    Ok(Scanned {
+        manifest: ShardManifest {
             shard_name: String::new(),
             index: 0,
             endpoint,
             model: summary.model,
             custom_ids: ids,
         },
-        summary.bytes,
-    ))
+        bytes: summary.bytes,
+        lines: summary.lines,
+        sha256: hasher.map(|h| {
+            h.finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        }),
+    })
+}
+
+/// Splits a validated input into shards at `limits` with batch-format's builder (which groups
+/// lines by endpoint and model) and writes each to `data_dir/<new record id>/input.jsonl`.
+/// Returns the shards and every normalisation the builder made, as `line N (custom id): change`.
+fn split_blocking(
+    path: &Path,
+    name: &str,
+    limits: ShardLimits,
+    data_dir: &Path,
+) -> Result<(Vec<PlannedShard>, Vec<String>)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut builder = batch_format::BatchRequestBuilder::with_limits(limits);
+    let mut changes = Vec::new();
+    let mut n = 0u64;
+    for line in BufReader::with_capacity(1 << 20, file).split(b'\n') {
+        let line = line.map_err(|e| Error::io(path, e))?;
+        n += 1;
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        let bad = |message: String| {
+            Error::InvalidInput(vec![Problem {
+                code: batch_format::ProblemCode::InvalidJsonLine,
+                message,
+                param: None,
+                line: Some(n),
+            }])
+        };
+        let request: batch_format::BatchRequestLine =
+            serde_json::from_slice(&line).map_err(|e| bad(e.to_string()))?;
+        let custom_id = request.custom_id.clone();
+        for change in builder.add_line(request).map_err(|e| bad(e.to_string()))? {
+            changes.push(format!("line {n} ({custom_id}): {change}"));
+        }
+    }
+    let mut planned = Vec::new();
+    for shard in builder.build_batch(name)?.into_shards() {
+        let id = new_id("bb_");
+        let dir = data_dir.join(&id);
+        let file = dir.join("input.jsonl");
+        write_lines_blocking(&dir, &file, shard.lines())?;
+        planned.push(PlannedShard {
+            id,
+            manifest: shard.manifest().clone(),
+            path: file,
+            bytes: shard.byte_size(),
+        });
+    }
+    Ok((planned, changes))
 }
 
 fn match_results(record: &JobRecord) -> Result<BatchResults> {

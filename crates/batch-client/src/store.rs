@@ -147,6 +147,33 @@ pub struct JobRecord {
     pub next_poll_at_ms: i64,
     /// The current polling interval.
     pub poll_interval_ms: i64,
+    /// The submission (one input file, keyed by its content) this record is a shard of; `None`
+    /// for a record submitted on its own with [`crate::BatchJobManager::submit_batch`].
+    pub submission_id: Option<String>,
+}
+
+/// One input file as it was submitted with [`crate::BatchJobManager::submit_file`]: its content
+/// key (endpoint and SHA-256 of its bytes) and its records, one per shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submission {
+    /// Ours: `bs_` + a lowercase ULID.
+    pub id: String,
+    /// `<endpoint> sha256:<hex>`: what makes two submissions the same.
+    pub content_key: String,
+    /// 0 for the first submission of this content; the ones made on purpose after it count up.
+    pub seq: u32,
+    /// The file as given (absolute).
+    pub source_path: String,
+    /// The endpoint every line targets.
+    pub endpoint: String,
+    /// SHA-256 of the file's bytes, lowercase hex.
+    pub sha256: String,
+    /// Request lines.
+    pub lines: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
 }
 
 /// Durable storage of batch records. SQLite ([`SqliteStore`]) is the default; a PostgreSQL
@@ -188,6 +215,25 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool>> + Send;
     /// Gives the lease back, if `owner` holds it.
     fn release_lease(&self, id: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Stores a submission and its records (each with its first history entry, each leased to
+    /// `lease.0` until `lease.1`) atomically. `Ok(false)`, storing nothing, when a submission
+    /// with the same content key and `seq` is already there (another process got there first).
+    fn insert_submission(
+        &self,
+        submission: &Submission,
+        records: &[(JobRecord, StatusChange)],
+        lease: (&str, i64),
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// The latest submission (highest `seq`) with this content key.
+    fn find_submission(
+        &self,
+        content_key: &str,
+    ) -> impl Future<Output = Result<Option<Submission>>> + Send;
+    /// A submission's records, in shard order.
+    fn submission_records(
+        &self,
+        submission_id: &str,
+    ) -> impl Future<Output = Result<Vec<JobRecord>>> + Send;
 }
 
 /// A [`JobStore`] in one SQLite file: WAL, a busy timeout, created when missing, migrated on
@@ -208,6 +254,32 @@ impl SqliteStore {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        Self::connect(options).await
+    }
+
+    /// Opens the database at `path`, which must exist (it is not created), and runs the
+    /// migrations: for commands that only read records.
+    pub async fn open_existing(path: &Path) -> Result<SqliteStore> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(Error::Config(format!(
+                    "{} is not a database file",
+                    path.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoDatabase(path.display().to_string()));
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
@@ -252,7 +324,7 @@ impl SqliteStore {
     }
 }
 
-const COLUMNS: &str = "id, shard_name, manifest, idempotency_key, endpoint, input_path, input_bytes, metadata, input_file_id, batch_id, state, remote_status, request_total, request_completed, request_failed, attempts, output_file_id, error_file_id, output_path, error_path, batch_errors, last_error, cancel_requested, created_at_ms, updated_at_ms, submitted_at_ms, next_poll_at_ms, poll_interval_ms";
+const COLUMNS: &str = "id, shard_name, manifest, idempotency_key, endpoint, input_path, input_bytes, metadata, input_file_id, batch_id, state, remote_status, request_total, request_completed, request_failed, attempts, output_file_id, error_file_id, output_path, error_path, batch_errors, last_error, cancel_requested, created_at_ms, updated_at_ms, submitted_at_ms, next_poll_at_ms, poll_interval_ms, submission_id";
 
 fn to_json<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(Error::store)
@@ -290,7 +362,8 @@ fn bind_record<'q>(
         .bind(r.updated_at_ms)
         .bind(r.submitted_at_ms)
         .bind(r.next_poll_at_ms)
-        .bind(r.poll_interval_ms))
+        .bind(r.poll_interval_ms)
+        .bind(r.submission_id.clone()))
 }
 
 fn from_row(row: &SqliteRow) -> Result<JobRecord> {
@@ -334,7 +407,30 @@ fn from_row(row: &SqliteRow) -> Result<JobRecord> {
             .map_err(Error::store)?,
         next_poll_at_ms: int("next_poll_at_ms")?,
         poll_interval_ms: int("poll_interval_ms")?,
+        submission_id: opt("submission_id")?,
     })
+}
+
+fn submission_from_row(row: &SqliteRow) -> Result<Submission> {
+    let text = |col: &str| row.try_get::<String, _>(col).map_err(Error::store);
+    let int = |col: &str| row.try_get::<i64, _>(col).map_err(Error::store);
+    Ok(Submission {
+        id: text("id")?,
+        content_key: text("content_key")?,
+        seq: int("seq")?.clamp(0, i64::from(u32::MAX)) as u32,
+        source_path: text("source_path")?,
+        endpoint: text("endpoint")?,
+        sha256: text("sha256")?,
+        lines: int("lines")?.max(0) as u64,
+        bytes: int("bytes")?.max(0) as u64,
+        created_at_ms: int("created_at_ms")?,
+    })
+}
+
+/// The `INSERT` of a whole record, one placeholder per column.
+fn insert_sql() -> String {
+    let marks = vec!["?"; COLUMNS.split(',').count()].join(", ");
+    format!("INSERT INTO batch_jobs ({COLUMNS}) VALUES ({marks})")
 }
 
 async fn insert_event(
@@ -359,10 +455,7 @@ async fn insert_event(
 impl JobStore for SqliteStore {
     async fn insert(&self, record: &JobRecord, change: &StatusChange) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(Error::store)?;
-        let sql = format!(
-            "INSERT INTO batch_jobs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        );
-        bind_record(sqlx::query(sqlx::AssertSqlSafe(sql)), record)?
+        bind_record(sqlx::query(sqlx::AssertSqlSafe(insert_sql())), record)?
             .execute(&mut *tx)
             .await
             .map_err(Error::store)?;
@@ -373,7 +466,7 @@ impl JobStore for SqliteStore {
     async fn update(&self, record: &JobRecord, change: Option<&StatusChange>) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(Error::store)?;
         // Same column order as COLUMNS; `id` is bound first and matched last.
-        let sql = "UPDATE batch_jobs SET id = ?1, shard_name = ?2, manifest = ?3, idempotency_key = ?4, endpoint = ?5, input_path = ?6, input_bytes = ?7, metadata = ?8, input_file_id = ?9, batch_id = ?10, state = ?11, remote_status = ?12, request_total = ?13, request_completed = ?14, request_failed = ?15, attempts = ?16, output_file_id = ?17, error_file_id = ?18, output_path = ?19, error_path = ?20, batch_errors = ?21, last_error = ?22, cancel_requested = ?23, created_at_ms = ?24, updated_at_ms = ?25, submitted_at_ms = ?26, next_poll_at_ms = ?27, poll_interval_ms = ?28 WHERE id = ?1";
+        let sql = "UPDATE batch_jobs SET id = ?1, shard_name = ?2, manifest = ?3, idempotency_key = ?4, endpoint = ?5, input_path = ?6, input_bytes = ?7, metadata = ?8, input_file_id = ?9, batch_id = ?10, state = ?11, remote_status = ?12, request_total = ?13, request_completed = ?14, request_failed = ?15, attempts = ?16, output_file_id = ?17, error_file_id = ?18, output_path = ?19, error_path = ?20, batch_errors = ?21, last_error = ?22, cancel_requested = ?23, created_at_ms = ?24, updated_at_ms = ?25, submitted_at_ms = ?26, next_poll_at_ms = ?27, poll_interval_ms = ?28, submission_id = ?29 WHERE id = ?1";
         let done = bind_record(sqlx::query(sql), record)?
             .execute(&mut *tx)
             .await
@@ -467,6 +560,75 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
+    async fn insert_submission(
+        &self,
+        submission: &Submission,
+        records: &[(JobRecord, StatusChange)],
+        (owner, until_ms): (&str, i64),
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(Error::store)?;
+        let inserted = sqlx::query(
+            "INSERT INTO batch_submissions (id, content_key, seq, source_path, endpoint, sha256, lines, bytes, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(submission.id.clone())
+        .bind(submission.content_key.clone())
+        .bind(i64::from(submission.seq))
+        .bind(submission.source_path.clone())
+        .bind(submission.endpoint.clone())
+        .bind(submission.sha256.clone())
+        .bind(submission.lines as i64)
+        .bind(submission.bytes as i64)
+        .bind(submission.created_at_ms)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(false),
+            Err(e) => return Err(Error::store(e)),
+        }
+        for (record, change) in records {
+            bind_record(sqlx::query(sqlx::AssertSqlSafe(insert_sql())), record)?
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::store)?;
+            insert_event(&mut tx, &record.id, change).await?;
+        }
+        sqlx::query(
+            "UPDATE batch_jobs SET lease_owner = ?2, lease_until_ms = ?3 WHERE submission_id = ?1",
+        )
+        .bind(submission.id.clone())
+        .bind(owner.to_owned())
+        .bind(until_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::store)?;
+        tx.commit().await.map_err(Error::store)?;
+        Ok(true)
+    }
+
+    async fn find_submission(&self, content_key: &str) -> Result<Option<Submission>> {
+        let row = sqlx::query(
+            "SELECT id, content_key, seq, source_path, endpoint, sha256, lines, bytes, created_at_ms FROM batch_submissions WHERE content_key = ? ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(content_key.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        row.as_ref().map(submission_from_row).transpose()
+    }
+
+    async fn submission_records(&self, submission_id: &str) -> Result<Vec<JobRecord>> {
+        let sql = format!("SELECT {COLUMNS} FROM batch_jobs WHERE submission_id = ?");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(submission_id.to_owned())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::store)?;
+        let mut records = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        records.sort_by_key(|r| r.manifest.index);
+        Ok(records)
+    }
+
     async fn history(&self, id: &str) -> Result<Vec<StatusChange>> {
         let rows = sqlx::query(
             "SELECT at_ms, state, remote_status, detail FROM batch_job_events WHERE job_id = ? ORDER BY seq",
@@ -530,6 +692,7 @@ mod tests {
             submitted_at_ms: None,
             next_poll_at_ms: 0,
             poll_interval_ms: 30_000,
+            submission_id: None,
         }
     }
 

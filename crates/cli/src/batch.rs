@@ -13,7 +13,8 @@ use clap::{Args, Subcommand};
 #[derive(Subcommand)]
 pub(crate) enum BatchCommand {
     /// Check a batch input file the way the Batch API will, one line at a time in constant
-    /// memory. Exit 0 and a one-line summary when valid; exit 1 with one line per problem.
+    /// memory. Exit 0 and a one-line summary when valid; exit 1 with one line per problem; exit
+    /// 2 when the file cannot be read. --json prints one JSON object instead.
     Validate(ValidateArgs),
     /// submit, status, list, cancel, results, resume: batches on the OpenAI API.
     #[command(flatten)]
@@ -37,7 +38,15 @@ pub(crate) struct ValidateArgs {
     /// Skip the token estimate (faster on very large files).
     #[arg(long)]
     no_tokens: bool,
+    /// Print one JSON object: valid, file, lines, endpoint, model, bytes, tokens (null with
+    /// --no-tokens), problem_count and problems (the first 10,000, each with line, code,
+    /// param and message).
+    #[arg(long)]
+    json: bool,
 }
+
+/// The most problems `validate --json` lists (all are counted).
+const MAX_JSON_PROBLEMS: usize = 10_000;
 
 fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
     Endpoint::from_url(s).ok_or_else(|| {
@@ -69,12 +78,19 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut write_error = None;
+    let mut problems = Vec::new();
     // Every core: problems still come out in line order, and memory stays bounded.
     let summary = validate_jsonl_parallel(
         BufReader::with_capacity(1 << 20, file),
         &options,
         0,
         |problem| {
+            if args.json {
+                if problems.len() < MAX_JSON_PROBLEMS {
+                    problems.push(problem);
+                }
+                return;
+            }
             let place = match problem.line {
                 Some(n) => format!("line {n}"),
                 None => "file".to_owned(),
@@ -92,6 +108,27 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     .with_context(|| format!("reading {}", args.file.display()))?;
     if let Some(e) = write_error {
         return Err(e).context("writing to stdout");
+    }
+    let code = if summary.problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    if args.json {
+        let value = serde_json::json!({
+            "valid": summary.problems == 0,
+            "file": args.file.display().to_string(),
+            "lines": summary.lines,
+            "endpoint": summary.endpoint.map(|e| e.as_str()),
+            "model": summary.model,
+            "bytes": summary.bytes,
+            "tokens": (!args.no_tokens).then_some(summary.estimated_tokens),
+            "problem_count": summary.problems,
+            "problems": problems,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        out.flush()?;
+        return Ok(code);
     }
     let endpoint = summary.endpoint.map_or("-", |e| e.as_str());
     let model = summary.model.as_deref().unwrap_or("-");

@@ -1,36 +1,54 @@
 //! `batchbeam batch submit|status|list|cancel|results|resume`: batches on any OpenAI-compatible
 //! API (the simulator or the real one) through batch-client's `BatchJobManager`.
+//!
+//! Exit codes of `submit --wait`, `resume --wait` and `results`: 0 every request succeeded; 1 the
+//! command ran but not every request succeeded (some failed, a batch ended failed, expired or
+//! cancelled, a record stopped in error, or results could not be downloaded; what was kept is
+//! kept), and `submit` of an invalid file; 2 it could not run (bad arguments, no database, no
+//! key, the API unreachable after its retries).
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use batch_client::{
-    BatchJobManager, BatchResults, ClientConfig, JobRecord, ManagerConfig, OpenAiClient,
+    BatchJobManager, BatchResults, BatchStatus, ClientConfig, JobRecord, JobState, ManagerConfig,
+    OpenAiClient, RetryHook, SubmitOptions, SubmitOutcome,
 };
-use batch_format::{BatchRequestBuilder, BatchRequestLine, ShardLimits};
 use clap::{Args, Subcommand};
 use serde::Serialize;
+
+/// Exit code: the command ran, but not every request succeeded (or the input is invalid).
+const INCOMPLETE: u8 = 1;
+
+/// While only the counts move, a status line at most this often when stderr is not a terminal.
+const STATUS_EVERY: Duration = Duration::from_secs(30);
 
 /// The remote `batch` subcommands (flattened into `batchbeam batch`).
 #[derive(Subcommand)]
 pub(crate) enum RemoteCommand {
     /// Validate a JSONL file and submit it as one batch, or as several shards when it is over
-    /// OpenAI's per-batch limits. Prints our record id(s).
+    /// OpenAI's per-batch limits. Prints our record id(s). The same file (same endpoint and
+    /// bytes) submitted again attaches to the first submission instead of creating a second
+    /// batch; --new submits it again on purpose. With --wait: exit 0 when every request
+    /// succeeded, 1 when not (or the input is invalid), 2 when it could not run.
     Submit(SubmitArgs),
-    /// Poll a batch now and show it. ID is our record id (bb_…) or OpenAI's batch id.
+    /// Poll a batch now and show it. ID is our record id (bb_…) or OpenAI's batch id. Without
+    /// OPENAI_API_KEY it shows the stored record. Exit 2 when it could not be refreshed.
     Status(IdArgs),
-    /// List the batches in the database, newest first.
+    /// List the batches in the database, newest first (no key needed).
     List(Common),
     /// Ask OpenAI to cancel a batch; its finished requests are kept.
     Cancel(IdArgs),
     /// Download a finished batch's results and write them, one line per request, to --out.
+    /// Exit 0 when every request succeeded, 1 when not, 2 when there are no results to write.
     Results(ResultsArgs),
-    /// Carry on every unfinished batch after a restart (finish submits, poll, collect results).
+    /// Carry on every unfinished batch after a restart (finish submits, poll, collect results,
+    /// retry downloads that failed). Exit codes as for submit.
     Resume(ResumeArgs),
 }
 
@@ -38,7 +56,8 @@ pub(crate) enum RemoteCommand {
 #[derive(Args, Clone)]
 pub(crate) struct Common {
     /// The SQLite database of batch records (default ./batchbeam.db, or DATABASE_URL when it is
-    /// a sqlite: URL). Results are kept beside it, in batchbeam-files/<record id>/.
+    /// a sqlite: URL). Results are kept beside it, in batchbeam-files/<record id>/. Only
+    /// `submit` creates it.
     #[arg(long, env = "BATCHBEAM_DB", value_name = "PATH")]
     db: Option<PathBuf>,
     /// Print JSON for scripts instead of text.
@@ -54,6 +73,9 @@ pub(crate) struct SubmitArgs {
     /// Wait for the batch(es) to end and collect their results.
     #[arg(long)]
     wait: bool,
+    /// Submit again even if the same file was submitted before (a new batch, billed again).
+    #[arg(long)]
+    new: bool,
     /// Metadata for the batch, `key=value` (repeatable).
     #[arg(long = "metadata", value_name = "K=V", value_parser = parse_pair)]
     metadata: Vec<(String, String)>,
@@ -105,33 +127,72 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Where a command writes: results on `out`, progress and reasons on `err`.
+pub(crate) struct Io<'a> {
+    pub(crate) out: &'a mut dyn Write,
+    pub(crate) err: &'a mut dyn Write,
+    /// Whether `err` is a terminal (a progress bar) or a log (status lines).
+    pub(crate) err_tty: bool,
+}
+
+/// Prints every retry of an API request on stderr: what failed, the attempt, the next try.
+pub(crate) fn retry_printer() -> RetryHook {
+    RetryHook::new(|notice| eprintln!("retrying: {notice}"))
+}
+
 /// Runs one remote command with configuration from the environment.
 pub(crate) async fn run(cmd: RemoteCommand) -> anyhow::Result<ExitCode> {
     let client = match ClientConfig::from_env() {
-        Ok(client) => client,
-        // Listing reads only the local database, so it works without a key (and offline).
-        Err(_) if matches!(cmd, RemoteCommand::List(_)) => {
-            ClientConfig::new("https://api.openai.com/v1", batch_client::ApiKey::new(""))
-        }
+        Ok(client) => Some(client.with_retry_notice(retry_printer())),
+        // These answer from the database without a key; what needs the API says so.
+        Err(_) if cmd.reads_only() && !has_key_in_env() => None,
         Err(e) => return Err(e.into()),
     };
     let env = |name: &str| std::env::var(name).ok();
-    run_with(cmd, client, &env).await
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr();
+    let err_tty = stderr.is_terminal();
+    let mut io = Io {
+        out: &mut stdout,
+        err: &mut stderr,
+        err_tty,
+    };
+    run_with(cmd, client, &env, &mut io).await
 }
 
-/// Runs one remote command; `env` supplies `DATABASE_URL` and the `BATCH_*` settings.
+fn has_key_in_env() -> bool {
+    std::env::var("OPENAI_API_KEY").is_ok_and(|k| !k.trim().is_empty())
+}
+
+impl RemoteCommand {
+    fn common(&self) -> &Common {
+        match self {
+            RemoteCommand::Submit(a) => &a.common,
+            RemoteCommand::Status(a) | RemoteCommand::Cancel(a) => &a.common,
+            RemoteCommand::List(c) => c,
+            RemoteCommand::Results(a) => &a.common,
+            RemoteCommand::Resume(a) => &a.common,
+        }
+    }
+
+    /// Whether the command can answer from the database alone (no key needed).
+    fn reads_only(&self) -> bool {
+        matches!(
+            self,
+            RemoteCommand::List(_) | RemoteCommand::Status(_) | RemoteCommand::Results(_)
+        )
+    }
+}
+
+/// Runs one remote command; `client` is `None` without a key; `env` supplies `DATABASE_URL`
+/// and the `BATCH_*` settings.
 pub(crate) async fn run_with(
     cmd: RemoteCommand,
-    client: ClientConfig,
+    client: Option<ClientConfig>,
     env: &dyn Fn(&str) -> Option<String>,
+    io: &mut Io<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let common = match &cmd {
-        RemoteCommand::Submit(a) => a.common.clone(),
-        RemoteCommand::Status(a) | RemoteCommand::Cancel(a) => a.common.clone(),
-        RemoteCommand::List(c) => c.clone(),
-        RemoteCommand::Results(a) => a.common.clone(),
-        RemoteCommand::Resume(a) => a.common.clone(),
-    };
+    let common = cmd.common().clone();
     let db = db_path(common.db.as_deref(), env)?;
     let data_dir = std::path::absolute(
         db.parent()
@@ -140,68 +201,49 @@ pub(crate) async fn run_with(
     )?
     .join("batchbeam-files");
     let config = ManagerConfig::from_lookup(data_dir, env)?;
-    let manager = BatchJobManager::open(OpenAiClient::new(client)?, &db, config)
-        .await
-        .with_context(|| format!("opening {}", db.display()))?;
+    let has_key = client.is_some();
+    // Without a key every request is refused before it is sent.
+    let client = client.unwrap_or_else(|| {
+        ClientConfig::new(
+            batch_client::DEFAULT_BASE_URL,
+            batch_client::ApiKey::new(""),
+        )
+    });
+    let client = OpenAiClient::new(client)?;
+    let manager = if matches!(cmd, RemoteCommand::Submit(_)) {
+        BatchJobManager::open(client, &db, config)
+            .await
+            .with_context(|| format!("opening {}", db.display()))?
+    } else {
+        // Only submit creates a database: a mistyped --db is an error, not a new empty file.
+        BatchJobManager::open_existing(client, &db, config).await?
+    };
     let json = common.json;
-    let mut out = std::io::stdout().lock();
     match cmd {
-        RemoteCommand::Submit(args) => submit(&manager, args, &mut out).await,
-        RemoteCommand::Status(args) => {
-            let record = match manager.refresh(&args.id).await {
-                Ok(r) => r,
-                // Polling failed (e.g. offline): show what is stored, with the error in it.
-                Err(batch_client::Error::NotFound(id)) => bail!("no batch record '{id}'"),
-                Err(_) => manager.record(&args.id).await?,
-            };
-            let history = manager.history(&record.id).await?;
-            if json {
-                let mut value = serde_json::to_value(View::of(&record))?;
-                value["history"] = serde_json::to_value(&history)?;
-                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
-            } else {
-                write_record(&mut out, &record)?;
-                writeln!(out, "  history (time since the intent):")?;
-                for change in history {
-                    let secs = (change.at_ms - record.created_at_ms) as f64 / 1000.0;
-                    writeln!(
-                        out,
-                        "  {:>+10.3}s  {:<16} {:<11} {}",
-                        secs,
-                        change.state.as_str(),
-                        change.remote_status.as_deref().unwrap_or("-"),
-                        change.detail.as_deref().unwrap_or("")
-                    )?;
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        RemoteCommand::Submit(args) => submit(&manager, args, io).await,
+        RemoteCommand::Status(args) => status(&manager, &args.id, has_key, json, io).await,
         RemoteCommand::List(_) => {
             let records = manager.list().await?;
             if json {
                 let views: Vec<View<'_>> = records.iter().map(View::of).collect();
-                writeln!(out, "{}", serde_json::to_string_pretty(&views)?)?;
+                writeln!(io.out, "{}", serde_json::to_string_pretty(&views)?)?;
             } else if records.is_empty() {
-                writeln!(out, "no batches")?;
+                writeln!(io.out, "no batches")?;
             } else {
                 writeln!(
-                    out,
+                    io.out,
                     "{:<30} {:<39} {:<16} {:<11} {:>9}",
                     "RECORD", "BATCH", "STATE", "STATUS", "DONE/ALL"
                 )?;
                 for r in &records {
                     writeln!(
-                        out,
+                        io.out,
                         "{:<30} {:<39} {:<16} {:<11} {:>9}",
                         r.id,
                         r.batch_id.as_deref().unwrap_or("-"),
                         r.state.as_str(),
                         r.remote_status.as_ref().map_or("-", |s| s.as_str()),
-                        format!(
-                            "{}/{}",
-                            r.request_counts.completed + r.request_counts.failed,
-                            r.manifest.custom_ids.len()
-                        )
+                        format!("{}/{}", done(r), r.manifest.custom_ids.len())
                     )?;
                 }
             }
@@ -210,28 +252,56 @@ pub(crate) async fn run_with(
         RemoteCommand::Cancel(args) => {
             let record = manager.cancel(&args.id).await?;
             if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&View::of(&record))?)?;
+                writeln!(
+                    io.out,
+                    "{}",
+                    serde_json::to_string_pretty(&View::of(&record))?
+                )?;
             } else {
-                writeln!(out, "cancel requested for {}", record.id)?;
-                write_record(&mut out, &record)?;
+                writeln!(io.out, "cancel requested for {}", record.id)?;
+                write_record(io.out, &record)?;
             }
             Ok(ExitCode::SUCCESS)
         }
         RemoteCommand::Results(args) => {
+            if !has_key {
+                let record = manager.record(&args.id).await?;
+                if record.state != JobState::Done {
+                    bail!(
+                        "{} is {}: its results are not on disk yet, and downloading them needs OPENAI_API_KEY, which is not set",
+                        record.id,
+                        record.state
+                    );
+                }
+            }
             let results = manager.retrieve_results(&args.id).await?;
             let lines = write_results(&results, &args.out)?;
             if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?;
+                writeln!(io.out, "{}", serde_json::to_string_pretty(&results)?)?;
             } else {
-                writeln!(out, "wrote {lines} result lines to {}", args.out.display())?;
-                write_summary(&mut out, &results)?;
+                writeln!(
+                    io.out,
+                    "wrote {lines} result lines to {}",
+                    args.out.display()
+                )?;
+                write_summary(io.out, &results)?;
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(match shortfall(&results) {
+                None => ExitCode::SUCCESS,
+                Some(why) => {
+                    writeln!(
+                        io.err,
+                        "{}: not every request succeeded: {why}",
+                        results.record_id
+                    )?;
+                    ExitCode::from(INCOMPLETE)
+                }
+            })
         }
         RemoteCommand::Resume(args) => {
             let ids = manager.resume().await?;
             let records = if args.wait && !ids.is_empty() {
-                wait(&manager, &ids, json).await?
+                wait(&manager, &ids, json, io).await?
             } else {
                 let mut records = Vec::new();
                 for id in &ids {
@@ -241,21 +311,84 @@ pub(crate) async fn run_with(
             };
             if json {
                 let views: Vec<View<'_>> = records.iter().map(View::of).collect();
-                writeln!(out, "{}", serde_json::to_string_pretty(&views)?)?;
+                writeln!(io.out, "{}", serde_json::to_string_pretty(&views)?)?;
             } else {
-                writeln!(out, "resumed {} unfinished batch(es)", ids.len())?;
+                writeln!(io.out, "resumed {} unfinished batch(es)", ids.len())?;
                 for record in &records {
-                    write_record(&mut out, record)?;
+                    write_record(io.out, record)?;
                 }
             }
-            Ok(ExitCode::SUCCESS)
+            if args.wait {
+                verdict(&manager, &records, io).await
+            } else {
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+/// `batch status`: polls the record now (unless there is no key) and shows it with its history.
+async fn status(
+    manager: &BatchJobManager,
+    id: &str,
+    has_key: bool,
+    json: bool,
+    io: &mut Io<'_>,
+) -> anyhow::Result<ExitCode> {
+    let stored = manager.record(id).await?;
+    let (record, not_refreshed) = if stored.state.is_finished() {
+        // Nothing more will happen to it: the database has the last word.
+        (stored, None)
+    } else if !has_key {
+        (
+            stored,
+            Some("OPENAI_API_KEY is not set, so it could not be refreshed from OpenAI".to_owned()),
+        )
+    } else {
+        match manager.refresh(&stored.id).await {
+            Ok(record) => (record, None),
+            Err(e) => (
+                manager.record(&stored.id).await?,
+                Some(format!("could not refresh it from OpenAI: {e}")),
+            ),
+        }
+    };
+    let history = manager.history(&record.id).await?;
+    if json {
+        let mut value = serde_json::to_value(View::of(&record))?;
+        value["history"] = serde_json::to_value(&history)?;
+        value["refresh_error"] = serde_json::to_value(&not_refreshed)?;
+        writeln!(io.out, "{}", serde_json::to_string_pretty(&value)?)?;
+    } else {
+        write_record(io.out, &record)?;
+        writeln!(io.out, "  history (time since the intent):")?;
+        for change in history {
+            let secs = (change.at_ms - record.created_at_ms) as f64 / 1000.0;
+            writeln!(
+                io.out,
+                "  {:>+10.3}s  {:<16} {:<11} {}",
+                secs,
+                change.state.as_str(),
+                change.remote_status.as_deref().unwrap_or("-"),
+                change.detail.as_deref().unwrap_or("")
+            )?;
+        }
+    }
+    match not_refreshed {
+        None => Ok(ExitCode::SUCCESS),
+        Some(why) => {
+            writeln!(io.err, "{}: showing the stored record: {why}", record.id)?;
+            // Without a key the stored record is the answer asked for; a failed refresh is not.
+            Ok(if has_key {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }
 
 /// `--db`/`BATCHBEAM_DB`, else a sqlite `DATABASE_URL`, else `./batchbeam.db`.
-/// The database path: `--db`, else `DATABASE_URL` when it is a sqlite: URL, else
-/// ./batchbeam.db.
 pub(crate) fn db_path(
     db: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
@@ -279,61 +412,59 @@ pub(crate) fn db_path(
 async fn submit(
     manager: &BatchJobManager,
     args: SubmitArgs,
-    out: &mut impl Write,
+    io: &mut Io<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let metadata: BTreeMap<String, String> = args.metadata.iter().cloned().collect();
-    let (lines, bytes) = count_lines(&args.file)?;
-    let mut ids = Vec::new();
-    if lines <= args.max_lines as u64 && bytes <= args.max_bytes {
-        match manager.submit_batch(&args.file, metadata).await {
-            Ok(id) => ids.push(id),
-            Err(batch_client::Error::InvalidInput(problems)) => {
-                for p in &problems {
-                    let place = p.line.map_or("file".to_owned(), |n| format!("line {n}"));
-                    eprintln!("{place}: {}: {}", p.code.as_str(), p.message);
-                }
-                eprintln!(
-                    "invalid: {} problem(s); nothing was submitted",
-                    problems.len()
-                );
-                return Ok(ExitCode::from(1));
+    let options = SubmitOptions {
+        metadata: args.metadata.iter().cloned().collect(),
+        max_lines: args.max_lines,
+        max_bytes: args.max_bytes,
+        new: args.new,
+    };
+    let outcome = match manager.submit_file(&args.file, options).await {
+        Ok(outcome) => outcome,
+        Err(batch_client::Error::InvalidInput(problems)) => {
+            for p in &problems {
+                let place = p.line.map_or("file".to_owned(), |n| format!("line {n}"));
+                writeln!(io.err, "{place}: {}: {}", p.code.as_str(), p.message)?;
             }
-            Err(e) => return Err(e.into()),
+            writeln!(
+                io.err,
+                "invalid: {} problem(s); nothing was submitted",
+                problems.len()
+            )?;
+            return Ok(ExitCode::from(INCOMPLETE));
         }
-    } else {
-        let name = args
-            .file
-            .file_stem()
-            .map_or("batch".to_owned(), |s| s.to_string_lossy().into_owned());
-        let shards = split(&args.file, &name, args.max_lines, args.max_bytes)?;
-        eprintln!(
-            "{} ({lines} requests, {bytes} bytes) is over one batch's limits: submitting {} shards",
-            args.file.display(),
-            shards.len()
-        );
-        for shard in &shards {
-            ids.push(manager.submit_batch(shard, metadata.clone()).await?);
+        Err(e @ (batch_client::Error::Api(_) | batch_client::Error::Transport { .. })) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "submitting {}: the submission is stored; run this command again (it carries on where it stopped, creating nothing twice) or `batchbeam batch resume`",
+                args.file.display()
+            )));
         }
-    }
+        Err(e) => return Err(e.into()),
+    };
+    tell_submitted(&args.file, &outcome, io)?;
+    let ids: Vec<String> = outcome.records.iter().map(|r| r.id.clone()).collect();
     let records = if args.wait {
-        wait(manager, &ids, args.common.json).await?
+        wait(manager, &ids, args.common.json, io).await?
     } else {
-        let mut records = Vec::new();
-        for id in &ids {
-            records.push(manager.record(id).await?);
-        }
-        records
+        outcome.records.clone()
     };
     if args.common.json {
-        let views: Vec<View<'_>> = records.iter().map(View::of).collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&views)?)?;
+        let value = serde_json::json!({
+            "submission": outcome.submission,
+            "attached": outcome.attached,
+            "records": records.iter().map(View::of).collect::<Vec<_>>(),
+        });
+        writeln!(io.out, "{}", serde_json::to_string_pretty(&value)?)?;
     } else {
         for record in &records {
             if args.wait {
-                write_record(out, record)?;
+                write_record(io.out, record)?;
+            } else if outcome.attached {
+                writeln!(io.out, "{}", already(record))?;
             } else {
                 writeln!(
-                    out,
+                    io.out,
                     "submitted {} as {} ({} requests)",
                     record.id,
                     record.batch_id.as_deref().unwrap_or("-"),
@@ -342,67 +473,158 @@ async fn submit(
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if args.wait {
+        verdict(manager, &records, io).await
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
-fn count_lines(path: &Path) -> anyhow::Result<(u64, u64)> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let (mut lines, mut bytes) = (0u64, 0u64);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        bytes += n as u64;
-        if !buf.trim_ascii().is_empty() {
-            lines += 1;
+/// What `submit` did with the file, on stderr: shards, normalisations, or an earlier
+/// submission it attached to.
+fn tell_submitted(file: &Path, outcome: &SubmitOutcome, io: &mut Io<'_>) -> std::io::Result<()> {
+    let s = &outcome.submission;
+    if outcome.attached {
+        writeln!(
+            io.err,
+            "{}: the same requests (sha256 {}…) were already submitted as {} from {}; attaching to {} instead of submitting again (--new submits again, billed again)",
+            file.display(),
+            &s.sha256[..s.sha256.len().min(12)],
+            s.id,
+            s.source_path,
+            if outcome.records.len() == 1 {
+                "its batch"
+            } else {
+                "its batches"
+            }
+        )?;
+        return Ok(());
+    }
+    for change in &outcome.changes {
+        writeln!(io.err, "normalised {change}")?;
+    }
+    if outcome.records.len() > 1 {
+        writeln!(
+            io.err,
+            "{} ({} requests, {} bytes) is over one batch's limits: submitted as {} shards (submission {})",
+            file.display(),
+            s.lines,
+            s.bytes,
+            outcome.records.len(),
+            s.id
+        )?;
+    }
+    Ok(())
+}
+
+/// `already submitted as bb_… (completed); results: …`: one record of an earlier submission.
+fn already(r: &JobRecord) -> String {
+    let status = r.remote_status.as_ref().map_or("-", |s| s.as_str());
+    match r.state {
+        JobState::Done => format!(
+            "already submitted as {} ({status}); results: batchbeam batch results {} --out FILE",
+            r.id, r.id
+        ),
+        JobState::Error => format!(
+            "already submitted as {} (stopped: {}); --new submits it again",
+            r.id,
+            r.last_error.as_deref().unwrap_or("error")
+        ),
+        _ => format!(
+            "already submitted as {} ({}, {status}, {}/{} done); follow it: batchbeam batch status {}",
+            r.id,
+            r.state,
+            done(r),
+            r.manifest.custom_ids.len(),
+            r.id
+        ),
+    }
+}
+
+/// Requests a record's batch has finished, failed ones included.
+fn done(r: &JobRecord) -> u64 {
+    r.request_counts.completed + r.request_counts.failed
+}
+
+/// Why not every request of a record's results succeeded, if so.
+fn shortfall(r: &BatchResults) -> Option<String> {
+    let status = r.status.as_ref().map_or("-", |s| s.as_str());
+    if r.failed == 0 && r.unfinished.is_empty() && r.status == Some(BatchStatus::Completed) {
+        return None;
+    }
+    Some(format!(
+        "batch {status}: {} succeeded, {} failed, {} never ran",
+        r.succeeded,
+        r.failed,
+        r.unfinished.len()
+    ))
+}
+
+/// After a wait: exit 0 when every request of every record succeeded; else 1, with each
+/// record's reason on stderr.
+async fn verdict(
+    manager: &BatchJobManager,
+    records: &[JobRecord],
+    io: &mut Io<'_>,
+) -> anyhow::Result<ExitCode> {
+    let mut incomplete = 0;
+    for record in records {
+        let why = match record.state {
+            JobState::Done => shortfall(&manager.retrieve_results(&record.id).await?).map(|why| {
+                format!(
+                    "{why} (the results are kept: batchbeam batch results {} --out FILE)",
+                    record.id
+                )
+            }),
+            JobState::Error => Some(format!(
+                "stopped: {}",
+                record.last_error.as_deref().unwrap_or("error")
+            )),
+            state => Some(format!("still {state}")),
+        };
+        if let Some(why) = why {
+            incomplete += 1;
+            writeln!(io.err, "{}: not every request succeeded: {why}", record.id)?;
         }
     }
-    Ok((lines, bytes))
+    Ok(if incomplete == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(INCOMPLETE)
+    })
 }
 
-/// Splits an oversized input into shards with batch-format's builder (which also groups lines
-/// by endpoint and model); every normalisation it makes is reported.
-fn split(
-    path: &Path,
-    name: &str,
-    max_lines: usize,
-    max_bytes: u64,
-) -> anyhow::Result<Vec<batch_format::Shard>> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut builder = BatchRequestBuilder::with_limits(ShardLimits {
-        max_lines,
-        max_bytes,
-        ..ShardLimits::default()
-    });
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let request: BatchRequestLine = serde_json::from_str(&line)
-            .with_context(|| format!("line {}: not a batch request line", n + 1))?;
-        let custom_id = request.custom_id.clone();
-        for change in builder
-            .add_line(request)
-            .with_context(|| format!("line {}", n + 1))?
-        {
-            eprintln!("line {} ({custom_id}): {change:?}", n + 1);
-        }
-    }
-    Ok(builder.build_batch(name)?.into_shards())
+/// One line of where the records are, for a log: `3/7 requests done; bb_…: submitted (in_progress)`.
+fn status_line(records: &[JobRecord]) -> (String, String) {
+    let total: usize = records.iter().map(|r| r.manifest.custom_ids.len()).sum();
+    let finished: u64 = records.iter().map(done).sum();
+    let states: Vec<String> = records
+        .iter()
+        .map(|r| {
+            format!(
+                "{}: {} ({})",
+                r.id,
+                r.state,
+                r.remote_status.as_ref().map_or("-", |s| s.as_str())
+            )
+        })
+        .collect();
+    let states = states.join(", ");
+    (
+        format!("{finished}/{total} requests done; {states}"),
+        states,
+    )
 }
 
-/// Waits for `ids` with a progress bar on a terminal.
+/// Waits for `ids`: a progress bar on a terminal, else a line when waiting starts and status
+/// lines on every change of state (while only the counts move, at most every 30 s).
 async fn wait(
     manager: &BatchJobManager,
     ids: &[String],
     json: bool,
+    io: &mut Io<'_>,
 ) -> anyhow::Result<Vec<JobRecord>> {
-    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+    let bar = (!json && io.err_tty).then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -413,6 +635,17 @@ async fn wait(
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     });
+    if bar.is_none() {
+        writeln!(
+            io.err,
+            "waiting for {} batch record(s): {} (a status line on every change, at most every {} s while only the counts move)",
+            ids.len(),
+            ids.join(", "),
+            STATUS_EVERY.as_secs()
+        )?;
+    }
+    let mut last: Option<(String, String, Instant)> = None;
+    let err = &mut *io.err;
     let records = manager
         .wait(ids, |records| {
             if let Some(bar) = &bar {
@@ -420,12 +653,9 @@ async fn wait(
                     .iter()
                     .map(|r| r.manifest.custom_ids.len() as u64)
                     .sum();
-                let done: u64 = records
-                    .iter()
-                    .map(|r| r.request_counts.completed + r.request_counts.failed)
-                    .sum();
+                let finished: u64 = records.iter().map(done).sum();
                 bar.set_length(total);
-                bar.set_position(done.min(total));
+                bar.set_position(finished.min(total));
                 let states: Vec<&str> = records
                     .iter()
                     .map(|r| {
@@ -435,6 +665,18 @@ async fn wait(
                     })
                     .collect();
                 bar.set_message(states.join(" "));
+                return;
+            }
+            let (line, states) = status_line(records);
+            let due = match &last {
+                None => true,
+                Some((last_line, last_states, at)) => {
+                    *last_states != states || (*last_line != line && at.elapsed() >= STATUS_EVERY)
+                }
+            };
+            if due {
+                let _ = writeln!(err, "{line}");
+                last = Some((line, states, Instant::now()));
             }
         })
         .await?;
@@ -470,7 +712,7 @@ fn write_results(results: &BatchResults, out: &Path) -> anyhow::Result<u64> {
     Ok(lines)
 }
 
-fn write_summary(out: &mut impl Write, r: &BatchResults) -> std::io::Result<()> {
+fn write_summary(out: &mut (impl Write + ?Sized), r: &BatchResults) -> std::io::Result<()> {
     writeln!(
         out,
         "{} ({}): status {}, {} succeeded, {} failed, {} unfinished",
@@ -506,7 +748,7 @@ fn write_summary(out: &mut impl Write, r: &BatchResults) -> std::io::Result<()> 
     Ok(())
 }
 
-fn write_record(out: &mut impl Write, r: &JobRecord) -> std::io::Result<()> {
+fn write_record(out: &mut (impl Write + ?Sized), r: &JobRecord) -> std::io::Result<()> {
     writeln!(out, "{}", r.id)?;
     writeln!(
         out,
@@ -559,6 +801,7 @@ struct View<'a> {
     output_path: Option<&'a str>,
     error_path: Option<&'a str>,
     metadata: &'a BTreeMap<String, String>,
+    submission_id: Option<&'a str>,
     last_error: Option<&'a str>,
     created_at_ms: i64,
     updated_at_ms: i64,
@@ -583,6 +826,7 @@ impl<'a> View<'a> {
             output_path: r.output_path.as_deref(),
             error_path: r.error_path.as_deref(),
             metadata: &r.metadata,
+            submission_id: r.submission_id.as_deref(),
             last_error: r.last_error.as_deref(),
             created_at_ms: r.created_at_ms,
             updated_at_ms: r.updated_at_ms,
@@ -611,9 +855,72 @@ mod tests {
     }
 
     async fn run_args(sim: &openai_sim::SimHandle, args: &[&str]) -> anyhow::Result<ExitCode> {
-        let cmd = Cli::try_parse_from(std::iter::once("batch").chain(args.iter().copied()))?.cmd;
-        let client = ClientConfig::new(sim.base_url(), batch_client::ApiKey::new("sk-cli"));
-        run_with(cmd, client, &env).await
+        run_io(Some(sim), &env, args).await.0
+    }
+
+    /// Runs a command with stderr not a terminal; returns its outcome, stdout and stderr.
+    /// `sim: None` runs it without a key.
+    async fn run_io(
+        sim: Option<&openai_sim::SimHandle>,
+        env: &dyn Fn(&str) -> Option<String>,
+        args: &[&str],
+    ) -> (anyhow::Result<ExitCode>, String, String) {
+        let cmd = Cli::try_parse_from(std::iter::once("batch").chain(args.iter().copied()))
+            .unwrap()
+            .cmd;
+        let client = sim.map(|sim| {
+            ClientConfig::new(sim.base_url(), batch_client::ApiKey::new("sk-cli"))
+                .with_retry(batch_client::RetryPolicy::fast())
+        });
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut io = Io {
+            out: &mut out,
+            err: &mut err,
+            err_tty: false,
+        };
+        let code = run_with(cmd, client, env, &mut io).await;
+        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+        (code, text(out), text(err))
+    }
+
+    /// `batch submit FILE --db DB EXTRA…` on the simulator.
+    async fn submit_io(
+        sim: &openai_sim::SimHandle,
+        env: &dyn Fn(&str) -> Option<String>,
+        file: &Path,
+        db: &Path,
+        extra: &[&str],
+    ) -> (anyhow::Result<ExitCode>, String, String) {
+        let mut args = vec![
+            "submit",
+            file.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run_io(Some(sim), env, &args).await
+    }
+
+    fn code(result: &anyhow::Result<ExitCode>) -> u8 {
+        match result {
+            Ok(c) if *c == ExitCode::SUCCESS => 0,
+            Ok(c) if *c == ExitCode::from(1) => 1,
+            Ok(c) if *c == ExitCode::from(2) => 2,
+            Ok(c) => panic!("unexpected {c:?}"),
+            Err(_) => 2,
+        }
+    }
+
+    /// A simulator 5000 times faster than real time, a folder, a database path in it and an
+    /// input of `n` requests.
+    async fn setup(n: usize) -> (openai_sim::SimHandle, tempfile::TempDir, PathBuf, PathBuf) {
+        let sim = openai_sim::spawn(openai_sim::SimConfig::default().with_time_scale(5000.0))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("b.db");
+        let file = input(dir.path(), n);
+        (sim, dir, db, file)
     }
 
     fn input(dir: &Path, n: usize) -> PathBuf {
@@ -648,13 +955,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn submit_splits_waits_and_every_command_finds_the_batches() {
-        let sim = openai_sim::spawn(openai_sim::SimConfig::default().with_time_scale(5000.0))
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("b.db");
+        let (sim, dir, db, file) = setup(5).await;
         let db = db.to_str().unwrap();
-        let file = input(dir.path(), 5);
         let file = file.to_str().unwrap();
         let code = run_args(
             &sim,
@@ -801,5 +1103,319 @@ mod tests {
         assert_eq!(results.unfinished, ["r0", "r1", "r2"]);
         assert_eq!(results.missing, ["r0", "r1", "r2"]);
         assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn submitting_the_same_file_again_attaches_instead_of_billing_twice() {
+        let (sim, dir, db, file) = setup(3).await;
+        let db = db.to_str().unwrap();
+        let file = file.to_str().unwrap();
+        let (first, out, _) =
+            run_io(Some(&sim), &env, &["submit", file, "--db", db, "--wait"]).await;
+        assert_eq!(code(&first), 0, "{out}");
+        // The same bytes under another name are the same requests.
+        let copy = dir.path().join("copy.jsonl");
+        std::fs::copy(file, &copy).unwrap();
+        let (again, out, err) = run_io(
+            Some(&sim),
+            &env,
+            &["submit", copy.to_str().unwrap(), "--db", db],
+        )
+        .await;
+        assert_eq!(code(&again), 0, "{err}");
+        assert!(out.starts_with("already submitted as bb_"), "{out}");
+        assert!(
+            out.contains("(completed); results: batchbeam batch results bb_"),
+            "{out}"
+        );
+        assert!(err.contains("were already submitted as bs_"), "{err}");
+        assert!(err.contains("--new submits again"), "{err}");
+        // --wait on the earlier submission waits on its records: still one batch.
+        let (waited, _, err) = run_io(
+            Some(&sim),
+            &env,
+            &["submit", file, "--db", db, "--wait", "--json"],
+        )
+        .await;
+        assert_eq!(code(&waited), 0, "{err}");
+        assert_eq!(sim.stats().await.batches_created, 1);
+        let (fresh, out, _) = run_io(
+            Some(&sim),
+            &env,
+            &["submit", file, "--db", db, "--new", "--json"],
+        )
+        .await;
+        assert_eq!(code(&fresh), 0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["attached"], false);
+        assert_eq!(v["submission"]["seq"], 1);
+        assert_eq!(sim.stats().await.batches_created, 2);
+
+        // A sharded input is one submission: all its shards are found again.
+        let big = dir.path().join("big.jsonl");
+        let lines: String = (0..5)
+            .map(|i| {
+                std::fs::read_to_string(file)
+                    .unwrap()
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .replace("\"r0\"", &format!("\"s{i}\""))
+                    + "\n"
+            })
+            .collect();
+        std::fs::write(&big, lines).unwrap();
+        let big = big.to_str().unwrap();
+        let (sharded, _, err) = run_io(
+            Some(&sim),
+            &env,
+            &["submit", big, "--db", db, "--max-lines", "2"],
+        )
+        .await;
+        assert_eq!(code(&sharded), 0, "{err}");
+        assert!(err.contains("submitted as 3 shards"), "{err}");
+        let (again, out, _) = run_io(
+            Some(&sim),
+            &env,
+            &["submit", big, "--db", db, "--max-lines", "2"],
+        )
+        .await;
+        assert_eq!(code(&again), 0);
+        assert_eq!(out.matches("already submitted as bb_").count(), 3, "{out}");
+        assert_eq!(sim.stats().await.batches_created, 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_exits_one_with_the_reason_unless_every_request_succeeded() {
+        use openai_sim::{BatchOutcome, BatchOutcomeRule, FaultConfig};
+        // A stalled batch is cancelled after BATCH_MAX_WAIT_HOURS.
+        let short = |n: &str| match n {
+            "BATCH_MAX_WAIT_HOURS" => Some("0.0001".to_owned()),
+            other => env(other),
+        };
+        for (outcome, scale, expect) in [
+            (
+                BatchOutcome::Fail,
+                200_000.0,
+                "batch failed: 0 succeeded, 0 failed, 4 never ran",
+            ),
+            (
+                BatchOutcome::Expire,
+                200_000.0,
+                "batch expired: 2 succeeded, 0 failed, 2 never ran",
+            ),
+            (
+                BatchOutcome::Stall,
+                1000.0,
+                "batch cancelled: 0 succeeded, 0 failed, 4 never ran",
+            ),
+        ] {
+            let faults =
+                FaultConfig::default().with_batch_outcome(BatchOutcomeRule::new(outcome).next(1));
+            let config = openai_sim::SimConfig::default().with_time_scale(scale);
+            let sim = openai_sim::spawn(config.with_faults(faults)).await.unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("b.db");
+            let file = input(dir.path(), 4);
+            let vars: &dyn Fn(&str) -> Option<String> = match outcome {
+                BatchOutcome::Stall => &short,
+                _ => &env,
+            };
+            let (result, _, err) = submit_io(&sim, vars, &file, &db, &["--wait"]).await;
+            assert_eq!(code(&result), 1, "{expect}: {err}");
+            assert!(err.contains("not every request succeeded"), "{err}");
+            assert!(err.contains(expect), "{err}");
+            assert!(err.contains("batchbeam batch results bb_"), "{err}");
+            // `results` agrees.
+            let id = err
+                .split_whitespace()
+                .find(|w| w.starts_with("bb_"))
+                .unwrap()
+                .trim_end_matches(':');
+            let out_file = dir.path().join("r.jsonl");
+            let (db, out_file) = (db.to_str().unwrap(), out_file.to_str().unwrap());
+            let args = ["results", id, "--db", db, "--out", out_file];
+            let (results, _, err) = run_io(Some(&sim), &env, &args).await;
+            assert_eq!(code(&results), 1, "{expect}");
+            assert!(err.contains(expect), "{err}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_api_exits_two_and_a_rerun_carries_the_stored_submission_on() {
+        let (sim, _dir, db, file) = setup(2).await;
+        // A port nothing listens on.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1", dead.local_addr().unwrap());
+        drop(dead);
+        let cmd = Cli::try_parse_from([
+            "batch",
+            "submit",
+            file.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ])
+        .unwrap()
+        .cmd;
+        let client = ClientConfig::new(url, batch_client::ApiKey::new("sk-cli"))
+            .with_retry(batch_client::RetryPolicy::NONE);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut io = Io {
+            out: &mut out,
+            err: &mut err,
+            err_tty: false,
+        };
+        let e = run_with(cmd, Some(client), &env, &mut io)
+            .await
+            .unwrap_err();
+        let message = format!("{e:#}");
+        assert!(
+            message.contains("the submission is stored; run this command again"),
+            "{message}"
+        );
+        assert!(message.contains("connect"), "{message}");
+        let (again, out, _) = submit_io(&sim, &env, &file, &db, &["--wait"]).await;
+        assert_eq!(code(&again), 0, "{out}");
+        let stats = sim.stats().await;
+        assert_eq!((stats.files_uploaded, stats.batches_created), (1, 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_in_a_log_prints_a_start_line_and_status_lines() {
+        /// stderr the test can read while the command runs.
+        #[derive(Clone, Default)]
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        impl Shared {
+            fn text(&self) -> String {
+                String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+            }
+        }
+        // Simulated time stands still (real speed) until the test moves it.
+        let sim = openai_sim::spawn(openai_sim::SimConfig::default())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (db, file) = (dir.path().join("b.db"), input(dir.path(), 3));
+        let args = [
+            "batch",
+            "submit",
+            file.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--wait",
+        ];
+        let cmd = Cli::try_parse_from(args).unwrap().cmd;
+        let client = ClientConfig::new(sim.base_url(), batch_client::ApiKey::new("sk-cli"));
+        let (mut out, mut err) = (Vec::new(), Shared::default());
+        let log = err.clone();
+        let mut io = Io {
+            out: &mut out,
+            err: &mut err,
+            err_tty: false,
+        };
+        let (result, ()) = tokio::join!(run_with(cmd, Some(client), &env, &mut io), async {
+            // Once the wait has said where the batch is, let it finish.
+            while !log.text().contains("0/3 requests done; bb_") {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            sim.advance_clock(3600.0).await;
+        });
+        let err = log.text();
+        assert_eq!(code(&result), 0, "{err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(
+            lines[0].starts_with("waiting for 1 batch record(s): bb_"),
+            "{err}"
+        );
+        assert!(
+            lines[1].starts_with("0/3 requests done; bb_")
+                && lines[1].ends_with(": submitted (validating)"),
+            "{err}"
+        );
+        let last = lines.last().unwrap();
+        assert!(
+            last.starts_with("3/3 requests done; bb_") && last.ends_with(": done (completed)"),
+            "{err}"
+        );
+        // One line per change, not one per poll (the poll interval here is 1 ms).
+        assert!(lines.len() <= 4, "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reading_commands_need_no_key_and_create_no_database() {
+        let sim = openai_sim::spawn(openai_sim::SimConfig::default())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("b.db");
+        let db_s = db.to_str().unwrap();
+        let file = input(dir.path(), 2);
+        let (submitted, _, _) = run_io(
+            Some(&sim),
+            &env,
+            &["submit", file.to_str().unwrap(), "--db", db_s],
+        )
+        .await;
+        assert_eq!(code(&submitted), 0);
+        let (_, out, _) = run_io(None, &env, &["list", "--db", db_s, "--json"]).await;
+        let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let id = list[0]["id"].as_str().unwrap().to_owned();
+        // Without a key: the stored record, and why it was not refreshed.
+        let (shown, out, err) = run_io(None, &env, &["status", &id, "--db", db_s]).await;
+        assert_eq!(code(&shown), 0, "{err}");
+        assert!(out.starts_with(&id), "{out}");
+        assert!(
+            err.contains("OPENAI_API_KEY is not set, so it could not be refreshed"),
+            "{err}"
+        );
+        let out_file = dir.path().join("r.jsonl");
+        let (results, _, _) = run_io(
+            None,
+            &env,
+            &[
+                "results",
+                &id,
+                "--db",
+                db_s,
+                "--out",
+                out_file.to_str().unwrap(),
+            ],
+        )
+        .await;
+        let e = results.unwrap_err().to_string();
+        assert!(e.contains("needs OPENAI_API_KEY"), "{e}");
+
+        // A mistyped database is an error naming it, and nothing is created.
+        let typo = dir.path().join("sub").join("typo.db");
+        for args in [
+            vec!["list", "--db", typo.to_str().unwrap()],
+            vec!["status", id.as_str(), "--db", typo.to_str().unwrap()],
+            vec![
+                "results",
+                id.as_str(),
+                "--db",
+                typo.to_str().unwrap(),
+                "--out",
+                out_file.to_str().unwrap(),
+            ],
+            vec!["resume", "--db", typo.to_str().unwrap()],
+        ] {
+            let (result, _, _) = run_io(Some(&sim), &env, &args).await;
+            let e = result.unwrap_err().to_string();
+            assert!(
+                e.contains("no batch database at") && e.contains("typo.db"),
+                "{args:?}: {e}"
+            );
+        }
+        assert!(!dir.path().join("sub").exists());
     }
 }

@@ -260,7 +260,10 @@ async fn rig(place: &Place, out: &mut dyn Write) -> anyhow::Result<Rig> {
         let client = ClientConfig::new(sim.base_url(), batch_client::ApiKey::new("sk-sim"));
         (client, Some(sim))
     } else {
-        (ClientConfig::from_env()?, None)
+        // Every call that is retried says so on stderr (a dead OPENAI_BASE_URL is not silent).
+        let client =
+            ClientConfig::from_env()?.with_retry_notice(crate::batch_remote::retry_printer());
+        (client, None)
     };
     let db = db_path(place.db.as_deref())?;
     let data_dir = std::path::absolute(

@@ -126,3 +126,40 @@ fn an_empty_file_is_invalid_and_a_missing_file_is_an_error() {
         String::from_utf8_lossy(&out.stderr).contains("cannot open /definitely/not/here.jsonl")
     );
 }
+
+#[test]
+fn json_output_carries_the_summary_and_every_problem_with_the_same_exit_codes() {
+    let content = format!("{GOOD}\n{}\n", GOOD.replace("\"a\"", "\"b\""));
+    let out = validate(content.as_bytes(), &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["lines"], 2);
+    assert_eq!(v["endpoint"], "/v1/chat/completions");
+    assert_eq!(v["model"], "gpt-4o-mini");
+    assert_eq!(v["bytes"], content.len());
+    assert!(v["tokens"].as_u64().unwrap() > 0);
+    assert_eq!(v["problems"], serde_json::json!([]));
+
+    let bad = format!("{GOOD}\nnot json\n");
+    let out = validate(bad.as_bytes(), &["--json", "--no-tokens"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["tokens"], serde_json::Value::Null);
+    assert_eq!(v["problem_count"], 1);
+    assert_eq!(v["problems"][0]["line"], 2);
+    assert_eq!(v["problems"][0]["code"], "invalid_json_line");
+    assert!(
+        v["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("JSON")
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_batchbeam"))
+        .args(["batch", "validate", "/definitely/not/here.jsonl", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

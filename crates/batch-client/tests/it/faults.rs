@@ -124,3 +124,85 @@ async fn the_client_retries_429_and_5xx_but_never_a_404() {
     assert_eq!(stats.faults.get("rate_limit"), Some(&3));
     assert_eq!(stats.faults.get("bad_gateway"), Some(&2));
 }
+
+/// Collects every retry notice a client gives.
+fn noticing(
+    base_url: &str,
+    retries: usize,
+) -> (
+    batch_client::OpenAiClient,
+    std::sync::Arc<std::sync::Mutex<Vec<batch_client::RetryNotice>>>,
+) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    let mut policy = batch_client::RetryPolicy::fast();
+    policy.max_retries = retries;
+    let config =
+        batch_client::ClientConfig::new(base_url, batch_client::ApiKey::new(crate::support::KEY))
+            .with_retry(policy)
+            .with_retry_notice(batch_client::RetryHook::new(move |n| {
+                sink.lock().unwrap().push(n.clone())
+            }));
+    (batch_client::OpenAiClient::new(config).unwrap(), seen)
+}
+
+#[tokio::test]
+async fn every_retry_is_announced_with_what_failed_and_the_attempt_never_the_key() {
+    // A port nothing listens on: every attempt is refused.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", dead.local_addr().unwrap());
+    drop(dead);
+    let (client, seen) = noticing(&url, 2);
+    let err = client.retrieve_batch("batch_abc").await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let notices = seen.lock().unwrap().clone();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    for (i, n) in notices.iter().enumerate() {
+        assert_eq!((n.attempt, n.attempts), (i + 1, 3));
+        let text = n.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "attempt {} of 3 failed: GET /batches/batch_abc: connect",
+                i + 1
+            )),
+            "{text}"
+        );
+        assert!(text.contains("next try in"), "{text}");
+        assert!(
+            !text.contains(crate::support::KEY) && !text.contains("Bearer"),
+            "{text}"
+        );
+    }
+
+    // The manager's own look-then-retry loops (upload, create) announce theirs too.
+    let sim = sim_with(
+        SimConfig::default().with_faults(
+            FaultConfig::default().with_rule(
+                FaultRule::new(FaultKind::ServerError)
+                    .on("POST", "/v1/batches")
+                    .next(2),
+            ),
+        ),
+    )
+    .await;
+    let (client, seen) = noticing(&sim.base_url(), 8);
+    let dir = tempfile::tempdir().unwrap();
+    let manager = batch_client::BatchJobManager::open(
+        client,
+        &dir.path().join("b.db"),
+        crate::support::manager_config(dir.path()),
+    )
+    .await
+    .unwrap();
+    manager
+        .submit_batch(&shards("notice", 1, 2)[0], no_metadata())
+        .await
+        .unwrap();
+    let notices = seen.lock().unwrap().clone();
+    let creates: Vec<&batch_client::RetryNotice> = notices
+        .iter()
+        .filter(|n| n.error.starts_with("POST /batches: HTTP 500"))
+        .collect();
+    assert_eq!(creates.len(), 2, "{notices:?}");
+    assert_eq!(sim.stats().await.batches_created, 1);
+}

@@ -2,10 +2,12 @@
 //! `BatchJobManager` against openai-sim with faults. One module per area.
 
 mod client_sim;
+mod downloads;
 mod exactly_once;
 mod faults;
 mod http_shapes;
 mod killed;
 mod lifecycle;
 mod secrets;
+mod submissions;
 mod support;
