@@ -1299,8 +1299,8 @@ mod tests {
                 String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
             }
         }
-        // Simulated time stands still (real speed) until the test moves it.
-        let sim = openai_sim::spawn(openai_sim::SimConfig::default())
+        // Simulated time stands still until the test moves it.
+        let sim = openai_sim::spawn(openai_sim::SimConfig::default().with_frozen_clock())
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -1352,7 +1352,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reading_commands_need_no_key_and_create_no_database() {
-        let sim = openai_sim::spawn(openai_sim::SimConfig::default())
+        let sim = openai_sim::spawn(openai_sim::SimConfig::default().with_frozen_clock())
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
