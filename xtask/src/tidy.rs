@@ -267,3 +267,96 @@ fn ci_runs_the_readmes_two_commands() {
         );
     }
 }
+
+/// Heavy crates a library may pull in through its normal dependencies, per library crate: a
+/// service that reuses one of our crates compiles all of these. A new entry is a decision, made
+/// here with a reason, never an accident of a new dependency.
+const HEAVY: &[&str] = &["axum", "hyper", "image", "tiktoken-rs"];
+const HEAVY_ALLOWED: &[(&str, &[&str])] = &[
+    // Token estimates for validation and splitting.
+    ("batch-format", &["tiktoken-rs"]),
+    // reqwest speaks HTTP through hyper.
+    ("batch-client", &["hyper", "tiktoken-rs"]),
+    // The simulator is a web server.
+    ("openai-sim", &["axum", "hyper", "tiktoken-rs"]),
+    ("batch-queue", &["hyper", "tiktoken-rs"]),
+    // The simulated transport runs openai-sim's models in process (to go behind a feature).
+    ("providers", &["axum", "hyper", "tiktoken-rs"]),
+    // image: judge images are downscaled before they are sent.
+    ("orchestrator", &["axum", "hyper", "image", "tiktoken-rs"]),
+    ("server", &[]),
+];
+
+#[test]
+fn library_crates_pull_only_the_heavy_dependencies_they_are_allowed() {
+    use std::collections::{BTreeSet, HashMap};
+    let metadata = MetadataCommand::new()
+        .manifest_path(crate::util::project_root().join("Cargo.toml"))
+        .exec()
+        .expect("cargo metadata");
+    let resolve = metadata.resolve.as_ref().expect("a resolved graph");
+    let nodes: HashMap<_, _> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
+    let name_of = |id: &cargo_metadata::PackageId| {
+        metadata
+            .packages
+            .iter()
+            .find(|p| &p.id == id)
+            .map(|p| p.name.to_string())
+    };
+    let mut problems = Vec::new();
+    for (krate, allowed) in HEAVY_ALLOWED {
+        let pkg = metadata
+            .workspace_packages()
+            .into_iter()
+            .find(|p| p.name.as_str() == *krate)
+            .unwrap_or_else(|| panic!("tidy's heavy-dependency table names `{krate}`"));
+        // Everything reachable through normal (and build) dependencies.
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![pkg.id.clone()];
+        while let Some(id) = stack.pop() {
+            let Some(node) = nodes.get(&id) else { continue };
+            for dep in &node.deps {
+                let normal = dep
+                    .dep_kinds
+                    .iter()
+                    .any(|k| k.kind != DependencyKind::Development);
+                if normal && seen.insert(dep.pkg.clone()) {
+                    stack.push(dep.pkg.clone());
+                }
+            }
+        }
+        let pulled: BTreeSet<String> = seen.iter().filter_map(|id| name_of(id)).collect();
+        for heavy in HEAVY {
+            if pulled.contains(*heavy) && !allowed.contains(heavy) {
+                problems.push(format!(
+                    "{krate} now pulls in {heavy}; every service reusing {krate} would compile it (allow it in tidy.rs with a reason, or keep it out)"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn only_the_binary_and_xtask_use_anyhow() {
+    let metadata = MetadataCommand::new()
+        .manifest_path(crate::util::project_root().join("Cargo.toml"))
+        .no_deps()
+        .exec()
+        .expect("cargo metadata");
+    let users: Vec<String> = metadata
+        .workspace_packages()
+        .iter()
+        .filter(|p| {
+            p.dependencies
+                .iter()
+                .any(|d| d.name == "anyhow" && d.kind == DependencyKind::Normal)
+        })
+        .map(|p| p.name.to_string())
+        .filter(|n| !["batchbeam", "xtask", "xtask-worker"].contains(&n.as_str()))
+        .collect();
+    assert!(
+        users.is_empty(),
+        "library crates have one thiserror type each, never anyhow: {users:?}"
+    );
+}
