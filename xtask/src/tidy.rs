@@ -325,7 +325,7 @@ fn library_crates_pull_only_the_heavy_dependencies_they_are_allowed() {
                 }
             }
         }
-        let pulled: BTreeSet<String> = seen.iter().filter_map(|id| name_of(id)).collect();
+        let pulled: BTreeSet<String> = seen.iter().filter_map(name_of).collect();
         for heavy in HEAVY {
             if pulled.contains(*heavy) && !allowed.contains(heavy) {
                 problems.push(format!(
