@@ -49,10 +49,24 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each once: a cause whose text the message already holds (an
+/// error that formats its source and also keeps it as its source) is not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Runs one async command on a multi-threaded tokio runtime.
@@ -64,4 +78,38 @@ pub(crate) fn async_main<T>(
         .build()
         .map_err(anyhow::Error::from)?
         .block_on(fut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = || std::io::Error::other("Is a directory (os error 21)");
+        /// Formats its source and keeps it as its source, as many errors do.
+        #[derive(Debug)]
+        struct Read(std::io::Error);
+        impl std::fmt::Display for Read {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "cannot read the pricing file p: {}", self.0)
+            }
+        }
+        impl std::error::Error for Read {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = anyhow::Error::new(Read(io())).context("loading prices");
+        assert_eq!(
+            error_text(&e),
+            "loading prices: cannot read the pricing file p: Is a directory (os error 21)"
+        );
+        // A cause the message does not hold is still shown.
+        let e = anyhow::Error::new(io()).context("opening batchbeam.db");
+        assert_eq!(
+            error_text(&e),
+            "opening batchbeam.db: Is a directory (os error 21)"
+        );
+    }
 }

@@ -15,10 +15,10 @@ use batch_queue::BatchRequestQueue;
 use clap::{Args, Subcommand};
 use openai_sim::{SimConfig, SimHandle};
 use orchestrator::{
-    BeamSearch, Engines, Hybrid, JudgingMode, Plan, Pricing, ProgressEvent, SearchParams,
-    SessionOutcome, SessionStore, Turnaround,
+    BeamSearch, Engines, Hybrid, JudgingMode, Plan, Pricing, ProgressEvent, Routing, SearchParams,
+    SessionOutcome, SessionStore, Turnaround, estimate,
 };
-use providers::{Operation, ProviderFactory, ProvidersConfig};
+use providers::{Operation, ProviderFactory, ProvidersConfig, RoleModels, Tier};
 
 /// Where sessions and their database live, and how to reach the models.
 #[derive(Args, Clone)]
@@ -146,6 +146,9 @@ pub(crate) struct PricesArgs {
     /// A pricing table (TOML) over the built-in one.
     #[arg(long, value_name = "FILE")]
     pricing: Option<PathBuf>,
+    /// Print JSON: one object per model and tier, prices in USD per 1M tokens and per image.
+    #[arg(long)]
+    json: bool,
 }
 
 impl Place {
@@ -162,7 +165,7 @@ impl Place {
             flags.push_str(" --batch");
         }
         if let Some(d) = self.deadline {
-            flags.push_str(&format!(" --deadline {}s", d.as_secs()));
+            flags.push_str(&format!(" --deadline {}", duration_words(d)));
         }
         if let Some(p) = &self.pricing {
             flags.push_str(&format!(" --pricing {}", p.display()));
@@ -185,6 +188,18 @@ fn parse_detail(s: &str) -> Result<ImageDetail, String> {
         "high" => Ok(ImageDetail::High),
         "auto" => Ok(ImageDetail::Auto),
         _ => Err(format!("'{s}' is not one of low, high, auto")),
+    }
+}
+
+/// `d` as its largest whole unit: `6h`, `90m`, `2d`, `45s`.
+fn duration_words(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{}ms", d.as_millis()),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 
@@ -220,7 +235,13 @@ struct Rig {
     engines: Engines,
     store: SessionStore,
     _sim: Option<SimHandle>,
+    /// Whether the models are openai-sim's (nothing is billed), and why.
+    simulated: Option<&'static str>,
     pricing: Pricing,
+    /// The models each role calls.
+    models: RoleModels,
+    /// `BATCH_API_ENABLED` as configured (before `--batch`).
+    batch_configured: bool,
     /// Hybrid mode's deadline: `--deadline`, else `BATCH_MAX_WAIT_HOURS` when
     /// `BATCH_HYBRID_MODE` is on.
     deadline: Option<Duration>,
@@ -228,22 +249,21 @@ struct Rig {
     cost_tracking: bool,
 }
 
-async fn rig(place: &Place, out: &mut dyn Write) -> anyhow::Result<Rig> {
+async fn rig(place: &Place) -> anyhow::Result<Rig> {
     let mut config = ProvidersConfig::load()?;
+    let batch_configured = config.batch.enabled;
     if place.batch {
         config.batch.enabled = true;
     }
-    let use_sim = place.sim
-        || std::env::var("OPENAI_API_KEY")
-            .map(|k| k.trim().is_empty())
-            .unwrap_or(true);
-    let (client, sim) = if use_sim {
-        if !place.sim {
-            writeln!(
-                out,
-                "OPENAI_API_KEY is not set: running on an in-process openai-sim (simulated models, no cost)"
-            )?;
-        }
+    let no_key = std::env::var("OPENAI_API_KEY")
+        .map(|k| k.trim().is_empty())
+        .unwrap_or(true);
+    let simulated = if place.sim {
+        Some("--sim")
+    } else {
+        no_key.then_some("OPENAI_API_KEY is not set")
+    };
+    let (client, sim) = if simulated.is_some() {
         if !(place.sim_time_scale.is_finite() && place.sim_time_scale > 0.0) {
             bail!("--sim-time-scale must be more than zero");
         }
@@ -264,6 +284,10 @@ async fn rig(place: &Place, out: &mut dyn Write) -> anyhow::Result<Rig> {
         let client =
             ClientConfig::from_env()?.with_retry_notice(crate::batch_remote::retry_printer());
         (client, None)
+    };
+    let pricing = match &place.pricing {
+        Some(path) => Pricing::builtin().with_overrides(Pricing::load(path)?),
+        None => Pricing::builtin(),
     };
     let db = db_path(place.db.as_deref())?;
     let data_dir = std::path::absolute(
@@ -310,19 +334,121 @@ async fn rig(place: &Place, out: &mut dyn Write) -> anyhow::Result<Rig> {
         deadline,
         turnaround: Turnaround::default(),
     });
-    let engines = Engines::from_factory(&factory, queue.clone(), hybrid)?;
-    let pricing = match &place.pricing {
-        Some(path) => Pricing::builtin().with_overrides(Pricing::load(path)?),
-        None => Pricing::builtin(),
-    };
+    let mut engines = Engines::from_factory(&factory, queue.clone(), hybrid)?;
+    engines.priced_by(&pricing);
     Ok(Rig {
         engines,
         store,
         _sim: sim,
+        simulated,
         pricing,
+        models: config.models.clone(),
+        batch_configured,
         deadline,
         cost_tracking: config.batch.cost_tracking,
     })
+}
+
+/// The first lines of `run` and `resume`: which tier each operation of the stages left goes
+/// to and what they are expected to cost there, against all on batch (the cheapest tier);
+/// then, on simulated models, that nothing is billed.
+fn opening_lines(
+    rig: &Rig,
+    place: &Place,
+    params: &SearchParams,
+    from_stage: usize,
+) -> Vec<String> {
+    let stages = estimate::planned_stages(params);
+    let mut ops: Vec<Operation> = Vec::new();
+    for s in stages.iter().skip(from_stage) {
+        let op = s.kind.operation();
+        if !ops.contains(&op) {
+            ops.push(op);
+        }
+    }
+    ops.sort_by_key(|op| Operation::ALL.iter().position(|o| o == op));
+    let cost = |tier_of: &dyn Fn(Operation) -> Tier| {
+        estimate::estimate(params, from_stage, &rig.models, &rig.pricing, tier_of).cost
+    };
+    let all_standard = cost(&|_| Tier::Standard);
+    let all_batch = cost(&|_| Tier::Batch);
+    let scope = if from_stage == 0 {
+        "for the session".to_owned()
+    } else {
+        format!(
+            "for the {} stages left",
+            stages.len().saturating_sub(from_stage)
+        )
+    };
+    let first = match (rig.engines.routing(), rig.deadline) {
+        (Routing::Hybrid(_), Some(deadline)) => format!(
+            "tiers: hybrid, each stage on the cheapest tier that fits the {} deadline (batch, \
+             then flex, then standard); expected {scope} between ≈ {} (all on batch) and ≈ {} \
+             (all on standard)",
+            duration_words(deadline),
+            dollars(all_batch),
+            dollars(all_standard)
+        ),
+        _ => {
+            let tier_of = |op: Operation| rig.engines.tier_for(op, None, 1);
+            let list: Vec<String> = ops
+                .iter()
+                .map(|op| format!("{} {}", op.as_str(), tier_of(*op)))
+                .collect();
+            let here = cost(&tier_of);
+            let all = |t: Tier| ops.iter().all(|op| tier_of(*op) == t);
+            let (why, against) = if all(Tier::Standard) && !place.batch && !rig.batch_configured {
+                (
+                    "standard is the default: BATCH_API_ENABLED is not true".to_owned(),
+                    format!(
+                        "≈ {} with --batch (the Batch API at half price, results within 24 h)",
+                        dollars(all_batch)
+                    ),
+                )
+            } else if all(Tier::Batch) {
+                let why = if place.batch {
+                    "--batch"
+                } else {
+                    "BATCH_API_ENABLED=true"
+                };
+                (
+                    format!("{why}: the Batch API at half price, results within 24 h"),
+                    format!("≈ {} all on standard", dollars(all_standard)),
+                )
+            } else {
+                (
+                    "from BATCH_*_ENABLED and BATCHBEAM_TIER_* settings".to_owned(),
+                    format!(
+                        "≈ {} all on standard, ≈ {} all on batch",
+                        dollars(all_standard),
+                        dollars(all_batch)
+                    ),
+                )
+            };
+            format!(
+                "tiers: {} ({why}); expected {scope} ≈ {} on these tiers, {against}",
+                list.join(", "),
+                dollars(here)
+            )
+        }
+    };
+    let mut lines = vec![first];
+    if let Some(why) = rig.simulated {
+        lines.push(format!(
+            "simulated models ({why}): an in-process openai-sim answers and nothing is billed; \
+             costs are what OpenAI would charge for the same calls at list prices"
+        ));
+    }
+    lines
+}
+
+/// `$4.58`, or more digits below a cent.
+fn dollars(v: f64) -> String {
+    if v > 0.0 && v < 0.01 {
+        format!("${v:.4}")
+    } else {
+        format!("${v:.2}")
+    }
 }
 
 /// `batchbeam run`.
@@ -342,7 +468,10 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     params.image_quality = args.quality;
     params.validate()?;
     let mut err = std::io::stderr();
-    let rig = rig(&args.place, &mut err).await?;
+    let rig = rig(&args.place).await?;
+    for line in opening_lines(&rig, &args.place, &params, 0) {
+        writeln!(err, "{line}")?;
+    }
     let mut search = BeamSearch::start(params, rig.engines, rig.store, &args.place.sessions)
         .await?
         .with_pricing(rig.pricing);
@@ -363,23 +492,67 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         search.id(),
         args.place.resume_flags(),
     )?;
-    drive(search, args.place.json, rig.cost_tracking).await
+    let shown = Shown {
+        json: args.place.json,
+        cost: rig.cost_tracking,
+        simulated: rig.simulated.is_some(),
+    };
+    drive(search, shown).await
+}
+
+/// How the outcome is shown.
+#[derive(Clone, Copy)]
+struct Shown {
+    /// One JSON object on stdout instead of text.
+    json: bool,
+    /// The cost report (`BATCH_COST_TRACKING`).
+    cost: bool,
+    /// The models were simulated: nothing was billed.
+    simulated: bool,
 }
 
 /// `batchbeam resume`.
 pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
     let mut err = std::io::stderr();
-    let rig = rig(&args.place, &mut err).await?;
-    let mut search = BeamSearch::resume(&args.id, rig.engines, rig.store)
+    // A finished session is shown as it is: nothing to start, nothing created.
+    let db = db_path(args.place.db.as_deref())?;
+    let store = SessionStore::open_read_only(&db).await?;
+    if let Some(outcome) = BeamSearch::finished(&args.id, &store).await? {
+        writeln!(
+            err,
+            "session {} is already finished ({} of {} stages): nothing to resume; its result:",
+            outcome.id,
+            outcome.stages.len(),
+            outcome.stages.len()
+        )?;
+        let shown = Shown {
+            json: args.place.json,
+            cost: ProvidersConfig::load()?.batch.cost_tracking,
+            simulated: false,
+        };
+        show(&outcome, shown)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    drop(store);
+    let rig = rig(&args.place).await?;
+    let mut search = BeamSearch::resume(&args.id, rig.engines.clone(), rig.store.clone())
         .await?
-        .with_pricing(rig.pricing);
+        .with_pricing(rig.pricing.clone());
+    for line in opening_lines(&rig, &args.place, search.params(), search.next_stage()) {
+        writeln!(err, "{line}")?;
+    }
     if let Some(d) = rig.deadline {
         search = search.with_deadline(d);
     }
-    drive(search, args.place.json, rig.cost_tracking).await
+    let shown = Shown {
+        json: args.place.json,
+        cost: rig.cost_tracking,
+        simulated: rig.simulated.is_some(),
+    };
+    drive(search, shown).await
 }
 
-async fn drive(search: BeamSearch, json: bool, cost_tracking: bool) -> anyhow::Result<ExitCode> {
+async fn drive(search: BeamSearch, shown: Shown) -> anyhow::Result<ExitCode> {
     let mut events = search.progress().subscribe();
     let printer = tokio::spawn(async move {
         let tty = std::io::stderr().is_terminal();
@@ -392,22 +565,39 @@ async fn drive(search: BeamSearch, json: bool, cost_tracking: bool) -> anyhow::R
     });
     let outcome = search.run().await;
     printer.abort();
-    let outcome = outcome?;
+    show(&outcome?, shown)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The outcome on stdout: one JSON object, or text.
+fn show(outcome: &SessionOutcome, shown: Shown) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &outcome)?;
+    if shown.json {
+        serde_json::to_writer_pretty(&mut out, outcome)?;
         writeln!(out)?;
     } else {
-        print_outcome(&outcome, cost_tracking, &mut out)?;
+        print_outcome(outcome, shown, &mut out)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+/// How a candidate's judgement reads: `won 7 of 10 comparisons (score 7.3 of 10)` in
+/// comparative mode, `score 8.4 of 10` in scoring mode. The one place scores are worded.
+fn score_words(score: f64, wins: Option<(u32, u32)>) -> String {
+    match wins {
+        Some((won, of)) => format!("won {won} of {of} comparisons (score {score:.1} of 10)"),
+        None => format!("score {score:.1} of 10"),
+    }
 }
 
 fn describe(event: &ProgressEvent) -> Option<String> {
     Some(match event {
         ProgressEvent::SessionStarted {
             next_stage, stages, ..
-        } if *next_stage > 0 => format!("resuming at stage {} of {stages}", next_stage + 1),
+        } if *next_stage > 0 => format!(
+            "resuming at stage {} of {stages} ({next_stage} finished before)",
+            next_stage + 1
+        ),
         ProgressEvent::StageStarted {
             index,
             iteration,
@@ -450,17 +640,15 @@ fn describe(event: &ProgressEvent) -> Option<String> {
             best_score,
             wins,
             ..
-        } => match wins {
-            Some((won, of)) => {
-                format!("iteration {iteration}: best {best_id} won {won} of its {of} comparisons")
-            }
-            None => format!("iteration {iteration}: best {best_id} scores {best_score:.2}"),
-        },
+        } => format!(
+            "iteration {iteration}: best {best_id}, {}",
+            score_words(*best_score, *wins)
+        ),
         _ => return None,
     })
 }
 
-fn print_outcome(o: &SessionOutcome, cost: bool, out: &mut impl Write) -> anyhow::Result<()> {
+fn print_outcome(o: &SessionOutcome, shown: Shown, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(
         out,
         "session {}: {} stages, {} calls",
@@ -470,23 +658,38 @@ fn print_outcome(o: &SessionOutcome, cost: bool, out: &mut impl Write) -> anyhow
     )?;
     // Comparative scores are shares of comparisons won within each iteration's pool: they rank
     // a pool, they do not compare across iterations.
-    let comparative = o.best.verdict.as_ref().is_some_and(|v| v.comparisons > 0);
-    let what = if comparative { "wins (of 10)" } else { "score" };
-    for (it, id, score) in &o.best_by_iteration {
-        writeln!(out, "  iteration {it}: best {id} ({what} {score:.2})")?;
+    for b in &o.best_by_iteration {
+        writeln!(
+            out,
+            "  iteration {}: best {}, {}",
+            b.iteration,
+            b.id,
+            score_words(b.score, b.wins)
+        )?;
     }
-    writeln!(out, "best: {} ({what} {:.2})", o.best.id, o.best.score())?;
+    let wins = o
+        .best
+        .verdict
+        .as_ref()
+        .filter(|v| v.comparisons > 0)
+        .map(|v| (v.wins, v.comparisons));
+    writeln!(
+        out,
+        "best: {}, {}",
+        o.best.id,
+        score_words(o.best.score(), wins)
+    )?;
     if let Some(v) = &o.best.verdict {
-        if comparative {
+        if wins.is_some() {
             writeln!(
                 out,
-                "  won {} of {} comparisons; alignment {:.1}, aesthetic {:.1} (share of votes won, of 10)",
-                v.wins, v.comparisons, v.alignment, v.aesthetic
+                "  share of votes won: alignment {:.1} of 10, aesthetic {:.1} of 10",
+                v.alignment, v.aesthetic
             )?;
         } else {
             writeln!(
                 out,
-                "  alignment {:.1}, aesthetic {:.1} over {} votes",
+                "  alignment {:.1} of 10, aesthetic {:.1} of 10, over {} votes",
                 v.alignment, v.aesthetic, v.votes
             )?;
         }
@@ -498,9 +701,15 @@ fn print_outcome(o: &SessionOutcome, cost: bool, out: &mut impl Write) -> anyhow
         writeln!(out, "  image: {}", o.folder.join(image).display())?;
     }
     writeln!(out, "tree: {}", o.folder.join("session.json").display())?;
-    if cost {
+    if shown.cost {
         writeln!(out)?;
         write!(out, "{}", o.report)?;
+        if shown.simulated {
+            writeln!(
+                out,
+                "simulated models: nothing was billed; these are OpenAI's list prices for the same calls"
+            )?;
+        }
     }
     Ok(())
 }
@@ -515,7 +724,7 @@ fn rand_seed() -> u64 {
 
 /// `batchbeam sessions`.
 pub(crate) async fn sessions(args: SessionsArgs) -> anyhow::Result<ExitCode> {
-    let store = SessionStore::open(&db_path(args.db.as_deref())?).await?;
+    let store = SessionStore::open_read_only(&db_path(args.db.as_deref())?).await?;
     let rows = store.sessions().await?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -560,7 +769,7 @@ pub(crate) async fn cost(cmd: CostCommand) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match cmd {
         CostCommand::Report(args) => {
-            let store = SessionStore::open(&db_path(args.db.as_deref())?).await?;
+            let store = SessionStore::open_read_only(&db_path(args.db.as_deref())?).await?;
             let row = store
                 .session(&args.id)
                 .await?
@@ -587,15 +796,39 @@ pub(crate) async fn cost(cmd: CostCommand) -> anyhow::Result<ExitCode> {
                 Some(path) => Pricing::builtin().with_overrides(Pricing::load(path)?),
                 None => Pricing::builtin(),
             };
-            print_prices(&pricing, &mut out)?;
+            if args.json {
+                serde_json::to_writer_pretty(&mut out, &price_list(&pricing))?;
+                writeln!(out)?;
+            } else {
+                print_prices(&pricing, &mut out)?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Every model and tier the table prices: token prices (USD per 1M) and the default image.
+fn price_list(pricing: &Pricing) -> Vec<serde_json::Value> {
+    let mut list = Vec::new();
+    for model in pricing.models() {
+        for tier in [Tier::Standard, Tier::Flex, Tier::Batch] {
+            let tokens = pricing.token_prices(model, tier).ok();
+            let image = pricing.image_price(model, tier, None, None).ok();
+            if tokens.is_some() || image.is_some() {
+                list.push(serde_json::json!({
+                    "model": model,
+                    "tier": tier.as_str(),
+                    "tokens_per_1m": tokens,
+                    "default_image": image,
+                }));
+            }
+        }
+    }
+    list
+}
+
 /// Token prices per model and tier (USD per 1M tokens), and each image model's default image.
 fn print_prices(pricing: &Pricing, out: &mut impl Write) -> anyhow::Result<()> {
-    use providers::Tier;
     let tiers = [Tier::Standard, Tier::Flex, Tier::Batch];
     writeln!(
         out,

@@ -30,10 +30,13 @@ pub(crate) struct SimArgs {
     /// Accept only this API key (repeat for several); by default any non-empty key.
     #[arg(long = "api-key", value_name = "KEY")]
     api_keys: Vec<String>,
+    /// Print the listen address as one JSON line (`{"addr": …, "base_url": …}`) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
-/// Starts the simulator, prints `openai-sim listening on http://ADDR/v1` and serves until Ctrl-C
-/// (or SIGTERM).
+/// Starts the simulator, prints `openai-sim listening on http://ADDR/v1` (or, with `--json`,
+/// `{"addr":"ADDR","base_url":"http://ADDR/v1"}`) and serves until Ctrl-C (or SIGTERM).
 pub(crate) async fn run(args: SimArgs) -> anyhow::Result<()> {
     let mut config = SimConfig::default()
         .with_addr(args.addr)
@@ -53,7 +56,15 @@ pub(crate) async fn run(args: SimArgs) -> anyhow::Result<()> {
         .context("starting openai-sim")?;
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "openai-sim listening on {}", sim.base_url())?;
+        if args.json {
+            let line = serde_json::json!({
+                "addr": sim.addr().to_string(),
+                "base_url": sim.base_url(),
+            });
+            writeln!(out, "{line}")?;
+        } else {
+            writeln!(out, "openai-sim listening on {}", sim.base_url())?;
+        }
         out.flush()?;
     }
     stop_signal().await?;

@@ -49,8 +49,21 @@ fn a_batch_session_runs_offline_and_reports_its_cost() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let err = text(&out.stderr);
+    // The first line names each operation's tier and the expected cost against all on
+    // standard; then that nothing is billed on simulated models.
+    let first = err.lines().next().unwrap();
     assert!(
-        err.contains("OPENAI_API_KEY is not set: running on an in-process openai-sim"),
+        first.starts_with("tiers: expand batch, refine batch, render batch, judge batch (--batch"),
+        "{err}"
+    );
+    assert!(
+        first.contains("on these tiers, ≈ $") && first.contains("all on standard"),
+        "{first}"
+    );
+    assert!(
+        err.lines().nth(1).unwrap().starts_with(
+            "simulated models (OPENAI_API_KEY is not set): an in-process openai-sim answers and nothing is billed"
+        ),
         "{err}"
     );
     assert!(err.contains("render on batch"), "{err}");
@@ -110,7 +123,182 @@ fn bad_parameters_and_unknown_sessions_are_named() {
     let out = batchbeam(dir.path(), &["run", "a fox", "--plan", "greedy"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("'greedy' is not one of classic, fused, judge_refines"));
+    // Nothing has run here: the database is missing, and named.
     let out = batchbeam(dir.path(), &["cost", "report", "s_nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no database at "),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A tiny session: 2 candidates, 1 survivor, 1 iteration, 1 vote.
+const TINY: [&str; 10] = [
+    "-n",
+    "2",
+    "-m",
+    "1",
+    "-i",
+    "1",
+    "--ensemble",
+    "1",
+    "--seed",
+    "3",
+];
+
+#[test]
+fn the_first_line_names_the_default_tier_and_what_batch_would_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
+    let mut args = vec!["run", "a lighthouse in a storm"];
+    args.extend(TINY);
+    let out = batchbeam(dir.path(), &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let first = err.lines().next().unwrap();
+    assert!(
+        first.starts_with(
+            "tiers: expand standard, render standard, judge standard (standard is the default: BATCH_API_ENABLED is not true); expected for the session ≈ $"
+        ),
+        "{first}"
+    );
+    // The estimate is the plan's calls at list prices: 2 high-quality images at $0.167 and a
+    // few cheap chat calls; batch is half of it.
+    let dollars: Vec<f64> = first
+        .split("≈ $")
+        .skip(1)
+        .map(|s| {
+            s.split(|c: char| c != '.' && !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(dollars.len(), 2, "{first}");
+    assert!(dollars[0] >= 0.33 && dollars[0] < 0.36, "{first}");
+    assert!((dollars[1] - dollars[0] / 2.0).abs() <= 0.01, "{first}");
+    assert!(first.contains("with --batch"), "{first}");
+    // The report says the figures are list prices, not a bill.
+    let out = text(&out.stdout);
+    assert!(
+        out.contains("simulated models: nothing was billed; these are OpenAI's list prices"),
+        "{out}"
+    );
+    assert!(!out.contains("no cost"), "{out}");
+}
+
+#[test]
+fn scores_read_as_words() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
+    let mut args = vec!["run", "a lighthouse in a storm"];
+    args.extend(TINY);
+    let out = text(&batchbeam(dir.path(), &args).stdout);
+    // Comparative: 2 images, 1 pair.
+    assert!(out.contains("best: i0c"), "{out}");
+    assert!(
+        out.contains(", won 1 of 1 comparisons (score 10.0 of 10)"),
+        "{out}"
+    );
+    assert!(!out.contains("wins (of 10)"), "{out}");
+    args.extend(["--judging", "scoring"]);
+    let out = text(&batchbeam(dir.path(), &args).stdout);
+    let best = out.lines().find(|l| l.starts_with("best: ")).unwrap();
+    assert!(
+        best.contains(", score ") && best.ends_with(" of 10"),
+        "{best}"
+    );
+}
+
+#[test]
+fn resuming_a_finished_session_shows_its_result() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
+    let mut args = vec!["run", "a lighthouse in a storm", "--json"];
+    args.extend(TINY);
+    let out = batchbeam(dir.path(), &args);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["id"].as_str().unwrap();
+    let again = batchbeam(dir.path(), &["resume", id]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    let err = text(&again.stderr);
+    assert!(
+        err.contains(&format!(
+            "session {id} is already finished (3 of 3 stages): nothing to resume"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("resuming at stage"), "{err}");
+    let out = text(&again.stdout);
+    let best = v["best"]["id"].as_str().unwrap();
+    assert!(out.contains(&format!("best: {best}, ")), "{out}");
+    assert!(
+        out.contains("session.json") && out.contains("total"),
+        "{out}"
+    );
+    // --json: the same outcome as one object.
+    let again = batchbeam(dir.path(), &["resume", id, "--json"]);
+    let w: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(w["best"]["id"], v["best"]["id"]);
+    assert_eq!(w["report"]["total"], v["report"]["total"]);
+}
+
+#[test]
+fn commands_that_only_read_create_nothing_and_speak_json() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_batchbeam"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("BATCHBEAM_DB")
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["sessions", "--db", "typo/typo.db"][..],
+        &["cost", "report", "s_x", "--db", "typo/typo.db"],
+        &["resume", "s_x", "--db", "typo/typo.db"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("no database at typo/typo.db"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert!(!dir.path().join("typo").exists());
+    // The default database is not created either.
+    assert_eq!(run(&["sessions"]).status.code(), Some(2));
+    assert!(!dir.path().join("batchbeam.db").exists());
+
+    let prices = run(&["cost", "prices", "--json"]);
+    assert_eq!(prices.status.code(), Some(0), "{}", text(&prices.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&prices.stdout).unwrap();
+    let mini = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["model"] == "gpt-4o-mini" && p["tier"] == "batch")
+        .unwrap();
+    assert_eq!(mini["tokens_per_1m"]["input"], 0.075);
+
+    let mut args = vec!["run", "a fox", "--json", "--db", "b.db"];
+    args.extend(TINY);
+    let out = run(&args);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["id"].as_str().unwrap();
+    let listed = run(&["sessions", "--json", "--db", "b.db"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["id"], id);
+    let report = run(&["cost", "report", id, "--json", "--db", "b.db"]);
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["total"], v["report"]["total"]);
+    let out = run(&["cost", "report", "s_nope", "--db", "b.db"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("no session 's_nope'"),

@@ -20,7 +20,7 @@
 //! let usage = Usage { input_tokens: 1_000_000, output_tokens: 1_000_000, ..Usage::default() };
 //! let mut tracker = CostTracker::new();
 //! let call = Call::chat(Operation::Expand, Tier::Batch, "gpt-4o-mini-2024-07-18", usage);
-//! let priced = tracker.record(&pricing, call).unwrap();
+//! let priced = tracker.record(&pricing, call);
 //! assert!((priced.cost - 0.375).abs() < 1e-9); // $0.075 + $0.30
 //! assert!((priced.standard_cost - 0.75).abs() < 1e-9); // $0.15 + $0.60
 //! let batch = tracker.report().tier_totals(Tier::Batch);
@@ -506,7 +506,48 @@ impl Pricing {
             call,
             cost,
             standard_cost,
+            unpriced: None,
         })
+    }
+
+    /// `call` priced as well as the table allows: on its own tier ([`Pricing::price`]); when
+    /// the table has no price for the model on that tier, at the standard price (an upper
+    /// bound) and saying so; when it cannot price the model at all, at zero and saying so.
+    /// Every call that was sent is counted, whatever the table knows.
+    pub fn price_or_note(&self, call: Call) -> PricedCall {
+        let problem = match self.price(call.clone()) {
+            Ok(priced) => return priced,
+            Err(e) => e,
+        };
+        match self.call_cost(&call, Tier::Standard) {
+            Ok(standard) => PricedCall {
+                call,
+                cost: standard,
+                standard_cost: standard,
+                unpriced: Some(format!("{problem}: priced at standard")),
+            },
+            Err(e) => PricedCall {
+                call,
+                cost: 0.0,
+                standard_cost: 0.0,
+                unpriced: Some(format!("{e}: counted at $0")),
+            },
+        }
+    }
+
+    /// Whether the table prices `model` on `tier` for `operation` (an image for renders,
+    /// tokens otherwise). A model the table does not know counts as offered: the table cannot
+    /// say it is not.
+    pub fn offers(&self, model: &str, tier: Tier, operation: Operation) -> bool {
+        let priced = if operation == Operation::Render {
+            self.image_price(model, tier, None, None).map(|_| ())
+        } else {
+            self.token_prices(model, tier).map(|_| ())
+        };
+        !matches!(
+            priced,
+            Err(PricingError::TierNotOffered { .. } | PricingError::TierNotPriced { .. })
+        )
     }
 }
 
@@ -770,6 +811,9 @@ pub struct Call {
     /// fallback). A call answered by the simulated models is recorded as the tier it stands in
     /// for; [`Tier::Simulated`] itself has no price.
     pub tier: Tier,
+    /// The tier first tried, when the call fell back to `tier` (flex or batch to standard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_from: Option<Tier>,
     /// The model the response names (a dated snapshot is fine).
     pub model: String,
     /// The tokens the response reported.
@@ -785,6 +829,7 @@ impl Call {
         Call {
             operation,
             tier,
+            fallback_from: None,
             model: model.into(),
             usage,
             image: None,
@@ -802,10 +847,17 @@ impl Call {
         Call {
             operation: Operation::Render,
             tier,
+            fallback_from: None,
             model: model.into(),
             usage,
             image: Some(ImageSpec { size, quality }),
         }
+    }
+
+    /// The same call, recorded as having fallen back from `from` (when it did).
+    pub fn fell_back_from(mut self, from: Option<Tier>) -> Call {
+        self.fallback_from = from;
+        self
     }
 }
 
@@ -819,6 +871,11 @@ pub struct PricedCall {
     pub cost: f64,
     /// USD had the same usage been priced at the standard tier.
     pub standard_cost: f64,
+    /// Why the call is not priced at its own tier's prices, when it is not: a tier the table
+    /// has no price for the model on (priced at standard, an upper bound), or a model the
+    /// table does not know (priced at zero).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpriced: Option<String>,
 }
 
 /// Every call of a session, priced when recorded. Serialises (as a list of calls) into
@@ -834,12 +891,12 @@ impl CostTracker {
         CostTracker::default()
     }
 
-    /// Prices `call` with `pricing` and records it. A call that cannot be priced (an unknown
-    /// model, a tier the model is not offered on) is not recorded, and the error says why.
-    pub fn record(&mut self, pricing: &Pricing, call: Call) -> Result<&PricedCall, PricingError> {
-        let priced = pricing.price(call)?;
-        self.calls.push(priced);
-        Ok(self.calls.last().expect("just pushed"))
+    /// Prices `call` with `pricing` and records it. Every call is recorded: one the table
+    /// cannot price on its tier is priced as [`Pricing::price_or_note`] says, with the reason
+    /// in [`PricedCall::unpriced`] (the report lists it).
+    pub fn record(&mut self, pricing: &Pricing, call: Call) -> &PricedCall {
+        self.calls.push(pricing.price_or_note(call));
+        self.calls.last().expect("just pushed")
     }
 
     /// Every recorded call, in recording order.
@@ -899,12 +956,16 @@ pub struct CostTotals {
     pub cost: f64,
     /// USD the same calls would have cost on the standard tier.
     pub standard_cost: f64,
+    /// Calls not priced at their own tier's prices (see [`PricedCall::unpriced`]).
+    #[serde(default)]
+    pub unpriced: u64,
 }
 
 impl CostTotals {
     fn add_call(&mut self, c: &PricedCall) {
         let u = &c.call.usage;
         self.calls += 1;
+        self.unpriced += u64::from(c.unpriced.is_some());
         self.input_tokens += u.input_tokens;
         self.cached_tokens += u.cached_tokens.unwrap_or(0).min(u.input_tokens);
         self.output_tokens += u.output_tokens;
@@ -926,6 +987,7 @@ impl CostTotals {
 impl AddAssign for CostTotals {
     fn add_assign(&mut self, rhs: CostTotals) {
         self.calls += rhs.calls;
+        self.unpriced += rhs.unpriced;
         self.input_tokens += rhs.input_tokens;
         self.cached_tokens += rhs.cached_tokens;
         self.output_tokens += rhs.output_tokens;
@@ -941,6 +1003,9 @@ pub struct CostRow {
     pub operation: Operation,
     /// The tier that carried the calls.
     pub tier: Tier,
+    /// The tier they were first sent to, when they fell back to `tier`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_from: Option<Tier>,
     /// Their totals.
     #[serde(flatten)]
     pub totals: CostTotals,
@@ -953,10 +1018,13 @@ pub struct CostRow {
 /// all-standard cost, saving and saving in percent, then the totals.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CostReport {
-    /// One row per operation and tier that has calls.
+    /// One row per operation and tier (and tier fallen back from) that has calls.
     pub rows: Vec<CostRow>,
     /// The totals over every row.
     pub total: CostTotals,
+    /// Why some calls are not priced at their tier's prices, each reason once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl CostReport {
@@ -964,17 +1032,23 @@ impl CostReport {
     pub fn from_calls<'a>(calls: impl IntoIterator<Item = &'a PricedCall>) -> CostReport {
         let mut report = CostReport::default();
         for c in calls {
-            let (op, tier) = (c.call.operation, c.call.tier);
+            let (op, tier, from) = (c.call.operation, c.call.tier, c.call.fallback_from);
+            if let Some(note) = &c.unpriced
+                && !report.notes.contains(note)
+            {
+                report.notes.push(note.clone());
+            }
             let i = match report
                 .rows
                 .iter()
-                .position(|r| r.operation == op && r.tier == tier)
+                .position(|r| r.operation == op && r.tier == tier && r.fallback_from == from)
             {
                 Some(i) => i,
                 None => {
                     report.rows.push(CostRow {
                         operation: op,
                         tier,
+                        fallback_from: from,
                         totals: CostTotals::default(),
                     });
                     report.rows.len() - 1
@@ -986,11 +1060,15 @@ impl CostReport {
         report.rows.sort_by_key(|r| {
             let op = Operation::ALL.iter().position(|o| *o == r.operation);
             let tier = Tier::ALL.iter().position(|t| *t == r.tier);
+            let from = r
+                .fallback_from
+                .map(|f| Tier::ALL.iter().position(|t| *t == f));
             (
                 op.unwrap_or(usize::MAX),
                 r.operation.as_str(),
                 tier.unwrap_or(usize::MAX),
                 r.tier.as_str(),
+                from,
             )
         });
         report
@@ -1069,7 +1147,11 @@ impl fmt::Display for CostReport {
         ];
         let mut lines: Vec<Vec<String>> = vec![HEADER.iter().map(|h| (*h).to_owned()).collect()];
         for r in &self.rows {
-            lines.push(cells([r.operation.as_str(), r.tier.as_str()], &r.totals));
+            let tier = match r.fallback_from {
+                Some(from) => format!("{}→{}", from.as_str(), r.tier.as_str()),
+                None => r.tier.as_str().to_owned(),
+            };
+            lines.push(cells([r.operation.as_str(), &tier], &r.totals));
         }
         let total = cells(["total", ""], &self.total);
         let mut widths = [0usize; HEADER.len()];
@@ -1097,7 +1179,11 @@ impl fmt::Display for CostReport {
         }
         let rule = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
         writeln!(f, "{}", "-".repeat(rule))?;
-        write_line(f, &total)
+        write_line(f, &total)?;
+        for note in &self.notes {
+            writeln!(f, "note: {note}")?;
+        }
+        Ok(())
     }
 }
 
@@ -1585,8 +1671,7 @@ mod tests {
                     m,
                     usage(1_000, None, 500, None),
                 ),
-            )
-            .unwrap();
+            );
         }
         t.record(
             &p,
@@ -1596,8 +1681,7 @@ mod tests {
                 m,
                 usage(2_000, Some(1_000), 100, None),
             ),
-        )
-        .unwrap();
+        );
         for _ in 0..2 {
             t.record(
                 &p,
@@ -1608,8 +1692,7 @@ mod tests {
                     Some("1024x1024".into()),
                     Some("low".into()),
                 ),
-            )
-            .unwrap();
+            );
         }
         t.record(
             &p,
@@ -1619,8 +1702,7 @@ mod tests {
                 "gpt-5-mini",
                 usage(10_000, None, 2_000, Some(1_500)),
             ),
-        )
-        .unwrap();
+        );
         (p, t)
     }
 
@@ -1681,10 +1763,35 @@ mod tests {
         assert_eq!(r.tier_totals(Tier::Simulated), CostTotals::default());
         assert_eq!(CostTotals::default().saving_percent(), None);
 
-        // A call that cannot be priced is refused and not recorded.
-        let bad = Call::chat(Operation::Refine, Tier::Flex, "gpt-4o", Usage::default());
-        assert!(t.record(&p, bad).is_err());
-        assert_eq!(t.len(), 7);
+        // A call the table has no price for on its tier is still counted: at the standard
+        // price, with the reason; one whose model it does not know is counted at $0.
+        let flex = usage(1_000, None, 100, None);
+        let std_cost = p.chat_cost("gpt-4o", Tier::Standard, &flex).unwrap();
+        let off = t.record(
+            &p,
+            Call::chat(Operation::Refine, Tier::Flex, "gpt-4o", flex),
+        );
+        assert_close(off.cost, std_cost);
+        assert!(
+            off.unpriced
+                .as_deref()
+                .unwrap()
+                .contains("not offered on the flex tier")
+        );
+        let unknown =
+            Call::chat(Operation::Refine, Tier::Batch, "my-model", flex).fell_back_from(None);
+        assert_eq!(t.record(&p, unknown).cost, 0.0);
+        assert_eq!(t.len(), 9);
+        let r = t.report();
+        assert_eq!((r.total.calls, r.total.unpriced), (9, 2));
+        assert_close(r.total.cost, total_cost + std_cost);
+        assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
+        let text = r.to_string();
+        assert!(
+            text.contains("note: model `gpt-4o` is not offered on the flex tier"),
+            "{text}"
+        );
+        assert!(text.contains("no price for model `my-model`"), "{text}");
     }
 
     #[test]

@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use batch_queue::BatchRequestQueue;
 use providers::{
-    ConfigError, ImageProvider, LlmProvider, Operation, ProviderFactory, Role, Tier, VisionProvider,
+    ConfigError, ImageProvider, LlmProvider, Operation, ProviderFactory, Role, RoleModels, Tier,
+    VisionProvider,
 };
 use serde::{Deserialize, Serialize};
+
+use crate::cost::Pricing;
 
 /// The three providers of one tier.
 #[derive(Clone)]
@@ -108,6 +111,11 @@ pub struct Engines {
     queue: Option<Arc<BatchRequestQueue>>,
     /// Operations configuration keeps off the batch tier (hybrid mode honours it).
     no_batch: Vec<Operation>,
+    /// The models each role calls, when known (from a factory's configuration).
+    models: Option<RoleModels>,
+    /// Tiers the price table does not offer an operation's model on (flex for gpt-4o-mini):
+    /// hybrid mode does not pick them ([`Engines::priced_by`]).
+    not_offered: Vec<(Operation, Tier)>,
 }
 
 impl Engines {
@@ -118,6 +126,8 @@ impl Engines {
             routing: Routing::PerOperation(Operation::ALL.iter().map(|op| (*op, tier)).collect()),
             queue: None,
             no_batch: Vec::new(),
+            models: None,
+            not_offered: Vec::new(),
         }
     }
 
@@ -132,6 +142,8 @@ impl Engines {
             routing: Routing::PerOperation(routes),
             queue,
             no_batch: Vec::new(),
+            models: None,
+            not_offered: Vec::new(),
         }
     }
 
@@ -203,7 +215,32 @@ impl Engines {
             routing,
             queue,
             no_batch,
+            models: Some(config.models.clone()),
+            not_offered: Vec::new(),
         })
+    }
+
+    /// Keeps hybrid mode off the tiers `pricing` does not offer an operation's model on: OpenAI
+    /// refuses `service_tier: "flex"` for a model without flex (gpt-4o-mini, gpt-4.1), so such
+    /// a stage goes to batch or standard instead. Needs the models (engines from a factory).
+    pub fn priced_by(&mut self, pricing: &Pricing) {
+        self.not_offered.clear();
+        let Some(models) = &self.models else {
+            return;
+        };
+        for op in Operation::ALL {
+            let model = model_of(models, op);
+            for (tier, _) in &self.backends {
+                if !pricing.offers(model, *tier, op) {
+                    self.not_offered.push((op, *tier));
+                }
+            }
+        }
+    }
+
+    /// The model `op` calls, when known.
+    pub fn model_for(&self, op: Operation) -> Option<&str> {
+        self.models.as_ref().map(|m| model_of(m, op))
     }
 
     /// Learns from a finished stage: in hybrid mode the tier's expected turnaround moves half
@@ -238,6 +275,7 @@ impl Engines {
             // The image endpoint has no flex tier.
             .filter(|t| !(*t == Tier::Flex && op.role() == Role::Image))
             .filter(|t| !(*t == Tier::Batch && self.no_batch.contains(&op)))
+            .filter(|t| !self.not_offered.contains(&(op, *t)))
             .collect()
     }
 
@@ -267,6 +305,15 @@ impl Engines {
             .or_else(|| self.backends.first())
             .map(|(_, b)| b)
             .expect("engines hold at least one backend")
+    }
+}
+
+/// The model of `models` that `op` calls.
+fn model_of(models: &RoleModels, op: Operation) -> &str {
+    match op.role() {
+        Role::Image => &models.image,
+        Role::Vision => &models.vision,
+        _ => &models.llm,
     }
 }
 

@@ -40,6 +40,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A command that only reads was pointed at a database that does not exist.
+    #[error(
+        "no database at {}: nothing has run with it (check --db or BATCHBEAM_DB; `batchbeam run` creates it)",
+        path.display()
+    )]
+    NoDatabase {
+        /// The path given.
+        path: std::path::PathBuf,
+    },
     /// A session id this database does not hold.
     #[error("no session '{0}' in the checkpoint database")]
     UnknownSession(String),

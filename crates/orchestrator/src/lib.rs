@@ -38,6 +38,7 @@ pub mod cost;
 pub mod downscale;
 mod engines;
 mod error;
+pub mod estimate;
 mod events;
 mod params;
 pub mod ranker;
@@ -57,5 +58,5 @@ pub use params::{
     JudgingMode, MAX_ENSEMBLE, MAX_IDEA_CHARS, MAX_ITERATIONS, MAX_N, Plan, SearchParams, StageKind,
 };
 pub use ranker::ImageRanker;
-pub use search::{BeamSearch, CallRecord, Payload, SearchState, SessionOutcome};
+pub use search::{BeamSearch, CallRecord, IterationBest, Payload, SearchState, SessionOutcome};
 pub use store::{SessionRow, SessionState, SessionStore, StageRecord};

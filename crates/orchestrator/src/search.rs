@@ -112,6 +112,10 @@ pub struct SearchState {
     pub stages: Vec<StageRecord>,
     /// The best candidate and its score after each iteration.
     pub best: Vec<(u32, String, f64)>,
+    /// In comparative mode, the comparisons the best of each iteration won and took part in:
+    /// `(iteration, wins, comparisons)`.
+    #[serde(default)]
+    pub best_wins: Vec<(u32, u32, u32)>,
 }
 
 impl SearchState {
@@ -147,8 +151,22 @@ pub struct SessionOutcome {
     pub calls: usize,
     /// The cost report.
     pub report: CostReport,
-    /// The best candidate and its score after each iteration.
-    pub best_by_iteration: Vec<(u32, String, f64)>,
+    /// The best candidate after each iteration.
+    pub best_by_iteration: Vec<IterationBest>,
+}
+
+/// The best candidate of one iteration, as judged then.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IterationBest {
+    /// The iteration (0 = the first expansion).
+    pub iteration: u32,
+    /// The candidate.
+    pub id: String,
+    /// Its score, 0-10 (comparative: 10 × the share of its comparisons it won).
+    pub score: f64,
+    /// Comparative mode: the comparisons it won and took part in that iteration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wins: Option<(u32, u32)>,
 }
 
 /// The beam search over one idea.
@@ -194,6 +212,8 @@ impl BeamSearch {
         store
             .create(&id, &params.idea, &params_json, &folder.to_string_lossy())
             .await?;
+        let mut engines = engines;
+        engines.priced_by(&Pricing::builtin());
         Ok(BeamSearch {
             id,
             params,
@@ -220,6 +240,8 @@ impl BeamSearch {
             None => SearchState::default(),
         };
         let folder = PathBuf::from(row.folder.unwrap_or_default());
+        let mut engines = engines;
+        engines.priced_by(&Pricing::builtin());
         Ok(BeamSearch {
             id: row.id,
             params,
@@ -240,8 +262,10 @@ impl BeamSearch {
         self
     }
 
-    /// Prices calls with `pricing` instead of the built-in table.
+    /// Prices calls with `pricing` instead of the built-in table (which also decides the
+    /// tiers hybrid mode may pick for each model: see [`Engines::priced_by`]).
     pub fn with_pricing(mut self, pricing: Pricing) -> BeamSearch {
+        self.engines.priced_by(&pricing);
         self.pricing = Arc::new(pricing);
         self
     }
@@ -296,38 +320,44 @@ impl BeamSearch {
         self.store
             .set_state(&self.id, SessionState::Completed)
             .await?;
-        let best_id = self
-            .state
-            .pool
-            .first()
-            .cloned()
-            .ok_or_else(|| Error::Stage {
-                stage: "judge".into(),
-                iteration: self.params.iterations.saturating_sub(1),
-                problem: "no candidate survived".into(),
-            })?;
-        let best = self
-            .state
-            .get(&best_id)
-            .cloned()
-            .expect("pool ids name candidates");
-        let report = self.state.costs.report();
-        self.write_session_json(Some(&report))?;
+        let outcome = outcome_of(&self.id, &self.folder, &self.params, &self.state)?;
+        self.write_session_json(Some(&outcome.report))?;
         self.progress.send(ProgressEvent::SessionFinished {
             session: self.id.clone(),
-            best_id: best.id.clone(),
-            best_score: best.score(),
-            cost: report.total.cost,
+            best_id: outcome.best.id.clone(),
+            best_score: outcome.best.score(),
+            cost: outcome.report.total.cost,
         });
-        Ok(SessionOutcome {
-            id: self.id.clone(),
-            folder: self.folder.clone(),
-            best,
-            calls: self.state.stages.iter().map(|s| s.calls).sum(),
-            stages: self.state.stages.clone(),
-            report,
-            best_by_iteration: self.state.best.clone(),
-        })
+        Ok(outcome)
+    }
+
+    /// Whether every stage has run (a resumed finished session has nothing left to do).
+    pub fn is_finished(&self) -> bool {
+        self.next_stage >= self.params.plan.stages(self.params.iterations).len()
+    }
+
+    /// The first stage still to run (0-based; the number of stages when finished).
+    pub fn next_stage(&self) -> usize {
+        self.next_stage
+    }
+
+    /// The outcome of session `id` when every stage of it has run, read from `store` (no
+    /// engines needed: nothing is sent); `None` while it has stages left.
+    pub async fn finished(id: &str, store: &SessionStore) -> Result<Option<SessionOutcome>> {
+        let row = store
+            .session(id)
+            .await?
+            .ok_or_else(|| Error::UnknownSession(id.to_owned()))?;
+        let params: SearchParams = serde_json::from_str(&row.params).map_err(Error::store)?;
+        if row.next_stage < params.plan.stages(params.iterations).len() {
+            return Ok(None);
+        }
+        let state: SearchState = match &row.snapshot {
+            Some(s) => serde_json::from_str(s).map_err(Error::store)?,
+            None => SearchState::default(),
+        };
+        let folder = PathBuf::from(row.folder.unwrap_or_default());
+        outcome_of(&row.id, &folder, &params, &state).map(Some)
     }
 
     async fn run_stages(&mut self) -> Result<()> {
@@ -752,6 +782,10 @@ impl BeamSearch {
         let best = &ranked[0];
         self.state.best.retain(|(i, _, _)| *i != it);
         self.state.best.push((it, best.id.clone(), best.score()));
+        self.state.best_wins.retain(|(i, _, _)| *i != it);
+        if let Some(v) = best.verdict.as_ref().filter(|v| v.comparisons > 0) {
+            self.state.best_wins.push((it, v.wins, v.comparisons));
+        }
         self.progress.send(ProgressEvent::IterationJudged {
             session: self.id.clone(),
             iteration: it,
@@ -960,8 +994,12 @@ impl BeamSearch {
                 }
                 None => Call::chat(r.operation, tier, &r.model, r.usage),
             };
-            if let Err(e) = self.state.costs.record(&self.pricing, call) {
-                tracing::warn!(session = %self.id, error = %e, "a call could not be priced");
+            let priced = self
+                .state
+                .costs
+                .record(&self.pricing, call.fell_back_from(r.fallback_from));
+            if let Some(why) = &priced.unpriced {
+                tracing::warn!(session = %self.id, problem = %why, "a call's tier has no price");
             }
         }
         if !fresh.is_empty() {
@@ -1017,6 +1055,45 @@ impl BeamSearch {
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|source| Error::Io { path, source })
     }
+}
+
+/// The outcome of a session whose stages have all run, from its state.
+fn outcome_of(
+    id: &str,
+    folder: &Path,
+    params: &SearchParams,
+    state: &SearchState,
+) -> Result<SessionOutcome> {
+    let no_best = || Error::Stage {
+        stage: "judge".into(),
+        iteration: params.iterations.saturating_sub(1),
+        problem: "no candidate survived".into(),
+    };
+    let best_id = state.pool.first().ok_or_else(no_best)?;
+    let best = state.get(best_id).cloned().ok_or_else(no_best)?;
+    let best_by_iteration = state
+        .best
+        .iter()
+        .map(|(it, id, score)| IterationBest {
+            iteration: *it,
+            id: id.clone(),
+            score: *score,
+            wins: state
+                .best_wins
+                .iter()
+                .find(|(i, _, _)| i == it)
+                .map(|(_, won, of)| (*won, *of)),
+        })
+        .collect();
+    Ok(SessionOutcome {
+        id: id.to_owned(),
+        folder: folder.to_owned(),
+        best,
+        calls: state.stages.iter().map(|s| s.calls).sum(),
+        stages: state.stages.clone(),
+        report: state.costs.report(),
+        best_by_iteration,
+    })
 }
 
 /// Puts the call's key (and, for the writer's calls, its seed) on the request.

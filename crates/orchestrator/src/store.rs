@@ -129,6 +129,9 @@ pub struct StageRecord {
 #[derive(Debug, Clone)]
 pub struct SessionStore {
     pool: SqlitePool,
+    /// Opened read-only on a database without the session tables (the batch manager's
+    /// alone): it holds no sessions.
+    empty: bool,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -141,9 +144,8 @@ impl SessionStore {
     /// Opens (creating) the SQLite file at `path`.
     pub async fn open(path: &Path) -> Result<SessionStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                path: dir.to_owned(),
-                source,
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::Store(format!("creating the folder {} for it: {e}", dir.display()))
             })?;
         }
         let options = SqliteConnectOptions::from_str("sqlite:")
@@ -156,8 +158,39 @@ impl SessionStore {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(Error::store)?;
+            .map_err(|e| Error::Store(format!("{}: {e}", path.display())))?;
         SessionStore::new(pool).await
+    }
+
+    /// Opens the SQLite file at `path` read-only, for commands that only read (`sessions`,
+    /// `cost report`): creates nothing, neither the file nor its folder nor a table, and a
+    /// missing file is [`Error::NoDatabase`].
+    pub async fn open_read_only(path: &Path) -> Result<SessionStore> {
+        if !path.is_file() {
+            return Err(Error::NoDatabase {
+                path: path.to_owned(),
+            });
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(Error::store)?
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| Error::Store(format!("{}: {e}", path.display())))?;
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'search_sessions'",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| Error::Store(format!("{}: {e}", path.display())))?;
+        Ok(SessionStore {
+            pool,
+            empty: tables == 0,
+        })
     }
 
     /// Uses an open pool (the batch manager's, so that one file holds everything).
@@ -168,7 +201,7 @@ impl SessionStore {
                 .await
                 .map_err(Error::store)?;
         }
-        Ok(SessionStore { pool })
+        Ok(SessionStore { pool, empty: false })
     }
 
     /// Records a new session.
@@ -191,6 +224,9 @@ impl SessionStore {
 
     /// A session, if the database holds it.
     pub async fn session(&self, id: &str) -> Result<Option<SessionRow>> {
+        if self.empty {
+            return Ok(None);
+        }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS} FROM search_sessions WHERE id = ?"
         )))
@@ -203,6 +239,9 @@ impl SessionStore {
 
     /// Every session, newest first.
     pub async fn sessions(&self) -> Result<Vec<SessionRow>> {
+        if self.empty {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS} FROM search_sessions ORDER BY created_at_ms DESC, id DESC"
         )))
@@ -386,5 +425,48 @@ mod tests {
         assert_eq!(row.snapshot.as_deref(), Some("{\"x\":true}"));
         assert!(store.session("s2").await.unwrap().is_none());
         assert_eq!(store.sessions().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_only_open_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let typo = dir.path().join("typo/batchbeam.db");
+        let e = SessionStore::open_read_only(&typo).await.unwrap_err();
+        assert!(matches!(e, Error::NoDatabase { .. }), "{e}");
+        assert!(e.to_string().contains(&typo.display().to_string()), "{e}");
+        assert!(!dir.path().join("typo").exists());
+
+        // A database without session tables (the batch manager's alone) holds no sessions,
+        // and stays without them.
+        let other = dir.path().join("other.db");
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .unwrap()
+            .filename(&other)
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .connect_with(options)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE batch_jobs (id TEXT)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let store = SessionStore::open_read_only(&other).await.unwrap();
+        assert!(store.sessions().await.unwrap().is_empty());
+        assert!(store.session("s1").await.unwrap().is_none());
+        assert!(store.create("s1", "x", "{}", "/tmp").await.is_err());
+
+        // A real one reads, and refuses writes.
+        let db = dir.path().join("batchbeam.db");
+        SessionStore::open(&db)
+            .await
+            .unwrap()
+            .create("s1", "a fox", "{}", "/tmp/s1")
+            .await
+            .unwrap();
+        let store = SessionStore::open_read_only(&db).await.unwrap();
+        assert_eq!(store.sessions().await.unwrap().len(), 1);
+        assert!(store.set_state("s1", SessionState::Failed).await.is_err());
     }
 }

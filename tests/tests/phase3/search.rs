@@ -35,7 +35,7 @@ async fn the_best_score_rises_from_iteration_to_iteration() {
         p.judging = JudgingMode::Scoring;
         p.seed = seed;
         let outcome = run(p, seed).await;
-        let best: Vec<f64> = outcome.best_by_iteration.iter().map(|b| b.2).collect();
+        let best: Vec<f64> = outcome.best_by_iteration.iter().map(|b| b.score).collect();
         assert_eq!(best.len(), 3);
         assert!(
             best.windows(2).all(|w| w[1] >= w[0]),

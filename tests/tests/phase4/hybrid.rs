@@ -20,6 +20,8 @@ async fn run(deadline: Duration) -> Vec<String> {
     let mut config = ProvidersConfig::default();
     config.batch.enabled = true;
     config.batch.hybrid_mode = true;
+    // The writer on a model with a flex tier (gpt-4o-mini has none: hybrid keeps it off flex).
+    config.models.llm = "gpt-5-mini".into();
     let hybrid = Hybrid {
         deadline,
         turnaround: Turnaround {
@@ -60,8 +62,8 @@ async fn stages_take_the_cheapest_tier_that_fits_the_deadline() {
             .iter()
             .all(|t| t == "standard")
     );
-    // An hour and a half: flex for the LLM and judge stages, standard for renders (no flex
-    // for images); the batch rounds trips measured in this run are far quicker than the
+    // An hour and a half: flex for the writer's stages, standard for renders (no flex for
+    // images) and for the judge (gpt-4o-mini has no flex); the batch rounds trips measured in this run are far quicker than the
     // estimate, so later stages may move to batch.
     let tiers = run(Duration::from_secs(5_400)).await;
     assert_eq!(tiers[0], "flex", "{tiers:?}");

@@ -1,3 +1,4 @@
-//! Phase 4 integration suite: resume after a crash, hybrid tier selection.
+//! Phase 4 integration suite: resume after a crash, hybrid tier selection, cost accounting.
+mod cost;
 mod hybrid;
 mod resume;
