@@ -417,7 +417,7 @@ async fn write_batch(pool: &SqlitePool, batch: &[Insert]) -> Result<()> {
     // Many rows per statement: each statement is a round trip to sqlx's SQLite thread.
     const ROWS_PER_STATEMENT: usize = 128;
     let now = now_ms();
-    let mut tx = pool.begin().await.map_err(Error::store)?;
+    let mut tx = crate::store::write_tx(pool).await?;
     for rows in batch.chunks(ROWS_PER_STATEMENT) {
         let mut sql = String::from(
             "INSERT INTO queue_requests (id, operation, endpoint, model, body, state, created_at_ms, updated_at_ms) VALUES ",

@@ -10,6 +10,19 @@ use sqlx::{Row, SqlitePool};
 
 use crate::{Completed, Error, RequestId, Result, Tier};
 
+/// A transaction that takes SQLite's write lock at once (`BEGIN IMMEDIATE`). Every write here
+/// reads a row's state first and writes only if it is still as found; a deferred transaction that
+/// reads and then writes fails with `database is locked` (SQLITE_BUSY, which the busy timeout does
+/// not wait out) when another connection wrote in between, and a fallback's answer was then lost
+/// and the request sent to the standard API again. An immediate one waits for the lock instead.
+pub(crate) async fn write_tx(
+    pool: &SqlitePool,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    pool.begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(Error::store)
+}
+
 /// Request states. `pending` waits for a flush; `dispatching` is claimed by a flush whose
 /// submit has not been recorded yet; `submitted` rides in the batch record `record_id`;
 /// `standard` waits for the standard API; `done` and `failed` are final (the only two read back

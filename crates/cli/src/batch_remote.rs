@@ -1244,10 +1244,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_unreachable_api_exits_two_and_a_rerun_carries_the_stored_submission_on() {
         let (sim, _dir, db, file) = setup(2).await;
-        // A port nothing listens on.
-        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/v1", dead.local_addr().unwrap());
-        drop(dead);
+        // A port nothing listens on (held, so no parallel test's server can take it).
+        let dead = openai_sim::RefusedPort::new().unwrap();
+        let url = dead.base_url();
         let cmd = Cli::try_parse_from([
             "batch",
             "submit",

@@ -30,9 +30,10 @@ fn text(b: &[u8]) -> String {
 }
 
 /// A base URL on a port nothing listens on.
-fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}/v1", listener.local_addr().unwrap())
+/// A port nothing listens on, held for the test (a freed port could go to a parallel test's
+/// server).
+fn dead_port() -> openai_sim::RefusedPort {
+    openai_sim::RefusedPort::new().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +58,8 @@ async fn status_with_the_api_unreachable_says_it_is_retrying_and_exits_two() {
     let v: serde_json::Value = serde_json::from_slice(&submitted.stdout).unwrap();
     let id = v["records"][0]["id"].as_str().unwrap().to_owned();
 
-    let out = batchbeam(dir.path(), &dead_url(), &["batch", "status", &id]);
+    let dead = dead_port();
+    let out = batchbeam(dir.path(), &dead.base_url(), &["batch", "status", &id]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -79,9 +81,10 @@ async fn status_with_the_api_unreachable_says_it_is_retrying_and_exits_two() {
 fn run_with_the_api_unreachable_says_it_is_retrying_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("none.toml"), "").unwrap();
+    let dead = dead_port();
     let out = batchbeam(
         dir.path(),
-        &dead_url(),
+        &dead.base_url(),
         &[
             "run",
             "a fox",

@@ -33,6 +33,7 @@ mod files;
 mod ids;
 mod jsonfmt;
 pub mod models;
+mod refused;
 mod server;
 mod state;
 mod stats;
@@ -47,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{BatchTiming, SimConfig};
 pub use error::{Error, Result};
 pub use faults::{BatchOutcome, BatchOutcomeRule, FaultConfig, FaultKind, FaultRule};
+pub use refused::RefusedPort;
 pub use stats::{BatchStats, StatsSnapshot};
 
 use state::{Sim, lock};

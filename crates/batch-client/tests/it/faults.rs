@@ -149,10 +149,8 @@ fn noticing(
 #[tokio::test]
 async fn every_retry_is_announced_with_what_failed_and_the_attempt_never_the_key() {
     // A port nothing listens on: every attempt is refused.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", dead.local_addr().unwrap());
-    drop(dead);
-    let (client, seen) = noticing(&url, 2);
+    let dead = openai_sim::RefusedPort::new().unwrap();
+    let (client, seen) = noticing(&dead.base_url(), 2);
     let err = client.retrieve_batch("batch_abc").await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     let notices = seen.lock().unwrap().clone();

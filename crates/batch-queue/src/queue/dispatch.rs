@@ -122,7 +122,7 @@ impl Inner {
                                 code: e.code().map(str::to_owned),
                                 message: e.to_string(),
                             };
-                            let mut tx = self.pool.begin().await.map_err(Error::store)?;
+                            let mut tx = crate::store::write_tx(&self.pool).await?;
                             let mut notify = Vec::new();
                             for id in ids {
                                 sqlx::query("UPDATE queue_requests SET attempts = attempts + 1, record_id = NULL WHERE id = ?")
@@ -160,7 +160,7 @@ impl Inner {
         record_id: &str,
         ids: &[String],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(Error::store)?;
+        let mut tx = crate::store::write_tx(&self.pool).await?;
         sqlx::query(
             "INSERT OR IGNORE INTO queue_batches (record_id, dispatch_id, state, created_at_ms) VALUES (?, ?, 'open', ?)",
         )

@@ -84,7 +84,7 @@ impl Inner {
             });
             let mut chunk = Vec::with_capacity(512);
             while rx_lines.recv_many(&mut chunk, 512).await > 0 {
-                let mut tx = self.pool.begin().await.map_err(Error::store)?;
+                let mut tx = crate::store::write_tx(&self.pool).await?;
                 let mut notify = Vec::new();
                 for (id, v) in chunk.drain(..) {
                     let Some(batch_ids) = carried.remove(&id) else {
@@ -113,7 +113,7 @@ impl Inner {
             not_run.message = format!("the batch could not be carried: {e}");
         }
         // Everything the files did not answer never ran.
-        let mut tx = self.pool.begin().await.map_err(Error::store)?;
+        let mut tx = crate::store::write_tx(&self.pool).await?;
         let mut notify = Vec::new();
         for (id, batch_ids) in carried.drain() {
             if let Some(n) = self
@@ -239,7 +239,7 @@ impl Inner {
     }
 
     pub(super) async fn finish_failed(&self, id: &str, error: &StoredError) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(Error::store)?;
+        let mut tx = crate::store::write_tx(&self.pool).await?;
         let n = self
             .apply_verdict(
                 &mut tx,

@@ -35,11 +35,20 @@ impl Inner {
                 (id, outcome)
             });
         }
+        // Every answer is stored before any error is returned: returning early would drop the
+        // other tasks, whose requests OpenAI may already have answered (and billed), and the
+        // next pass would send them again.
+        let mut first_error = None;
         while let Some(joined) = tasks.join_next().await {
-            let (id, outcome) = joined.map_err(|e| Error::Store(format!("standard task: {e}")))?;
-            self.finish_standard(&id, outcome).await?;
+            let stored = match joined {
+                Ok((id, outcome)) => self.finish_standard(&id, outcome).await,
+                Err(e) => Err(Error::Store(format!("standard task: {e}"))),
+            };
+            if let Err(e) = stored {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(true)
+        first_error.map_or(Ok(true), Err)
     }
 
     pub(super) async fn call_standard(
@@ -98,7 +107,7 @@ impl Inner {
         id: &str,
         outcome: std::result::Result<Value, StoredError>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(Error::store)?;
+        let mut tx = crate::store::write_tx(&self.pool).await?;
         let row = sqlx::query(
             "SELECT attempts, batch_ids FROM queue_requests WHERE id = ? AND state = 'standard'",
         )
