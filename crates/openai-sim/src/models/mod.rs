@@ -133,6 +133,7 @@ mod chat;
 mod engine;
 mod image;
 mod other;
+mod params;
 mod reading;
 mod rng;
 mod schema;
@@ -140,6 +141,8 @@ mod text;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod validation_tests;
 
 use batch_format::Endpoint;
 use serde_json::{Value, json};
@@ -201,7 +204,8 @@ impl Models {
         };
         match endpoint {
             Endpoint::ChatCompletions => chat::complete(&ctx, body),
-            Endpoint::ImagesGenerations | Endpoint::ImagesEdits => image::generate(&ctx, body),
+            Endpoint::ImagesGenerations => image::generate(&ctx, body, params::IMAGE_GENERATION),
+            Endpoint::ImagesEdits => image::generate(&ctx, body, params::IMAGE_EDIT),
             Endpoint::Embeddings => other::embeddings(&ctx, body),
             Endpoint::Completions => other::completions(&ctx, body),
             Endpoint::Moderations => other::moderations(&ctx, body),
