@@ -16,6 +16,8 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use batch_format::Endpoint;
 
 use crate::error::ApiError;
@@ -122,19 +124,32 @@ async fn common_headers(State(sim): State<Arc<Sim>>, req: Request, next: Next) -
     resp
 }
 
-/// `Authorization: Bearer <key>`, with OpenAI's 401 messages.
+/// The API key of an `Authorization` header, in either form OpenAI's 401 message names:
+/// `Bearer <key>`, or Basic auth with a blank username and the key as the password.
+pub(crate) fn api_key(authorization: &str) -> Option<String> {
+    let (scheme, rest) = authorization.trim().split_once(' ')?;
+    let key = if scheme.eq_ignore_ascii_case("bearer") {
+        rest.trim().to_owned()
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = B64.decode(rest.trim()).ok()?;
+        String::from_utf8(decoded)
+            .ok()?
+            .strip_prefix(':')?
+            .to_owned()
+    } else {
+        return None;
+    };
+    (!key.is_empty()).then_some(key)
+}
+
+/// `Authorization: Bearer <key>` (or Basic with the key as password), with OpenAI's 401
+/// messages.
 async fn auth(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
     let key = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| rest.trim().to_owned())
-        })
-        .filter(|k| !k.is_empty());
+        .and_then(api_key);
     let Some(key) = key else {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -268,5 +283,27 @@ mod tests {
         assert_eq!(key.len(), 51);
         assert_eq!(mask_key(&key), format!("sk-VKMIs{}wjh3", "*".repeat(39)));
         assert_eq!(mask_key("kk"), "kk");
+    }
+
+    #[test]
+    fn keys_come_in_the_two_forms_the_401_message_names() {
+        let check = |header: &str, expect: Option<&str>| {
+            assert_eq!(api_key(header).as_deref(), expect, "{header}");
+        };
+        check("Bearer sk-abc", Some("sk-abc"));
+        check("bearer   sk-abc  ", Some("sk-abc"));
+        // Basic auth: blank username, the key as the password (`:sk-abc`).
+        check(&format!("Basic {}", B64.encode(":sk-abc")), Some("sk-abc"));
+        check(
+            &format!("basic {}", B64.encode(":sk:with:colons")),
+            Some("sk:with:colons"),
+        );
+        // A username is not the blank one the message asks for; an empty password is no key.
+        check(&format!("Basic {}", B64.encode("user:sk-abc")), None);
+        check(&format!("Basic {}", B64.encode(":")), None);
+        check("Basic !!not-base64!!", None);
+        check("Bearer ", None);
+        check("Token sk-abc", None);
+        check("sk-abc", None);
     }
 }

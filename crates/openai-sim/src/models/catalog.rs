@@ -33,6 +33,19 @@ pub(crate) struct ModelInfo {
     pub(crate) structured: bool,
     /// Most completion tokens one response may have (embeddings: vector size).
     pub(crate) max_output: u64,
+    /// Context window: most prompt plus completion tokens of one request; `None` where the
+    /// simulator does not know it, which sets no limit.
+    pub(crate) context_window: Option<u64>,
+}
+
+impl ModelInfo {
+    /// This model with a context window of `tokens`.
+    const fn window(self, tokens: u64) -> ModelInfo {
+        ModelInfo {
+            context_window: Some(tokens),
+            ..self
+        }
+    }
 }
 
 const fn chat(
@@ -50,6 +63,7 @@ const fn chat(
         vision,
         structured: true,
         max_output,
+        context_window: None,
     }
 }
 
@@ -93,35 +107,41 @@ const fn other(
         vision: false,
         structured: false,
         max_output,
+        context_window: None,
     }
 }
 
 /// Every model the simulator serves.
+///
+/// Context windows are those of OpenAI's model pages (platform.openai.com/docs/models/<model>,
+/// "Context window"), as read in 2025: GPT-4o and GPT-4 Turbo 128,000, the GPT-4.1 family
+/// 1,047,576, the GPT-5 family 400,000 (`gpt-5-chat-latest` 128,000), the o-series 200,000,
+/// `gpt-4` 8,192 and `gpt-3.5-turbo` 16,385. The spec does not state them.
 pub(crate) const MODELS: &[ModelInfo] = &[
-    chat("gpt-4o-mini", "gpt-4o-mini-2024-07-18", true, 16_384),
-    chat("gpt-4o", "gpt-4o-2024-08-06", true, 16_384),
-    chat("gpt-4o-2024-05-13", "gpt-4o-2024-05-13", true, 4_096),
-    chat("gpt-4o-2024-11-20", "gpt-4o-2024-11-20", true, 16_384),
-    chat("chatgpt-4o-latest", "chatgpt-4o-latest", true, 16_384),
-    chat("gpt-4.1", "gpt-4.1-2025-04-14", true, 32_768),
-    chat("gpt-4.1-mini", "gpt-4.1-mini-2025-04-14", true, 32_768),
-    chat("gpt-4.1-nano", "gpt-4.1-nano-2025-04-14", true, 32_768),
-    legacy_chat("gpt-4-turbo", "gpt-4-turbo-2024-04-09", true, 4_096),
-    legacy_chat("gpt-4", "gpt-4-0613", false, 8_192),
-    legacy_chat("gpt-3.5-turbo", "gpt-3.5-turbo-0125", false, 4_096),
-    reasoning("gpt-5", "gpt-5-2025-08-07", true, 128_000),
-    reasoning("gpt-5-mini", "gpt-5-mini-2025-08-07", true, 128_000),
-    reasoning("gpt-5-nano", "gpt-5-nano-2025-08-07", true, 128_000),
-    reasoning("gpt-5.1", "gpt-5.1-2025-11-13", true, 128_000),
+    chat("gpt-4o-mini", "gpt-4o-mini-2024-07-18", true, 16_384).window(128_000),
+    chat("gpt-4o", "gpt-4o-2024-08-06", true, 16_384).window(128_000),
+    chat("gpt-4o-2024-05-13", "gpt-4o-2024-05-13", true, 4_096).window(128_000),
+    chat("gpt-4o-2024-11-20", "gpt-4o-2024-11-20", true, 16_384).window(128_000),
+    chat("chatgpt-4o-latest", "chatgpt-4o-latest", true, 16_384).window(128_000),
+    chat("gpt-4.1", "gpt-4.1-2025-04-14", true, 32_768).window(1_047_576),
+    chat("gpt-4.1-mini", "gpt-4.1-mini-2025-04-14", true, 32_768).window(1_047_576),
+    chat("gpt-4.1-nano", "gpt-4.1-nano-2025-04-14", true, 32_768).window(1_047_576),
+    legacy_chat("gpt-4-turbo", "gpt-4-turbo-2024-04-09", true, 4_096).window(128_000),
+    legacy_chat("gpt-4", "gpt-4-0613", false, 8_192).window(8_192),
+    legacy_chat("gpt-3.5-turbo", "gpt-3.5-turbo-0125", false, 4_096).window(16_385),
+    reasoning("gpt-5", "gpt-5-2025-08-07", true, 128_000).window(400_000),
+    reasoning("gpt-5-mini", "gpt-5-mini-2025-08-07", true, 128_000).window(400_000),
+    reasoning("gpt-5-nano", "gpt-5-nano-2025-08-07", true, 128_000).window(400_000),
+    reasoning("gpt-5.1", "gpt-5.1-2025-11-13", true, 128_000).window(400_000),
     // The ChatGPT snapshot wants max_completion_tokens but samples like a chat model.
     ModelInfo {
         sampling: true,
-        ..reasoning("gpt-5-chat-latest", "gpt-5-chat-latest", true, 16_384)
+        ..reasoning("gpt-5-chat-latest", "gpt-5-chat-latest", true, 16_384).window(128_000)
     },
-    reasoning("o1", "o1-2024-12-17", true, 100_000),
-    reasoning("o3", "o3-2025-04-16", true, 100_000),
-    reasoning("o3-mini", "o3-mini-2025-01-31", false, 100_000),
-    reasoning("o4-mini", "o4-mini-2025-04-16", true, 100_000),
+    reasoning("o1", "o1-2024-12-17", true, 100_000).window(200_000),
+    reasoning("o3", "o3-2025-04-16", true, 100_000).window(200_000),
+    reasoning("o3-mini", "o3-mini-2025-01-31", false, 100_000).window(200_000),
+    reasoning("o4-mini", "o4-mini-2025-04-16", true, 100_000).window(200_000),
     other(
         "gpt-3.5-turbo-instruct",
         "gpt-3.5-turbo-instruct",

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use super::catalog::{self, Kind, ModelInfo};
 use super::engine::{self, Wants};
 use super::image;
+use super::params;
 use super::reading::{Reading, SeenImage};
 use super::rng::{self, ALNUM, Dice, HEX};
 use super::schema;
@@ -159,6 +160,7 @@ pub(crate) fn service_tier(requested: Option<&Value>) -> &'static str {
         Some("flex") => "flex",
         Some("priority") => "priority",
         Some("scale") => "scale",
+        Some("fast") => "fast",
         _ => "default",
     }
 }
@@ -177,6 +179,7 @@ pub(crate) fn prepare(body: &Value) -> Result<Prepared, ModelReply> {
     let Some(obj) = body.as_object() else {
         return Err(super::not_an_object());
     };
+    params::reject_unknown(obj, params::CHAT)?;
     let model_name = match obj.get("model") {
         Some(Value::String(m)) => m.as_str(),
         Some(other) => return Err(super::invalid_type("model", "a string", other)),
@@ -234,6 +237,7 @@ pub(crate) fn prepare(body: &Value) -> Result<Prepared, ModelReply> {
             Some("unsupported_parameter"),
         ));
     }
+    check_enums(obj)?;
     check_sampling(obj, &info, "max_tokens")?;
     check_ranges(obj, &info)?;
     let format = response_format(obj.get("response_format"), &info, messages)?;
@@ -245,6 +249,7 @@ pub(crate) fn prepare(body: &Value) -> Result<Prepared, ModelReply> {
         prompt_tokens += MESSAGE_OVERHEAD;
         read_message(message, i, &info, &est, &mut reading, &mut prompt_tokens)?;
     }
+    check_context(obj, &info, prompt_tokens)?;
     Ok(Prepared {
         model,
         info,
@@ -252,6 +257,53 @@ pub(crate) fn prepare(body: &Value) -> Result<Prepared, ModelReply> {
         format,
         prompt_tokens,
     })
+}
+
+/// The enum fields outside `response_format`, against the spec's values.
+fn check_enums(obj: &Map<String, Value>) -> Result<(), ModelReply> {
+    params::one_of(obj, "service_tier", params::SERVICE_TIERS)?;
+    params::one_of(obj, "reasoning_effort", params::REASONING_EFFORTS)?;
+    params::one_of(obj, "verbosity", params::VERBOSITIES)?;
+    params::one_of(obj, "prompt_cache_retention", params::CACHE_RETENTIONS)?;
+    params::all_of(obj, "modalities", params::MODALITIES)?;
+    params::one_of_or_object(obj, "tool_choice", params::TOOL_CHOICES)?;
+    params::one_of_or_object(obj, "function_call", params::FUNCTION_CALLS)?;
+    Ok(())
+}
+
+/// Prompt tokens plus the completion budget asked for must fit the model's context window,
+/// with OpenAI's `context_length_exceeded` message (one form with a budget, one without).
+fn check_context(
+    obj: &Map<String, Value>,
+    info: &ModelInfo,
+    prompt_tokens: u64,
+) -> Result<(), ModelReply> {
+    let Some(window) = info.context_window else {
+        return Ok(());
+    };
+    let completion = obj
+        .get("max_completion_tokens")
+        .or_else(|| obj.get("max_tokens"))
+        .and_then(Value::as_u64);
+    let requested = prompt_tokens.saturating_add(completion.unwrap_or(0));
+    if requested <= window {
+        return Ok(());
+    }
+    let message = match completion {
+        Some(c) => format!(
+            "This model's maximum context length is {window} tokens. However, you requested {requested} tokens ({prompt_tokens} in the messages, {c} in the completion). Please reduce the length of the messages or completion."
+        ),
+        None => format!(
+            "This model's maximum context length is {window} tokens. However, your messages resulted in {prompt_tokens} tokens. Please reduce the length of the messages."
+        ),
+    };
+    Err(error(
+        400,
+        &message,
+        "invalid_request_error",
+        Some("messages"),
+        Some("context_length_exceeded"),
+    ))
 }
 
 /// Reasoning models: no `max_tokens` (named `token_param` by the endpoint) and only default
@@ -416,14 +468,27 @@ fn response_format(
     let Some(rf) = rf.filter(|v| !v.is_null()) else {
         return Ok(Format::Text);
     };
-    let Some(kind) = rf.get("type").and_then(Value::as_str) else {
-        return Err(error(
-            400,
-            "Missing required parameter: 'response_format.type'.",
-            "invalid_request_error",
-            Some("response_format.type"),
-            Some("missing_required_parameter"),
-        ));
+    if !rf.is_object() {
+        return Err(super::invalid_type("response_format", "an object", rf));
+    }
+    let kind = match rf.get("type") {
+        Some(Value::String(kind)) => kind.as_str(),
+        Some(other) => {
+            return Err(super::invalid_type(
+                "response_format.type",
+                "a string",
+                other,
+            ));
+        }
+        None => {
+            return Err(error(
+                400,
+                "Missing required parameter: 'response_format.type'.",
+                "invalid_request_error",
+                Some("response_format.type"),
+                Some("missing_required_parameter"),
+            ));
+        }
     };
     match kind {
         "text" => Ok(Format::Text),
@@ -491,7 +556,7 @@ fn response_format(
         other => Err(super::invalid_value(
             "response_format.type",
             other,
-            &["json_object", "json_schema", "text"],
+            params::RESPONSE_FORMAT_TYPES,
         )),
     }
 }

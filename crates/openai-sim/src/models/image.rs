@@ -9,6 +9,7 @@ use batch_format::TokenEstimator;
 use serde_json::{Map, Value, json};
 
 use super::catalog::{self, Kind};
+use super::params;
 use super::reading::SeenImage;
 use super::rng::{self, Dice};
 use super::text;
@@ -170,6 +171,17 @@ fn sizes(model: &str) -> (&'static [&'static str], &'static str) {
     }
 }
 
+/// `quality` values each model takes, per the spec's description of `quality`: `hd` and
+/// `standard` for DALL·E 3, only `standard` for DALL·E 2, `high`/`medium`/`low` for GPT image
+/// models; `auto` for all.
+fn qualities(model: &str) -> &'static [&'static str] {
+    match model {
+        "dall-e-2" => &["standard", "auto"],
+        "dall-e-3" => &["standard", "hd", "auto"],
+        _ => &["low", "medium", "high", "auto"],
+    }
+}
+
 fn prompt_limit(model: &str) -> usize {
     match model {
         "dall-e-2" => 1_000,
@@ -191,11 +203,15 @@ fn image_output_tokens(quality: &str, size: &str) -> u64 {
     }
 }
 
-/// `POST /v1/images/generations` (and `/v1/images/edits`, answered the same way from the prompt).
-pub(crate) fn generate(ctx: &Ctx, body: &Value) -> ModelReply {
+/// `POST /v1/images/generations` (and `/v1/images/edits`, answered the same way from the
+/// prompt); `known` is the endpoint's request properties.
+pub(crate) fn generate(ctx: &Ctx, body: &Value, known: &[&str]) -> ModelReply {
     let Some(obj) = body.as_object() else {
         return super::not_an_object();
     };
+    if let Err(reply) = params::reject_unknown(obj, known) {
+        return reply;
+    }
     let prompt = match obj.get("prompt") {
         Some(Value::String(p)) if !p.is_empty() => p.as_str(),
         Some(Value::String(_)) => {
@@ -288,15 +304,20 @@ pub(crate) fn generate(ctx: &Ctx, body: &Value) -> ModelReply {
                 "url"
             }
         }
-        Some(Value::String(f)) if f == "url" || f == "b64_json" => f.as_str(),
+        Some(Value::String(f)) if params::IMAGE_RESPONSE_FORMATS.contains(&f.as_str()) => {
+            f.as_str()
+        }
         Some(Value::String(f)) => {
-            return super::invalid_value("response_format", f, &["url", "b64_json"]);
+            return super::invalid_value("response_format", f, params::IMAGE_RESPONSE_FORMATS);
         }
         Some(other) => return super::invalid_type("response_format", "a string", other),
     };
-    let quality = obj
-        .get("quality")
-        .and_then(Value::as_str)
+    let options = match options(obj, &model) {
+        Ok(o) => o,
+        Err(reply) => return reply,
+    };
+    let quality = options
+        .quality
         .filter(|q| *q != "auto")
         .unwrap_or(if gpt_image { "high" } else { "standard" })
         .to_string();
@@ -329,8 +350,8 @@ pub(crate) fn generate(ctx: &Ctx, body: &Value) -> ModelReply {
         reply.insert(
             "background".into(),
             json!(
-                obj.get("background")
-                    .and_then(Value::as_str)
+                options
+                    .background
                     .filter(|b| *b != "auto")
                     .unwrap_or("opaque")
             ),
@@ -370,6 +391,38 @@ pub(crate) fn generate(ctx: &Ctx, body: &Value) -> ModelReply {
             output_tokens: 0,
         }
     }
+}
+
+/// The enum options besides `size` and `response_format`, checked against the spec's values.
+struct Options<'a> {
+    quality: Option<&'a str>,
+    background: Option<&'a str>,
+}
+
+fn options<'a>(obj: &'a Map<String, Value>, model: &str) -> Result<Options<'a>, ModelReply> {
+    let quality = params::one_of(obj, "quality", qualities(model))?;
+    let background = params::one_of(obj, "background", params::BACKGROUNDS)?;
+    params::one_of(obj, "moderation", params::MODERATIONS)?;
+    params::one_of(obj, "style", params::STYLES)?;
+    params::one_of(obj, "input_fidelity", params::INPUT_FIDELITIES)?;
+    // Every picture is a PNG (the judge reads the prompt from its text chunk): a JPEG or WebP
+    // asked for is refused rather than answered with a PNG labelled as one.
+    match params::one_of(obj, "output_format", params::OUTPUT_FORMATS)? {
+        None | Some("png") => {}
+        Some(_) => {
+            return Err(error(
+                400,
+                "openai-sim draws PNG images only; send 'output_format': 'png'.",
+                "invalid_request_error",
+                Some("output_format"),
+                Some("unsupported_value"),
+            ));
+        }
+    }
+    Ok(Options {
+        quality,
+        background,
+    })
 }
 
 /// An RGB colour in 0-1 from hue (degrees), saturation and lightness.

@@ -22,6 +22,12 @@
 //! URLs that are not `data:` URLs (nothing can be downloaded here), and image sizes, counts and
 //! prompt lengths per image model. `stream: true` is refused: the simulator does not stream.
 //!
+//! Held to OpenAI's spec (`params`): a property the request schema does not declare
+//! (`Unrecognized request argument supplied: NAME`, param NAME), and enum fields outside the
+//! spec's values (`invalid_value` naming the field; image `quality` and `size` per model). A chat
+//! request whose prompt tokens plus `max_completion_tokens`/`max_tokens` exceed the model's
+//! context window (from the catalogue) gets 400 `context_length_exceeded`, param `messages`.
+//!
 //! # How the writer reads a conversation
 //!
 //! All text parts of all messages are read for `Label: value` lines (markdown bullets and bold
@@ -133,6 +139,7 @@ mod chat;
 mod engine;
 mod image;
 mod other;
+mod params;
 mod reading;
 mod rng;
 mod schema;
@@ -140,6 +147,8 @@ mod text;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod validation_tests;
 
 use batch_format::Endpoint;
 use serde_json::{Value, json};
@@ -201,7 +210,8 @@ impl Models {
         };
         match endpoint {
             Endpoint::ChatCompletions => chat::complete(&ctx, body),
-            Endpoint::ImagesGenerations | Endpoint::ImagesEdits => image::generate(&ctx, body),
+            Endpoint::ImagesGenerations => image::generate(&ctx, body, params::IMAGE_GENERATION),
+            Endpoint::ImagesEdits => image::generate(&ctx, body, params::IMAGE_EDIT),
             Endpoint::Embeddings => other::embeddings(&ctx, body),
             Endpoint::Completions => other::completions(&ctx, body),
             Endpoint::Moderations => other::moderations(&ctx, body),

@@ -29,6 +29,38 @@ async fn missing_key_gets_openais_401() {
 }
 
 #[tokio::test]
+async fn basic_auth_with_a_blank_username_is_the_other_form_the_401_names() {
+    let good = "sk-good-key-000000000000";
+    let ctx = Ctx::with(SimConfig::default().with_api_keys([good])).await;
+    let status = |user: &'static str, password: &'static str| {
+        let req = ctx
+            .http
+            .get(ctx.url("/v1/files"))
+            .basic_auth(user, Some(password));
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(status("", good).await, 200);
+    assert_eq!(status("", "sk-wrong-key-00000000000").await, 401);
+    // Not the blank username the message asks for: no key was given.
+    let r = ctx
+        .http
+        .get(ctx.url("/v1/files"))
+        .basic_auth("me", Some(good))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], Value::Null);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("You didn't provide an API key.")
+    );
+}
+
+#[tokio::test]
 async fn wrong_key_is_masked_and_right_key_passes() {
     let good = "sk-good-key-000000000000";
     let ctx = Ctx::with(SimConfig::default().with_api_keys([good])).await;

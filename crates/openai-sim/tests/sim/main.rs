@@ -5,5 +5,6 @@ mod batches;
 mod faults;
 mod files;
 mod lifecycle;
+mod strict;
 mod support;
 mod sync;

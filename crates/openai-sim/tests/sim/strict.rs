@@ -1,0 +1,97 @@
+//! The strict request checks over HTTP: the synchronous answer and the batch error line agree.
+
+use serde_json::{Value, json};
+
+use crate::support::{Ctx, chat_line, jsonl};
+
+fn line(custom_id: &str, body: Value) -> Value {
+    json!({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body})
+}
+
+#[tokio::test]
+async fn refused_bodies_get_the_same_error_synchronously_and_in_a_batch() {
+    let ctx = Ctx::new().await;
+    let refused = [
+        (
+            "unknown",
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "reasoning": {"effort": "low"}}),
+            json!({"error": {"message": "Unrecognized request argument supplied: reasoning",
+                             "type": "invalid_request_error", "param": "reasoning", "code": null}}),
+        ),
+        (
+            "enum",
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "service_tier": "turbo"}),
+            json!({"error": {"message": "Invalid value: 'turbo'. Supported values are: 'auto', 'default', 'flex', 'scale', 'priority', and 'fast'.",
+                             "type": "invalid_request_error", "param": "service_tier", "code": "invalid_value"}}),
+        ),
+    ];
+    for (_, body, expect) in &refused {
+        let r = ctx.post("/v1/chat/completions", body).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert_eq!(&r.json(), expect);
+    }
+    // Over gpt-4o-mini's 128,000-token window with the 16,384 completion tokens asked for.
+    let long = json!({"model": "gpt-4o-mini", "max_completion_tokens": 16_384,
+                      "messages": [{"role": "user", "content": "lighthouse ".repeat(115_000)}]});
+    let r = ctx.post("/v1/chat/completions", &long).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let expect = r.json();
+    let e = &expect["error"];
+    assert_eq!(
+        (&e["type"], &e["param"], &e["code"]),
+        (
+            &json!("invalid_request_error"),
+            &json!("messages"),
+            &json!("context_length_exceeded")
+        )
+    );
+    assert!(
+        e["message"].as_str().unwrap().starts_with(
+            "This model's maximum context length is 128000 tokens. However, you requested "
+        ),
+        "{e}"
+    );
+    let refused: Vec<(&str, Value, Value)> = refused
+        .into_iter()
+        .chain([("context", long, expect)])
+        .collect();
+
+    let mut lines = vec![chat_line("good", "gpt-4o-mini", "hello")];
+    lines.extend(refused.iter().map(|(id, body, _)| line(id, body.clone())));
+    let id = ctx.batch_of(&lines).await;
+    ctx.advance(120.0).await;
+    let b = ctx.batch(&id).await;
+    assert_eq!(b["status"], "completed", "{b}");
+    assert_eq!(
+        b["request_counts"],
+        json!({"total": 4, "completed": 1, "failed": 3})
+    );
+    let errors = jsonl(&ctx.content(b["error_file_id"].as_str().unwrap()).await.text);
+    assert_eq!(errors.len(), 3);
+    for (custom_id, _, expect) in &refused {
+        let l = errors
+            .iter()
+            .find(|l| l["custom_id"] == *custom_id)
+            .unwrap_or_else(|| panic!("no error line for {custom_id}"));
+        assert_eq!(l["error"], Value::Null);
+        assert_eq!(l["response"]["status_code"], 400);
+        assert_eq!(&l["response"]["body"], expect, "{custom_id}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_image_parameters_are_refused_synchronously() {
+    let ctx = Ctx::new().await;
+    let r = ctx
+        .post(
+            "/v1/images/generations",
+            &json!({"model": "gpt-image-1", "prompt": "a red fox", "seed": 7}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        r.json(),
+        json!({"error": {"message": "Unrecognized request argument supplied: seed",
+                         "type": "invalid_request_error", "param": "seed", "code": null}})
+    );
+}
