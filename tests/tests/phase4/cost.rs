@@ -194,7 +194,11 @@ async fn the_report_counts_and_prices_every_call_sent_on_every_tier_and_plan() {
 async fn hybrid_mode_keeps_gpt_4o_mini_off_flex() {
     // gpt-4o-mini has no flex tier (OpenAI refuses service_tier flex for it): with a deadline
     // that would pick flex, its stages go to standard, and every call is priced on its tier.
-    let sim = Arc::new(openai_sim::spawn(SimConfig::default()).await.unwrap());
+    let sim = Arc::new(
+        openai_sim::spawn(SimConfig::default().with_frozen_clock())
+            .await
+            .unwrap(),
+    );
     let _clock = Clock::start(&sim);
     let dir = tempfile::tempdir().unwrap();
     let mut config = ProvidersConfig::default();
