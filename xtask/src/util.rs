@@ -40,9 +40,19 @@ pub(crate) fn build_workspace(root: &Path) -> anyhow::Result<()> {
     )
 }
 
-/// `cargo` as the one that runs us (respects `$CARGO`).
+/// `cargo` as the one that runs us (respects `$CARGO`), with the tools xtask installed under
+/// `target/tools/` first on its `PATH` (cargo finds `cargo-<name>` subcommands there).
 pub(crate) fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let bins = crate::tools::tool_bins();
+    if !bins.is_empty() {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let dirs = bins.into_iter().chain(std::env::split_paths(&path));
+        if let Ok(joined) = std::env::join_paths(dirs) {
+            cmd.env("PATH", joined);
+        }
+    }
+    cmd
 }
 
 /// Runs a command to completion with inherited output, failing with the command line on a
