@@ -117,9 +117,7 @@ impl Tool {
             }
         }
     }
-}
 
-impl Tool {
     /// Installs the prebuilt wheel into `dir` with pip; whether the tool now answers.
     fn install_wheel(&self, dir: &Path) -> bool {
         let _ = std::fs::remove_dir_all(dir);
