@@ -44,6 +44,9 @@ fn check_edges(edges: &[Edge<'_>]) -> Vec<String> {
         let Some(from_rank) = rank(e.from) else {
             continue; // xtask and the integration-test crate sit outside the layers
         };
+        if e.dev && e.from == e.to {
+            continue; // a crate turning on its own features for its tests
+        }
         if let Some(to_rank) = rank(e.to)
             && to_rank >= from_rank
             && !(e.dev && e.to == TEST_DOUBLE)
@@ -280,52 +283,54 @@ const HEAVY_ALLOWED: &[(&str, &[&str])] = &[
     // The simulator is a web server.
     ("openai-sim", &["axum", "hyper", "tiktoken-rs"]),
     ("batch-queue", &["hyper", "tiktoken-rs"]),
-    // The simulated transport runs openai-sim's models in process (to go behind a feature).
-    ("providers", &["axum", "hyper", "tiktoken-rs"]),
+    // The simulated transport (openai-sim, so axum) is behind the `simulated` feature.
+    ("providers", &["hyper", "tiktoken-rs"]),
     // image: judge images are downscaled before they are sent.
-    ("orchestrator", &["axum", "hyper", "image", "tiktoken-rs"]),
+    ("orchestrator", &["hyper", "image", "tiktoken-rs"]),
     ("server", &[]),
 ];
 
+/// The packages `krate` pulls in through normal and build dependencies with its default
+/// features, as a service reusing it would build it. `cargo tree -p` resolves features for
+/// that package alone; `cargo metadata` would unify them across the workspace (the binary
+/// turns on providers' `simulated`), which is not what a reuser compiles.
+fn pulled_by(krate: &str) -> std::collections::BTreeSet<String> {
+    let output = crate::util::cargo()
+        .current_dir(crate::util::project_root())
+        .args(["tree", "-p", krate, "-e", "normal,build", "--target", "all"])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .output()
+        .expect("cargo tree");
+    assert!(
+        output.status.success(),
+        "cargo tree -p {krate}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != krate)
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
 fn library_crates_pull_only_the_heavy_dependencies_they_are_allowed() {
-    use std::collections::{BTreeSet, HashMap};
     let metadata = MetadataCommand::new()
         .manifest_path(crate::util::project_root().join("Cargo.toml"))
+        .no_deps()
         .exec()
         .expect("cargo metadata");
-    let resolve = metadata.resolve.as_ref().expect("a resolved graph");
-    let nodes: HashMap<_, _> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
-    let name_of = |id: &cargo_metadata::PackageId| {
-        metadata
-            .packages
-            .iter()
-            .find(|p| &p.id == id)
-            .map(|p| p.name.to_string())
-    };
     let mut problems = Vec::new();
     for (krate, allowed) in HEAVY_ALLOWED {
-        let pkg = metadata
-            .workspace_packages()
-            .into_iter()
-            .find(|p| p.name.as_str() == *krate)
-            .unwrap_or_else(|| panic!("tidy's heavy-dependency table names `{krate}`"));
-        // Everything reachable through normal (and build) dependencies.
-        let mut seen = BTreeSet::new();
-        let mut stack = vec![pkg.id.clone()];
-        while let Some(id) = stack.pop() {
-            let Some(node) = nodes.get(&id) else { continue };
-            for dep in &node.deps {
-                let normal = dep
-                    .dep_kinds
-                    .iter()
-                    .any(|k| k.kind != DependencyKind::Development);
-                if normal && seen.insert(dep.pkg.clone()) {
-                    stack.push(dep.pkg.clone());
-                }
-            }
-        }
-        let pulled: BTreeSet<String> = seen.iter().filter_map(name_of).collect();
+        assert!(
+            metadata
+                .workspace_packages()
+                .iter()
+                .any(|p| p.name.as_str() == *krate),
+            "tidy's heavy-dependency table names `{krate}`"
+        );
+        let pulled = pulled_by(krate);
         for heavy in HEAVY {
             if pulled.contains(*heavy) && !allowed.contains(heavy) {
                 problems.push(format!(
@@ -359,4 +364,72 @@ fn only_the_binary_and_xtask_use_anyhow() {
         users.is_empty(),
         "library crates have one thiserror type each, never anyhow: {users:?}"
     );
+}
+
+/// Crates the orchestrator must not name: it sees models only through the provider traits and
+/// the stage barrier (providers' `StageBarrier`), never the batch queue or the HTTP client.
+const ORCHESTRATOR_BANNED: &[&str] = &["batch-queue", "batch-client"];
+
+/// The orchestrator's edges to the crates below providers that it must not name, as problems.
+fn orchestrator_reaches_past_providers(edges: &[Edge<'_>]) -> Vec<String> {
+    edges
+        .iter()
+        .filter(|e| e.from == "orchestrator" && ORCHESTRATOR_BANNED.contains(&e.to))
+        .map(|e| {
+            let kind = if e.dev { "dev-dependency" } else { "dependency" };
+            format!(
+                "orchestrator has a {kind} on {}: it goes through providers (the provider traits and StageBarrier)",
+                e.to
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_orchestrator_sees_providers_only() {
+    let metadata = MetadataCommand::new()
+        .manifest_path(crate::util::project_root().join("Cargo.toml"))
+        .no_deps()
+        .exec()
+        .expect("cargo metadata");
+    let orchestrator = metadata
+        .workspace_packages()
+        .into_iter()
+        .find(|p| p.name.as_str() == "orchestrator")
+        .expect("an orchestrator package");
+    let edges: Vec<Edge<'_>> = orchestrator
+        .dependencies
+        .iter()
+        .map(|d| Edge {
+            from: "orchestrator",
+            to: &d.name,
+            dev: d.kind == DependencyKind::Development,
+        })
+        .collect();
+    let problems = orchestrator_reaches_past_providers(&edges);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // The check itself: normal and dev edges are both caught, providers is fine.
+    let caught = orchestrator_reaches_past_providers(&[
+        Edge {
+            from: "orchestrator",
+            to: "batch-queue",
+            dev: false,
+        },
+        Edge {
+            from: "orchestrator",
+            to: "batch-client",
+            dev: true,
+        },
+        Edge {
+            from: "orchestrator",
+            to: "providers",
+            dev: false,
+        },
+        Edge {
+            from: "server",
+            to: "batch-queue",
+            dev: false,
+        },
+    ]);
+    assert_eq!(caught.len(), 2, "{caught:#?}");
 }

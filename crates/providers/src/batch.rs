@@ -1,12 +1,16 @@
 //! The batch tier: bodies go through the batch queue and come back when their batch is done.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use batch_format::{ChatCompletionRequest, ImageGenerationRequest};
-use batch_queue::{BatchRequestQueue, QueuedRequest};
+use batch_queue::{BatchRequestQueue, QueuedRequest, RequestId};
+use tokio::sync::watch;
 
-use crate::{BatchMode, Delivered, Operation, ProviderError, Result, Tier, Transport};
+use crate::{
+    BatchMode, Delivered, Operation, ProviderError, Result, StageBarrier, Tier, Transport,
+};
 
 /// Calls carried by OpenAI's Batch API through a [`BatchRequestQueue`], at half price.
 ///
@@ -25,15 +29,22 @@ use crate::{BatchMode, Delivered, Operation, ProviderError, Result, Tier, Transp
 pub struct BatchTransport {
     queue: Arc<BatchRequestQueue>,
     mode: BatchMode,
+    /// The keys of the calls stored in the queue and not answered yet: the barrier waits on
+    /// it, woken by each change instead of polling the queue.
+    stored: Arc<watch::Sender<HashSet<String>>>,
 }
 
 impl BatchTransport {
     /// Sends through `queue`, flushing after each call when `mode` is immediate.
     pub fn new(queue: Arc<BatchRequestQueue>, mode: BatchMode) -> BatchTransport {
-        BatchTransport { queue, mode }
+        BatchTransport {
+            queue,
+            mode,
+            stored: Arc::new(watch::Sender::new(HashSet::new())),
+        }
     }
 
-    /// The queue, for the stage barrier.
+    /// The queue it sends through.
     pub fn queue(&self) -> &Arc<BatchRequestQueue> {
         &self.queue
     }
@@ -49,6 +60,8 @@ impl BatchTransport {
             None => self.queue.enqueue(op.as_str(), request).await,
         }
         .map_err(ProviderError::Queue)?;
+        // Stored: the barrier may now count it, until it is answered.
+        let _stored = key.map(|key| Stored::new(&self.stored, key));
         if self.mode == BatchMode::Immediate {
             self.queue.flush().await.map_err(ProviderError::Queue)?;
         }
@@ -65,10 +78,76 @@ impl BatchTransport {
     }
 }
 
+/// A keyed call in the barrier's set while it is stored and unanswered (also when its future
+/// is dropped).
+struct Stored<'a> {
+    set: &'a watch::Sender<HashSet<String>>,
+    key: String,
+}
+
+impl<'a> Stored<'a> {
+    fn new(set: &'a watch::Sender<HashSet<String>>, key: &str) -> Stored<'a> {
+        set.send_modify(|s| {
+            s.insert(key.to_owned());
+        });
+        Stored {
+            set,
+            key: key.to_owned(),
+        }
+    }
+}
+
+impl Drop for Stored<'_> {
+    fn drop(&mut self) {
+        self.set.send_modify(|s| {
+            s.remove(&self.key);
+        });
+    }
+}
+
+#[async_trait]
+impl StageBarrier for BatchTransport {
+    fn holds_calls(&self) -> bool {
+        true
+    }
+
+    async fn stored(&self, keys: &[String]) -> Result<()> {
+        let mut changes = self.stored.subscribe();
+        // The sender lives as long as `self`: waiting cannot outlive it.
+        let _ = changes
+            .wait_for(|set| keys.iter().all(|k| set.contains(k)))
+            .await;
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.queue.flush().await.map_err(ProviderError::Queue)
+    }
+
+    async fn batches(&self, keys: &[String]) -> Vec<String> {
+        let mut batches: Vec<String> = Vec::new();
+        for key in keys {
+            // A call that failed or is still on its way names no batch yet.
+            if let Ok(Some(done)) = self.queue.result_for(&RequestId::for_key(key)).await {
+                for b in done.batch_ids {
+                    if !batches.contains(&b) {
+                        batches.push(b);
+                    }
+                }
+            }
+        }
+        batches
+    }
+}
+
 #[async_trait]
 impl Transport for BatchTransport {
     fn tier(&self) -> Tier {
         Tier::Batch
+    }
+
+    fn barrier(&self) -> Arc<dyn StageBarrier> {
+        Arc::new(self.clone())
     }
 
     async fn chat(

@@ -1,4 +1,6 @@
-//! The one place that names concrete tiers: configuration in, providers out.
+//! The one place that names concrete tiers: configuration in, providers out, each operation
+//! on the tier configuration gives it (or, for a stage that picks its own, on a tier asked
+//! for by name).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,10 +9,10 @@ use async_trait::async_trait;
 use batch_client::{ClientConfig, OpenAiClient, RetryPolicy};
 use batch_format::{ChatCompletionRequest, ImageGenerationRequest};
 
-use crate::transport::{FlexTransport, SimulatedTransport, StandardTransport};
+use crate::transport::{FlexTransport, StandardTransport};
 use crate::{
-    ConfigError, Delivered, ImageProvider, LlmProvider, OpenAiProvider, Operation, ProviderError,
-    ProvidersConfig, Result, Tier, Transport, VisionProvider,
+    ConfigError, Delivered, ImageProvider, LlmProvider, NoBarrier, OpenAiProvider, Operation,
+    ProviderError, ProvidersConfig, Result, StageBarrier, Tier, Transport, VisionProvider,
 };
 
 /// Builds [`Providers`] from a [`ProvidersConfig`] and the connections the chosen tiers need.
@@ -52,24 +54,44 @@ impl ProviderFactory {
         self
     }
 
-    /// The same connections with another configuration (the orchestrator's hybrid mode builds
-    /// one set of providers per tier this way).
-    pub fn with_config(mut self, config: ProvidersConfig) -> ProviderFactory {
-        self.config = config;
-        self
-    }
-
     /// The configuration.
     pub fn config(&self) -> &ProvidersConfig {
         &self.config
     }
 
-    /// One transport per tier in use, and each operation routed to its tier's.
-    pub fn build(&self) -> Result<Providers, ConfigError> {
+    /// The tier an operation's calls are configured to use ([`ProvidersConfig::tier_for`]:
+    /// the one rule for configured routing).
+    pub fn tier_for(&self, operation: Operation) -> Tier {
+        self.config.tier_for(operation)
+    }
+
+    /// Whether configuration lets `operation` use the batch tier when a stage picks its own
+    /// tier (hybrid mode): its role's switch (`BATCH_LLM_ENABLED`, `BATCH_VISION_ENABLED`)
+    /// as [`ProvidersConfig::tier_for`] reads it. Hybrid mode is itself a choice to batch, so
+    /// `BATCH_API_ENABLED` is not asked.
+    pub fn may_batch(&self, operation: Operation) -> bool {
+        let mut config = self.config.clone().with_tier(operation, Tier::Batch);
+        config.batch.enabled = true;
+        config.tier_for(operation) == Tier::Batch
+    }
+
+    /// The tiers a stage that picks its own may choose from (hybrid mode): standard and flex
+    /// (building them needs an API client), and batch when the factory has a batch transport.
+    pub fn available(&self) -> Vec<Tier> {
+        let mut tiers = vec![Tier::Standard, Tier::Flex];
+        if self.batch.is_some() {
+            tiers.push(Tier::Batch);
+        }
+        tiers
+    }
+
+    /// One transport per tier in use, and each operation routed to its configured tier
+    /// ([`ProviderFactory::tier_for`]).
+    pub fn build(&self) -> Result<Providers> {
         let mut by_tier: BTreeMap<&'static str, Arc<dyn Transport>> = BTreeMap::new();
         let mut routes = Vec::new();
         for op in Operation::ALL {
-            let tier = self.config.tier_for(op);
+            let tier = self.tier_for(op);
             let transport = match by_tier.get(tier.as_str()) {
                 Some(t) => t.clone(),
                 None => {
@@ -78,18 +100,34 @@ impl ProviderFactory {
                     t
                 }
             };
-            routes.push((op, transport));
+            routes.push((op, tier, transport));
         }
-        let router = Arc::new(Router { routes });
-        Ok(Providers {
-            provider: OpenAiProvider::new(router, self.config.models.clone()),
-            config: self.config.clone(),
-        })
+        Ok(self.providers(routes))
     }
 
-    fn transport(&self, op: Operation, tier: Tier) -> Result<Arc<dyn Transport>, ConfigError> {
+    /// Every operation on `tier`, whatever configuration routes it to (a stage that picks its
+    /// own tier sends through these).
+    pub fn tier(&self, tier: Tier) -> Result<Providers> {
+        let transport = self.transport(Operation::ALL[0], tier)?;
+        let routes = Operation::ALL
+            .into_iter()
+            .map(|op| (op, tier, transport.clone()))
+            .collect();
+        Ok(self.providers(routes))
+    }
+
+    fn providers(&self, routes: Vec<(Operation, Tier, Arc<dyn Transport>)>) -> Providers {
+        let router = Arc::new(Router { routes });
+        Providers {
+            provider: OpenAiProvider::new(router.clone(), self.config.models.clone()),
+            router,
+            config: self.config.clone(),
+        }
+    }
+
+    fn transport(&self, op: Operation, tier: Tier) -> Result<Arc<dyn Transport>> {
         let client = |config: ClientConfig| {
-            OpenAiClient::new(config).map_err(|e| ConfigError::Unreadable(e.to_string()))
+            OpenAiClient::new(config).map_err(|source| ProviderError::Client { tier, source })
         };
         let needs_client = || ConfigError::Missing {
             operation: op,
@@ -97,7 +135,19 @@ impl ProviderFactory {
             what: "an API client (OPENAI_API_KEY and OPENAI_BASE_URL)",
         };
         Ok(match tier {
-            Tier::Simulated => Arc::new(SimulatedTransport::new(self.config.simulated_seed)),
+            #[cfg(feature = "simulated")]
+            Tier::Simulated => Arc::new(crate::transport::SimulatedTransport::new(
+                self.config.simulated_seed,
+            )),
+            #[cfg(not(feature = "simulated"))]
+            Tier::Simulated => {
+                return Err(ConfigError::Missing {
+                    operation: op,
+                    tier,
+                    what: "the `simulated` feature of the providers crate",
+                }
+                .into());
+            }
             Tier::Standard => {
                 let config = self.client.clone().ok_or_else(needs_client)?;
                 Arc::new(StandardTransport::new(client(config)?))
@@ -129,6 +179,7 @@ impl ProviderFactory {
 #[derive(Debug, Clone)]
 pub struct Providers {
     provider: OpenAiProvider,
+    router: Arc<Router>,
     config: ProvidersConfig,
 }
 
@@ -150,7 +201,19 @@ impl Providers {
 
     /// The tier an operation's calls are sent to.
     pub fn tier_for(&self, operation: Operation) -> Tier {
-        self.config.tier_for(operation)
+        self.router
+            .routes
+            .iter()
+            .find(|(op, _, _)| *op == operation)
+            .map_or(Tier::Standard, |(_, tier, _)| *tier)
+    }
+
+    /// The stage barrier of the tier an operation's calls are sent to.
+    pub fn barrier(&self, operation: Operation) -> Arc<dyn StageBarrier> {
+        match self.router.route(operation) {
+            Ok(transport) => transport.barrier(),
+            Err(_) => Arc::new(NoBarrier),
+        }
     }
 
     /// The configuration they were built from.
@@ -162,15 +225,15 @@ impl Providers {
 /// Sends each call to its operation's transport.
 #[derive(Debug)]
 struct Router {
-    routes: Vec<(Operation, Arc<dyn Transport>)>,
+    routes: Vec<(Operation, Tier, Arc<dyn Transport>)>,
 }
 
 impl Router {
     fn route(&self, op: Operation) -> Result<&Arc<dyn Transport>> {
         self.routes
             .iter()
-            .find(|(o, _)| *o == op)
-            .map(|(_, t)| t)
+            .find(|(o, _, _)| *o == op)
+            .map(|(_, _, t)| t)
             .ok_or_else(|| ProviderError::InvalidRequest(format!("no tier for {op}")))
     }
 }
@@ -179,9 +242,7 @@ impl Router {
 impl Transport for Router {
     fn tier(&self) -> Tier {
         // Mixed: callers read the tier each result reports.
-        self.routes
-            .first()
-            .map_or(Tier::Standard, |(_, t)| t.tier())
+        self.routes.first().map_or(Tier::Standard, |(_, t, _)| *t)
     }
 
     async fn chat(
@@ -212,9 +273,9 @@ mod tests {
     fn tiers_without_their_connection_are_named() {
         let config = ProvidersConfig::default().with_tier(Operation::Expand, Tier::Simulated);
         match ProviderFactory::new(config).build() {
-            Err(ConfigError::Missing {
+            Err(ProviderError::Config(ConfigError::Missing {
                 operation, tier, ..
-            }) => assert_eq!((operation, tier), (Operation::Combine, Tier::Standard)),
+            })) => assert_eq!((operation, tier), (Operation::Combine, Tier::Standard)),
             other => panic!("{other:?}"),
         }
         let mut config = ProvidersConfig::default();

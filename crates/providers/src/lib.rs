@@ -1,6 +1,6 @@
 //! Provider traits for the LLM, image and vision calls of the beam search; their standard,
-//! flex, batch and simulated tiers; and the factory that picks a tier per operation from
-//! configuration.
+//! flex, batch and simulated tiers (the last with the `simulated` feature); the stage barrier
+//! of each tier; and the factory that picks a tier per operation from configuration.
 //!
 //! ```
 //! use providers::{ChatRequest, LlmProvider, Operation, OpenAiProvider, RoleModels, Tier};
@@ -21,6 +21,7 @@
 //! Every tier sends the same bodies, written by [`codec`]; tiers differ only in their
 //! [`Transport`]. See `docs/providers.md`.
 
+mod barrier;
 mod batch;
 pub mod codec;
 mod config;
@@ -32,6 +33,7 @@ mod traits;
 pub mod transport;
 mod types;
 
+pub use barrier::{NoBarrier, StageBarrier};
 pub use batch::BatchTransport;
 pub use config::{BatchMode, BatchSettings, CONFIG_FILE, ConfigError, ProvidersConfig, SETTINGS};
 pub use error::{ProviderError, Result};

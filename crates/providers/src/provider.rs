@@ -10,8 +10,8 @@ use serde_json::Value;
 use crate::codec;
 use crate::{
     CallMeta, ChatReply, ChatRequest, CompareRequest, Comparison, GeneratedImage, ImageProvider,
-    ImageRequest, JsonReply, JsonRequest, JudgeRequest, Judgement, LlmProvider, Operation, Result,
-    Tier, VisionJsonRequest, VisionProvider,
+    ImageRequest, JsonReply, JsonRequest, JudgeRequest, Judgement, LlmProvider, NoBarrier,
+    Operation, Result, StageBarrier, Tier, VisionJsonRequest, VisionProvider,
 };
 
 /// A response body as a tier delivered it.
@@ -52,6 +52,11 @@ pub trait Transport: Send + Sync + fmt::Debug {
         key: Option<&str>,
         body: ImageGenerationRequest,
     ) -> Result<Delivered>;
+
+    /// The stage barrier of this tier: [`NoBarrier`] for a tier that sends each call at once.
+    fn barrier(&self) -> Arc<dyn StageBarrier> {
+        Arc::new(NoBarrier)
+    }
 }
 
 /// The models each role uses.
