@@ -163,8 +163,13 @@ fn fit(width: u32, height: u32, max_long: u32, max_short: u32) -> (u32, u32) {
 /// already within the target (see the module documentation for the rules).
 ///
 /// Only the header is read before the size is known, so an oversized image is refused without
-/// decoding, and an image that passes through is not decoded at all.
-pub fn prepare_for_judge(bytes: &[u8], detail: ImageDetail) -> Result<JudgeImage, DownscaleError> {
+/// decoding, and an image that passes through is not decoded at all. Fails with
+/// [`Error::Downscale`](crate::Error::Downscale).
+pub fn prepare_for_judge(bytes: &[u8], detail: ImageDetail) -> crate::Result<JudgeImage> {
+    prepare(bytes, detail).map_err(crate::Error::Downscale)
+}
+
+fn prepare(bytes: &[u8], detail: ImageDetail) -> Result<JudgeImage, DownscaleError> {
     let format = sniff(bytes)?;
     let (format_name, mime) = match format {
         ImageFormat::Png => ("PNG", "image/png"),
@@ -650,31 +655,30 @@ mod tests {
 
     #[test]
     fn non_images_are_named() {
-        let err =
-            prepare_for_judge(br#"{"error": {"message": "nope"}}"#, ImageDetail::Low).unwrap_err();
+        let err = prepare(br#"{"error": {"message": "nope"}}"#, ImageDetail::Low).unwrap_err();
         assert!(matches!(err, DownscaleError::NotAnImage { .. }), "{err:?}");
         assert_eq!(
             err.to_string(),
             r#"not an image: 30 bytes of text starting "{\"error\": {\"message\": \"n"..."#
         );
 
-        let err = prepare_for_judge(&[0, 1, 2, 0xfe], ImageDetail::Low).unwrap_err();
+        let err = prepare(&[0, 1, 2, 0xfe], ImageDetail::Low).unwrap_err();
         assert_eq!(
             err.to_string(),
             "not an image: 4 bytes starting 00 01 02 fe"
         );
 
-        let err = prepare_for_judge(&[], ImageDetail::Low).unwrap_err();
+        let err = prepare(&[], ImageDetail::Low).unwrap_err();
         assert_eq!(err.to_string(), "not an image: no bytes");
 
-        let err = prepare_for_judge(b"GIF89a\x01\x00\x01\x00", ImageDetail::Low).unwrap_err();
+        let err = prepare(b"GIF89a\x01\x00\x01\x00", ImageDetail::Low).unwrap_err();
         assert_eq!(
             err.to_string(),
             "unsupported image format Gif: only PNG and JPEG are read"
         );
 
         // A PNG signature with nothing behind it.
-        let err = prepare_for_judge(b"\x89PNG\r\n\x1a\n", ImageDetail::Low).unwrap_err();
+        let err = prepare(b"\x89PNG\r\n\x1a\n", ImageDetail::Low).unwrap_err();
         assert!(
             matches!(err, DownscaleError::Decode { format: "PNG", .. }),
             "{err:?}"
@@ -684,7 +688,7 @@ mod tests {
     #[test]
     fn a_truncated_large_png_fails_to_decode() {
         let photo = synthetic_photo(1024, 1024, 1);
-        let err = prepare_for_judge(&photo[..photo.len() / 2], ImageDetail::Low).unwrap_err();
+        let err = prepare(&photo[..photo.len() / 2], ImageDetail::Low).unwrap_err();
         assert!(
             matches!(err, DownscaleError::Decode { format: "PNG", .. }),
             "{err:?}"
@@ -728,7 +732,7 @@ mod tests {
         chunk(&mut png, b"IHDR", &ihdr);
         chunk(&mut png, b"IDAT", &[0x78, 0x9c, 0x01, 0x02]);
         chunk(&mut png, b"IEND", &[]);
-        let err = prepare_for_judge(&png, ImageDetail::High).unwrap_err();
+        let err = prepare(&png, ImageDetail::High).unwrap_err();
         assert!(
             matches!(
                 err,

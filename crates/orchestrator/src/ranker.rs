@@ -281,6 +281,8 @@ impl ImageRanker {
             .collect()
     }
 
+    // Long: one pass of majority, rank averaging and merging per pair, kept together so the
+    // comparative rules read in one place.
     fn comparisons(
         &self,
         pool: &[Entrant],
