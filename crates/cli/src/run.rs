@@ -15,7 +15,7 @@ use batch_queue::BatchRequestQueue;
 use clap::{Args, Subcommand};
 use openai_sim::{SimConfig, SimHandle};
 use orchestrator::{
-    BeamSearch, Engines, Hybrid, JudgingMode, Plan, Pricing, ProgressEvent, Routing, SearchParams,
+    BeamSearch, CheckpointStore, Engines, Hybrid, JudgingMode, Plan, Pricing, ProgressEvent, Routing, SearchParams,
     SessionOutcome, SessionStore, Turnaround, estimate,
 };
 use providers::{Operation, ProviderFactory, ProvidersConfig, RoleModels, Tier};
@@ -307,7 +307,7 @@ async fn rig(place: &Place) -> anyhow::Result<Rig> {
             .iter()
             .any(|op| config.tier_for(*op) == providers::Tier::Batch);
     let mut factory = ProviderFactory::new(config.clone()).with_client(client.clone());
-    let (store, queue) = if batch_used {
+    let store = if batch_used {
         let manager = BatchJobManager::open(
             OpenAiClient::new(client.clone())?,
             &db,
@@ -325,16 +325,16 @@ async fn rig(place: &Place) -> anyhow::Result<Rig> {
             .await?,
         );
         queue.resume().await?;
-        factory = factory.with_queue(Arc::clone(&queue));
-        (store, Some(queue))
+        factory = factory.with_queue(queue);
+        store
     } else {
-        (SessionStore::open(&db).await?, None)
+        SessionStore::open(&db).await?
     };
     let hybrid = deadline.map(|deadline| Hybrid {
         deadline,
         turnaround: Turnaround::default(),
     });
-    let mut engines = Engines::from_factory(&factory, queue.clone(), hybrid)?;
+    let mut engines = Engines::from_factory(&factory, hybrid)?;
     engines.priced_by(&pricing);
     Ok(Rig {
         engines,
@@ -725,7 +725,7 @@ fn rand_seed() -> u64 {
 /// `batchbeam sessions`.
 pub(crate) async fn sessions(args: SessionsArgs) -> anyhow::Result<ExitCode> {
     let store = SessionStore::open_read_only(&db_path(args.db.as_deref())?).await?;
-    let rows = store.sessions().await?;
+    let rows = store.summaries().await?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let list: Vec<_> = rows
@@ -743,21 +743,14 @@ pub(crate) async fn sessions(args: SessionsArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "no sessions")?;
     }
     for r in rows {
-        let params: serde_json::Value = serde_json::from_str(&r.params).unwrap_or_default();
-        let plan = params["plan"].as_str().unwrap_or("?");
-        let iterations = params["iterations"].as_u64().unwrap_or(0);
-        let total = plan
-            .parse::<Plan>()
-            .map(|p| p.stages(u32::try_from(iterations).unwrap_or(0)).len())
-            .unwrap_or(0);
         writeln!(
             out,
             "{}  {:<9}  stage {}/{}  {}  {}",
             r.id,
             format!("{:?}", r.state).to_lowercase(),
             r.next_stage,
-            total,
-            plan,
+            r.stages.unwrap_or(0),
+            r.plan.map_or_else(|| "?".to_owned(), |p| p.to_string()),
             r.idea
         )?;
     }
@@ -770,25 +763,17 @@ pub(crate) async fn cost(cmd: CostCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         CostCommand::Report(args) => {
             let store = SessionStore::open_read_only(&db_path(args.db.as_deref())?).await?;
-            let row = store
-                .session(&args.id)
-                .await?
-                .ok_or_else(|| orchestrator::Error::UnknownSession(args.id.clone()))?;
-            let state: orchestrator::SearchState = match &row.snapshot {
-                Some(s) => serde_json::from_str(s).context("reading the session's checkpoint")?,
-                None => orchestrator::SearchState::default(),
-            };
-            let report = state.costs.report();
+            let report = store.report(&args.id).await?;
             if args.json {
-                serde_json::to_writer_pretty(&mut out, &report)?;
+                serde_json::to_writer_pretty(&mut out, &report.cost)?;
                 writeln!(out)?;
             } else {
                 writeln!(
                     out,
                     "session {} ({} of its stages finished)",
-                    row.id, row.next_stage
+                    report.summary.id, report.summary.next_stage
                 )?;
-                write!(out, "{report}")?;
+                write!(out, "{}", report.cost)?;
             }
         }
         CostCommand::Prices(args) => {

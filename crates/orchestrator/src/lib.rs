@@ -2,9 +2,10 @@
 //! batch-aware image-prompt beam search.
 //!
 //! A search runs a [`Plan`]'s stages in order; every stage sends all its calls at once on the
-//! tier its operation is routed to ([`Engines`]), flushes the batch queue as its barrier, and
-//! checkpoints each answer as it arrives ([`SessionStore`]), so an interrupted session resumes
-//! without sending any call twice. See `docs/orchestrator.md`.
+//! tier its operation is routed to ([`Engines`]), passes that tier's stage barrier
+//! ([`providers::StageBarrier`]: the batch tier sends once every keyed call is stored), and
+//! checkpoints each answer as it arrives ([`CheckpointStore`], in SQLite [`SessionStore`]), so
+//! an interrupted session resumes without sending any call twice. See `docs/orchestrator.md`.
 //!
 //! ```
 //! use orchestrator::{BeamSearch, Backend, Engines, JudgingMode, SearchParams, SessionStore};
@@ -59,4 +60,7 @@ pub use params::{
 };
 pub use ranker::ImageRanker;
 pub use search::{BeamSearch, CallRecord, IterationBest, Payload, SearchState, SessionOutcome};
-pub use store::{SessionRow, SessionState, SessionStore, StageRecord};
+pub use store::{
+    CheckpointStore, MIGRATIONS_TABLE, SessionReport, SessionRow, SessionState, SessionStore,
+    SessionSummary, StageRecord,
+};
