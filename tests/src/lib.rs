@@ -90,7 +90,7 @@ pub async fn batch_rig_with(
     let factory = ProviderFactory::new(config)
         .with_client(client_config(sim))
         .with_queue(Arc::clone(&queue));
-    let engines = Engines::from_factory(&factory, Some(Arc::clone(&queue)), hybrid).unwrap();
+    let engines = Engines::from_factory(&factory, hybrid).unwrap();
     BatchRig {
         engines,
         store: SessionStore::new(pool).await.unwrap(),
@@ -101,7 +101,7 @@ pub async fn batch_rig_with(
 /// Engines sending every operation to `sim`'s synchronous (standard) endpoints.
 pub fn standard_engines(sim: &SimHandle) -> Engines {
     let factory = ProviderFactory::new(ProvidersConfig::default()).with_client(client_config(sim));
-    Engines::from_factory(&factory, None, None).unwrap()
+    Engines::from_factory(&factory, None).unwrap()
 }
 
 /// Engines answering in process with the simulated models seeded `seed` (no HTTP).

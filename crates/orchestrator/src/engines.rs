@@ -1,17 +1,18 @@
-//! The providers a search calls, one set per tier, and how each stage picks its tier: fixed
-//! per operation from configuration, or in hybrid mode the cheapest tier whose expected
-//! turnaround fits the time left before a deadline.
+//! The providers a search calls, one set per tier with its stage barrier, and how each stage
+//! picks its tier: fixed per operation as configured (asked of the provider factory), or in
+//! hybrid mode the cheapest tier whose expected turnaround fits the time left before a
+//! deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use batch_queue::BatchRequestQueue;
 use providers::{
-    ConfigError, ImageProvider, LlmProvider, Operation, ProviderFactory, Role, RoleModels, Tier,
-    VisionProvider,
+    ImageProvider, LlmProvider, NoBarrier, Operation, ProviderFactory, Role,
+    RoleModels, StageBarrier, Tier, VisionProvider,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::cost::Pricing;
 
 /// The three providers of one tier.
@@ -102,13 +103,12 @@ pub enum Routing {
     Hybrid(Hybrid),
 }
 
-/// The backends of a search, the routing of its stages and the batch queue (whose flush is
-/// the stage barrier).
+/// The backends of a search, one per tier with that tier's stage barrier, and the routing of
+/// its stages.
 #[derive(Clone, Debug)]
 pub struct Engines {
-    backends: Vec<(Tier, Backend)>,
+    backends: Vec<TierBackend>,
     routing: Routing,
-    queue: Option<Arc<BatchRequestQueue>>,
     /// Operations configuration keeps off the batch tier (hybrid mode honours it).
     no_batch: Vec<Operation>,
     /// The models each role calls, when known (from a factory's configuration).
@@ -118,104 +118,100 @@ pub struct Engines {
     not_offered: Vec<(Operation, Tier)>,
 }
 
+/// The backend of one tier and the barrier its stages wait at.
+#[derive(Clone, Debug)]
+struct TierBackend {
+    tier: Tier,
+    backend: Backend,
+    barrier: Arc<dyn StageBarrier>,
+}
+
 impl Engines {
-    /// Every operation on one backend of `tier` (tests, and the in-process simulated tier).
+    /// Every operation on one backend of `tier` (tests, and the in-process simulated tier),
+    /// with no stage barrier.
     pub fn single(tier: Tier, backend: Backend) -> Engines {
-        Engines {
-            backends: vec![(tier, backend)],
-            routing: Routing::PerOperation(Operation::ALL.iter().map(|op| (*op, tier)).collect()),
-            queue: None,
-            no_batch: Vec::new(),
-            models: None,
-            not_offered: Vec::new(),
-        }
+        Engines::new(
+            vec![(tier, backend)],
+            Operation::ALL.iter().map(|op| (*op, tier)).collect(),
+        )
     }
 
-    /// Backends per tier as given, each operation routed to `routes`' tier.
-    pub fn new(
-        backends: Vec<(Tier, Backend)>,
-        routes: Vec<(Operation, Tier)>,
-        queue: Option<Arc<BatchRequestQueue>>,
-    ) -> Engines {
+    /// Backends per tier as given (none with a stage barrier: see [`Engines::with_barrier`]),
+    /// each operation routed to `routes`' tier.
+    pub fn new(backends: Vec<(Tier, Backend)>, routes: Vec<(Operation, Tier)>) -> Engines {
         Engines {
-            backends,
+            backends: backends
+                .into_iter()
+                .map(|(tier, backend)| TierBackend {
+                    tier,
+                    backend,
+                    barrier: Arc::new(NoBarrier),
+                })
+                .collect(),
             routing: Routing::PerOperation(routes),
-            queue,
             no_batch: Vec::new(),
             models: None,
             not_offered: Vec::new(),
         }
     }
 
-    /// From a provider factory: each operation on the tier configuration gives it; with
-    /// `hybrid`, every tier the factory can build (batch only where batching is allowed) and
-    /// the stage's tier picked by the deadline. `queue` is the batch tier's queue, if any.
+    /// The stages of `tier` wait at `barrier` once all their calls are sent.
+    pub fn with_barrier(mut self, tier: Tier, barrier: Arc<dyn StageBarrier>) -> Engines {
+        for b in self.backends.iter_mut().filter(|b| b.tier == tier) {
+            b.barrier = barrier.clone();
+        }
+        self
+    }
+
+    /// From a provider factory: each operation on the tier the factory's configuration gives
+    /// it ([`ProviderFactory::tier_for`]); with `hybrid`, every tier the factory can build
+    /// ([`ProviderFactory::available`]; batch only for the operations
+    /// [`ProviderFactory::may_batch`] allows) and each stage's tier picked by the deadline.
     pub fn from_factory(
         factory: &ProviderFactory,
-        queue: Option<Arc<BatchRequestQueue>>,
         hybrid: Option<Hybrid>,
-    ) -> Result<Engines, ConfigError> {
-        let config = factory.config();
+    ) -> crate::Result<Engines> {
         let mut tiers: Vec<Tier> = match hybrid {
-            Some(_) => {
-                let mut t = vec![Tier::Standard, Tier::Flex];
-                if queue.is_some() {
-                    t.push(Tier::Batch);
-                }
-                t
-            }
+            Some(_) => factory.available(),
             None => Operation::ALL
                 .iter()
-                .map(|op| config.tier_for(*op))
+                .map(|op| factory.tier_for(*op))
                 .collect(),
         };
         tiers.dedup();
-        let mut backends: Vec<(Tier, Backend)> = Vec::new();
+        let mut backends: Vec<TierBackend> = Vec::new();
         for tier in tiers {
-            if backends.iter().any(|(t, _)| *t == tier) {
+            if backends.iter().any(|b| b.tier == tier) {
                 continue;
             }
-            let mut c = config.clone();
-            for op in Operation::ALL {
-                c = c.with_tier(op, tier);
-            }
-            if tier == Tier::Batch {
-                c.batch.enabled = true;
-            }
-            let providers = factory.clone().with_config(c).build()?;
-            backends.push((
+            let providers = factory.tier(tier)?;
+            backends.push(TierBackend {
                 tier,
-                Backend {
+                backend: Backend {
                     llm: providers.llm(),
                     image: providers.image(),
                     vision: providers.vision(),
                 },
-            ));
+                barrier: providers.barrier(Operation::ALL[0]),
+            });
         }
         let routing = match hybrid {
             Some(h) => Routing::Hybrid(h),
             None => Routing::PerOperation(
                 Operation::ALL
                     .iter()
-                    .map(|op| (*op, config.tier_for(*op)))
+                    .map(|op| (*op, factory.tier_for(*op)))
                     .collect(),
             ),
         };
-        let b = &config.batch;
-        let no_batch = Operation::ALL
-            .into_iter()
-            .filter(|op| match op.role() {
-                Role::Llm => !b.llm_enabled,
-                Role::Vision => !b.vision_enabled,
-                _ => false,
-            })
-            .collect();
         Ok(Engines {
             backends,
             routing,
-            queue,
-            no_batch,
-            models: Some(config.models.clone()),
+            no_batch: Operation::ALL
+                .into_iter()
+                .filter(|op| !factory.may_batch(*op))
+                .collect(),
+            models: Some(factory.config().models.clone()),
             not_offered: Vec::new(),
         })
     }
@@ -230,9 +226,9 @@ impl Engines {
         };
         for op in Operation::ALL {
             let model = model_of(models, op);
-            for (tier, _) in &self.backends {
-                if !pricing.offers(model, *tier, op) {
-                    self.not_offered.push((op, *tier));
+            for b in &self.backends {
+                if !pricing.offers(model, b.tier, op) {
+                    self.not_offered.push((op, b.tier));
                 }
             }
         }
@@ -262,16 +258,11 @@ impl Engines {
         &self.routing
     }
 
-    /// The batch queue, if the batch tier is in use.
-    pub fn queue(&self) -> Option<&Arc<BatchRequestQueue>> {
-        self.queue.as_ref()
-    }
-
     /// The tiers a stage of `op` may use.
     pub fn offered(&self, op: Operation) -> Vec<Tier> {
         self.backends
             .iter()
-            .map(|(t, _)| *t)
+            .map(|b| b.tier)
             // The image endpoint has no flex tier.
             .filter(|t| !(*t == Tier::Flex && op.role() == Role::Image))
             .filter(|t| !(*t == Tier::Batch && self.no_batch.contains(&op)))
@@ -280,7 +271,7 @@ impl Engines {
     }
 
     /// The tier for a stage of `op`, with `left` until the deadline and `stages_left`
-    /// stages (this one included) to run.
+    /// stages (this one included) to run: the one place a stage's tier is decided.
     pub fn tier_for(&self, op: Operation, left: Option<Duration>, stages_left: usize) -> Tier {
         match &self.routing {
             Routing::PerOperation(routes) => routes
@@ -297,14 +288,24 @@ impl Engines {
         }
     }
 
-    /// The backend of `tier` (the first one when that tier has none).
-    pub fn backend(&self, tier: Tier) -> &Backend {
+    /// The backend of `tier`; [`Error::NoBackend`] when these engines have none for it.
+    pub fn backend(&self, tier: Tier) -> crate::Result<&Backend> {
+        self.tier_backend(tier).map(|b| &b.backend)
+    }
+
+    /// The stage barrier of `tier` (as [`Engines::backend`]).
+    pub fn barrier(&self, tier: Tier) -> crate::Result<&Arc<dyn StageBarrier>> {
+        self.tier_backend(tier).map(|b| &b.barrier)
+    }
+
+    fn tier_backend(&self, tier: Tier) -> crate::Result<&TierBackend> {
         self.backends
             .iter()
-            .find(|(t, _)| *t == tier)
-            .or_else(|| self.backends.first())
-            .map(|(_, b)| b)
-            .expect("engines hold at least one backend")
+            .find(|b| b.tier == tier)
+            .ok_or_else(|| Error::NoBackend {
+                tier,
+                have: self.backends.iter().map(|b| b.tier).collect(),
+            })
     }
 }
 
@@ -345,5 +346,34 @@ mod tests {
             h.pick(&[Tier::Standard, Tier::Batch], hours(3), 9),
             Some(Tier::Standard)
         );
+    }
+
+    #[test]
+    fn a_tier_without_a_backend_is_an_error_naming_it() {
+        let provider = providers::MockLlmProvider::new();
+        let backend = Backend {
+            llm: Arc::new(provider),
+            image: Arc::new(providers::MockImageProvider::new()),
+            vision: Arc::new(providers::MockVisionProvider::new()),
+        };
+        let engines = Engines::single(Tier::Standard, backend);
+        assert!(engines.backend(Tier::Standard).is_ok());
+        let err = engines.backend(Tier::Batch).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NoBackend {
+                    tier: Tier::Batch,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("batch") && text.contains("standard"),
+            "{text}"
+        );
+        assert!(engines.barrier(Tier::Flex).is_err());
     }
 }

@@ -77,7 +77,7 @@ async fn session(plan: Plan, setup: Setup) -> (SessionOutcome, serde_json::Value
             let store = SessionStore::open(&dir.path().join("batchbeam.db"))
                 .await
                 .unwrap();
-            (Engines::from_factory(&factory, None, None).unwrap(), store)
+            (Engines::from_factory(&factory, None).unwrap(), store)
         }
         Setup::Batch | Setup::BatchFallback | Setup::Hybrid => {
             let mut config = ProvidersConfig::default();

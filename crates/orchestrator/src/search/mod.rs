@@ -1,0 +1,330 @@
+//! `BeamSearch`: runs a plan's stages in order (one unit per stage kind: `stages`, `judge`),
+//! each stage's calls all at once on the stage's tier through the call runner (`calls`), which
+//! passes the tier's stage barrier; checkpoints every call as it finishes and the whole state
+//! (`state`) after every stage, so that a session resumes where it stopped and never sends a
+//! call whose result it has.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::candidate::{Candidate, Proposal};
+use crate::components::Writing;
+use crate::cost::{CostReport, Pricing};
+use crate::engines::Engines;
+use crate::events::{Progress, ProgressEvent};
+use crate::params::{SearchParams, StageKind};
+use crate::store::{CheckpointStore, SessionState};
+use crate::{Error, Result};
+
+mod calls;
+mod judge;
+mod stages;
+mod state;
+
+pub use calls::{CallRecord, Payload};
+pub use state::{IterationBest, SearchState, SessionOutcome};
+
+use calls::write_atomic;
+use state::outcome_of;
+
+/// The beam search over one idea.
+pub struct BeamSearch {
+    id: String,
+    params: SearchParams,
+    engines: Engines,
+    store: Arc<dyn CheckpointStore>,
+    folder: PathBuf,
+    progress: Progress,
+    pricing: Arc<Pricing>,
+    deadline: Option<Instant>,
+    state: SearchState,
+    next_stage: usize,
+}
+
+impl std::fmt::Debug for BeamSearch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BeamSearch")
+            .field("id", &self.id)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BeamSearch {
+    /// A new session of `params` (validated), recorded in `store`, its files in a folder named
+    /// after it under `sessions_dir`.
+    pub async fn start(
+        params: SearchParams,
+        engines: Engines,
+        store: impl CheckpointStore + 'static,
+        sessions_dir: &Path,
+    ) -> Result<BeamSearch> {
+        params.validate()?;
+        let id = format!("s_{}", ulid::Ulid::new().to_string().to_lowercase());
+        // Absolute, so that a resume from another working directory finds it.
+        let folder = std::path::absolute(sessions_dir.join(&id)).map_err(|source| Error::Io {
+            path: sessions_dir.to_owned(),
+            source,
+        })?;
+        let params_json = serde_json::to_string(&params).map_err(Error::Encode)?;
+        store
+            .create(&id, &params.idea, &params_json, &folder.to_string_lossy())
+            .await?;
+        let mut engines = engines;
+        engines.priced_by(&Pricing::builtin());
+        Ok(BeamSearch {
+            id,
+            params,
+            engines,
+            store: Arc::new(store),
+            folder,
+            progress: Progress::new(),
+            pricing: Arc::new(Pricing::builtin()),
+            deadline: None,
+            state: SearchState::default(),
+            next_stage: 0,
+        })
+    }
+
+    /// An interrupted session, from its last checkpoint.
+    pub async fn resume(
+        id: &str,
+        engines: Engines,
+        store: impl CheckpointStore + 'static,
+    ) -> Result<BeamSearch> {
+        let row = store
+            .session(id)
+            .await?
+            .ok_or_else(|| Error::UnknownSession(id.to_owned()))?;
+        let params = row.search_params()?;
+        let state = row.search_state()?;
+        let folder = row.folder_path()?;
+        let mut engines = engines;
+        engines.priced_by(&Pricing::builtin());
+        Ok(BeamSearch {
+            id: row.id,
+            params,
+            engines,
+            store: Arc::new(store),
+            folder,
+            progress: Progress::new(),
+            pricing: Arc::new(Pricing::builtin()),
+            deadline: None,
+            state,
+            next_stage: row.next_stage,
+        })
+    }
+
+    /// Sends progress events to `progress`.
+    pub fn with_progress(mut self, progress: Progress) -> BeamSearch {
+        self.progress = progress;
+        self
+    }
+
+    /// Prices calls with `pricing` instead of the built-in table (which also decides the
+    /// tiers hybrid mode may pick for each model: see [`Engines::priced_by`]).
+    pub fn with_pricing(mut self, pricing: Pricing) -> BeamSearch {
+        self.engines.priced_by(&pricing);
+        self.pricing = Arc::new(pricing);
+        self
+    }
+
+    /// The deadline hybrid mode plans against, from now.
+    pub fn with_deadline(mut self, within: Duration) -> BeamSearch {
+        self.deadline = Some(Instant::now() + within);
+        self
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The session folder.
+    pub fn folder(&self) -> &Path {
+        &self.folder
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &SearchParams {
+        &self.params
+    }
+
+    /// The progress channel (subscribe before [`BeamSearch::run`]).
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// Runs the remaining stages and returns the outcome. Every stage's calls are
+    /// checkpointed as they finish, the state after every stage; an error leaves the session
+    /// resumable.
+    pub async fn run(mut self) -> Result<SessionOutcome> {
+        let images = self.folder.join("images");
+        tokio::fs::create_dir_all(&images)
+            .await
+            .map_err(|source| Error::Io {
+                path: images,
+                source,
+            })?;
+        self.progress.send(ProgressEvent::SessionStarted {
+            session: self.id.clone(),
+            stages: self.params.plan.stages(self.params.iterations).len(),
+            next_stage: self.next_stage,
+        });
+        self.store
+            .set_state(&self.id, SessionState::Running)
+            .await?;
+        if let Err(e) = self.run_stages().await {
+            tracing::warn!(session = %self.id, error = %e, "session stopped");
+            self.store.set_state(&self.id, SessionState::Failed).await?;
+            return Err(e);
+        }
+        self.store
+            .set_state(&self.id, SessionState::Completed)
+            .await?;
+        let outcome = outcome_of(&self.id, &self.folder, &self.params, &self.state)?;
+        self.write_session_json(Some(&outcome.report)).await?;
+        self.progress.send(ProgressEvent::SessionFinished {
+            session: self.id.clone(),
+            best_id: outcome.best.id.clone(),
+            best_score: outcome.best.score(),
+            cost: outcome.report.total.cost,
+        });
+        Ok(outcome)
+    }
+
+    /// Whether every stage has run (a resumed finished session has nothing left to do).
+    pub fn is_finished(&self) -> bool {
+        self.next_stage >= self.params.plan.stages(self.params.iterations).len()
+    }
+
+    /// The first stage still to run (0-based; the number of stages when finished).
+    pub fn next_stage(&self) -> usize {
+        self.next_stage
+    }
+
+    /// The outcome of session `id` when every stage of it has run, read from `store` (no
+    /// engines needed: nothing is sent); `None` while it has stages left.
+    pub async fn finished(id: &str, store: &dyn CheckpointStore) -> Result<Option<SessionOutcome>> {
+        let row = store
+            .session(id)
+            .await?
+            .ok_or_else(|| Error::UnknownSession(id.to_owned()))?;
+        let params = row.search_params()?;
+        if row.next_stage < params.plan.stages(params.iterations).len() {
+            return Ok(None);
+        }
+        let state = row.search_state()?;
+        outcome_of(&row.id, &row.folder_path()?, &params, &state).map(Some)
+    }
+
+    async fn run_stages(&mut self) -> Result<()> {
+        let schedule = self.params.plan.schedule(self.params.iterations);
+        while self.next_stage < schedule.len() {
+            let idx = self.next_stage;
+            let (iteration, kind) = schedule[idx];
+            self.stage(idx, kind, iteration, schedule.len() - idx)
+                .await?;
+            self.next_stage = idx + 1;
+            let snapshot = serde_json::to_string(&self.state).map_err(Error::Encode)?;
+            self.store
+                .checkpoint(&self.id, self.next_stage, &snapshot)
+                .await?;
+            self.write_session_json(None).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn writing(&self) -> Writing {
+        Writing {
+            idea: self.params.idea.clone(),
+            temperature: self.params.temperature,
+            seed: self.params.seed,
+        }
+    }
+
+    pub(super) fn new_candidates(
+        &mut self,
+        iteration: u32,
+        parents: &[Option<String>],
+    ) -> Vec<String> {
+        let ids: Vec<String> = parents
+            .iter()
+            .enumerate()
+            .map(|(k, parent)| {
+                let c = Candidate::new(iteration, k, parent.clone());
+                let id = c.id.clone();
+                // A resumed stage rebuilds the same candidates: replace, do not duplicate.
+                self.state.candidates.retain(|x| x.id != id);
+                self.state.candidates.push(c);
+                id
+            })
+            .collect();
+        self.state.working = ids.clone();
+        ids
+    }
+
+    pub(super) fn adopt_proposals(
+        &mut self,
+        it: u32,
+        proposals: Vec<(String, Proposal)>,
+    ) -> Result<()> {
+        let lineage: Vec<Option<String>> = proposals.iter().map(|(p, _)| Some(p.clone())).collect();
+        let ids = self.new_candidates(it, &lineage);
+        for (id, (_, p)) in ids.iter().zip(proposals) {
+            let c = self.state.candidate_mut(&self.id, id)?;
+            (c.what, c.how, c.combined) = (p.what, p.how, p.combined);
+        }
+        Ok(())
+    }
+
+    pub(super) fn require_alive(
+        &self,
+        kind: StageKind,
+        it: u32,
+        ids: &[String],
+        at_least: usize,
+    ) -> Result<()> {
+        let alive = self.state.alive(ids);
+        if alive.len() >= at_least {
+            return Ok(());
+        }
+        let errors: Vec<String> = ids
+            .iter()
+            .filter_map(|id| self.state.get(id))
+            .filter_map(|c| c.failed.clone())
+            .take(3)
+            .collect();
+        Err(Error::Stage {
+            stage: kind.as_str().into(),
+            iteration: it,
+            problem: format!(
+                "every candidate failed ({} of {}); first errors: {}",
+                ids.len() - alive.len(),
+                ids.len(),
+                errors.join(" | ")
+            ),
+        })
+    }
+
+    async fn write_session_json(&self, report: Option<&CostReport>) -> Result<()> {
+        let doc = serde_json::json!({
+            "id": self.id,
+            "params": self.params,
+            "stages_done": self.next_stage,
+            "stages": self.state.stages,
+            "pool": self.state.pool,
+            "best_by_iteration": self.state.best,
+            "candidates": self.state.candidates,
+            "calls": self.state.costs,
+            "cost": report,
+        });
+        let path = self.folder.join("session.json");
+        let tmp = self.folder.join("session.json.tmp");
+        let text = serde_json::to_vec_pretty(&doc).map_err(Error::Encode)?;
+        write_atomic(&tmp, &path, &text)
+            .await
+            .map_err(|source| Error::Io { path, source })
+    }
+}
