@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use providers::{
-    ImageProvider, LlmProvider, NoBarrier, Operation, ProviderFactory, Role,
-    RoleModels, StageBarrier, Tier, VisionProvider,
+    ImageProvider, LlmProvider, NoBarrier, Operation, ProviderFactory, Role, RoleModels,
+    StageBarrier, Tier, VisionProvider,
 };
 use serde::{Deserialize, Serialize};
 

@@ -42,6 +42,15 @@ pub struct BeamSearch {
     next_stage: usize,
 }
 
+/// What a session is, new or read back: the rest of a [`BeamSearch`] is how it runs.
+struct Session {
+    id: String,
+    params: SearchParams,
+    folder: PathBuf,
+    state: SearchState,
+    next_stage: usize,
+}
+
 impl std::fmt::Debug for BeamSearch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BeamSearch")
@@ -71,20 +80,14 @@ impl BeamSearch {
         store
             .create(&id, &params.idea, &params_json, &folder.to_string_lossy())
             .await?;
-        let mut engines = engines;
-        engines.priced_by(&Pricing::builtin());
-        Ok(BeamSearch {
+        let session = Session {
             id,
             params,
-            engines,
-            store: Arc::new(store),
             folder,
-            progress: Progress::new(),
-            pricing: Arc::new(Pricing::builtin()),
-            deadline: None,
             state: SearchState::default(),
             next_stage: 0,
-        })
+        };
+        Ok(BeamSearch::new(session, engines, Arc::new(store)))
     }
 
     /// An interrupted session, from its last checkpoint.
@@ -97,23 +100,31 @@ impl BeamSearch {
             .session(id)
             .await?
             .ok_or_else(|| Error::UnknownSession(id.to_owned()))?;
-        let params = row.search_params()?;
-        let state = row.search_state()?;
-        let folder = row.folder_path()?;
-        let mut engines = engines;
-        engines.priced_by(&Pricing::builtin());
-        Ok(BeamSearch {
+        let session = Session {
+            params: row.search_params()?,
+            state: row.search_state()?,
+            folder: row.folder_path()?,
+            next_stage: row.next_stage,
             id: row.id,
-            params,
+        };
+        Ok(BeamSearch::new(session, engines, Arc::new(store)))
+    }
+
+    /// A search of `session` on `engines`, priced with the built-in table until told otherwise.
+    fn new(session: Session, mut engines: Engines, store: Arc<dyn CheckpointStore>) -> BeamSearch {
+        engines.priced_by(&Pricing::builtin());
+        BeamSearch {
+            id: session.id,
+            params: session.params,
             engines,
-            store: Arc::new(store),
-            folder,
+            store,
+            folder: session.folder,
             progress: Progress::new(),
             pricing: Arc::new(Pricing::builtin()),
             deadline: None,
-            state,
-            next_stage: row.next_stage,
-        })
+            state: session.state,
+            next_stage: session.next_stage,
+        }
     }
 
     /// Sends progress events to `progress`.
