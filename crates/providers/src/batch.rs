@@ -168,3 +168,6 @@ impl Transport for BatchTransport {
         self.carry(op, key, QueuedRequest::Image(body)).await
     }
 }
+
+#[cfg(test)]
+mod tests;
