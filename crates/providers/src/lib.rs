@@ -23,7 +23,7 @@
 
 mod batch;
 pub mod codec;
-mod config;
+pub mod settings;
 mod error;
 mod factory;
 mod provider;
@@ -33,7 +33,7 @@ pub mod transport;
 mod types;
 
 pub use batch::BatchTransport;
-pub use config::{BatchMode, BatchSettings, CONFIG_FILE, ConfigError, ProvidersConfig, SETTINGS};
+pub use settings::{BatchMode, BatchSettings, CONFIG_FILE, ConfigError, ProvidersConfig, SETTINGS};
 pub use error::{ProviderError, Result};
 pub use factory::{ProviderFactory, Providers};
 pub use provider::{Delivered, OpenAiProvider, RoleModels, Transport};
