@@ -23,20 +23,23 @@
 
 mod batch;
 pub mod codec;
-pub mod settings;
 mod error;
 mod factory;
 mod provider;
+pub mod settings;
 mod tier;
 mod traits;
 pub mod transport;
 mod types;
 
 pub use batch::BatchTransport;
-pub use settings::{BatchMode, BatchSettings, CONFIG_FILE, ConfigError, ProvidersConfig, SETTINGS};
 pub use error::{ProviderError, Result};
 pub use factory::{ProviderFactory, Providers};
 pub use provider::{Delivered, OpenAiProvider, RoleModels, Transport};
+pub use settings::{
+    BatchMode, BatchSettings, CONFIG_FILE, ConfigError, DataSettings, OpenAiSettings,
+    ProvidersConfig, SETTINGS, Settings,
+};
 pub use tier::{Operation, Role, Tier};
 pub use traits::{ImageProvider, LlmProvider, VisionProvider};
 #[cfg(feature = "mocks")]
