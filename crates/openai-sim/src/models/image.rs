@@ -92,15 +92,15 @@ pub fn draw_png(prompt: &str, variant: u32, size: &str, model: &str) -> Vec<u8> 
     };
     let _ = encoder.add_text_chunk("batchbeam:size".into(), size.into());
     let _ = encoder.add_text_chunk("batchbeam:model".into(), model.into());
-    let mut writer = encoder
-        .write_header()
-        .expect("writing a PNG header to memory cannot fail");
-    writer
-        .write_image_data(&data)
-        .expect("the pixel buffer matches the header");
-    writer
-        .finish()
-        .expect("writing a PNG to memory cannot fail");
+    // Writing to a Vec cannot fail and the pixel buffer matches the header, so an error here
+    // is a bug in this function; an empty body (which the judge rejects) is its visible symptom.
+    let written = encoder.write_header().and_then(|mut writer| {
+        writer.write_image_data(&data)?;
+        writer.finish()
+    });
+    if written.is_err() {
+        out.clear();
+    }
     out
 }
 
