@@ -13,9 +13,9 @@ use tiktoken_rs::CoreBPE;
 
 /// A run of whitespace, or of anything else, longer than this many bytes is counted by sample
 /// (see [`TokenEstimator::count_text`]).
-pub const LONG_RUN: usize = 16 * 1024;
+pub(crate) const LONG_RUN: usize = 16 * 1024;
 /// Bytes of a long run that are counted exactly; the rest is scaled from them.
-pub const RUN_SAMPLE: usize = 1024;
+pub(crate) const RUN_SAMPLE: usize = 1024;
 
 /// Tokens added for each chat message on top of its text (role and separators).
 pub(crate) const MESSAGE_OVERHEAD: u64 = 3;
@@ -99,10 +99,10 @@ impl TokenEstimator {
 
     /// Number of tokens in `text`, special tokens treated as ordinary text.
     ///
-    /// Exact for text without a run of more than [`LONG_RUN`] bytes of one kind (whitespace or
-    /// not), i.e. for any prose or code. Such a run (30 MB of one letter, a pasted base64 blob)
+    /// Exact for text without a run of more than 16 KiB of one kind (whitespace or not), i.e.
+    /// for any prose or code. Such a run (30 MB of one letter, a pasted base64 blob)
     /// makes the BPE take time and memory in proportion to the run (a gigabyte for 30 MB), so
-    /// each one is estimated from its first [`RUN_SAMPLE`] bytes instead: the work per call is
+    /// each one is estimated from its first KiB instead (within 2%): the work per call is
     /// bounded by a scan of the text plus BPE over at most 1/16 of it.
     pub fn count_text(&self, text: &str) -> u64 {
         let bpe = self.encoding.bpe();
