@@ -164,3 +164,42 @@ async fn expiry_objects_are_checked_in_every_form() {
         7200
     );
 }
+
+/// Found by schemathesis: integer image parameters of the wrong type or out of range were
+/// accepted and ignored.
+#[tokio::test]
+async fn integer_image_parameters_are_type_and_range_checked() {
+    let ctx = Ctx::new().await;
+    let cases = [
+        (
+            json!({"partial_images": {"a": 1}}),
+            "partial_images",
+            "invalid_type",
+        ),
+        (
+            json!({"partial_images": 4}),
+            "partial_images",
+            "integer_above_max_value",
+        ),
+        (
+            json!({"output_compression": -1}),
+            "output_compression",
+            "integer_below_min_value",
+        ),
+        (json!({"n": 0}), "n", "integer_below_min_value"),
+        (json!({"user": 7}), "user", "invalid_type"),
+    ];
+    for (extra, param, code) in cases {
+        let mut body = json!({"model": "gpt-image-1", "prompt": "a lighthouse"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let r = ctx.post("/v1/images/generations", &body).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert_eq!(r.error()["param"], param, "{body}");
+        assert_eq!(r.error()["code"], code, "{body}");
+    }
+    let fine = json!({"model": "gpt-image-1", "prompt": "a lighthouse", "partial_images": 2,
+                      "output_compression": null});
+    assert_eq!(ctx.post("/v1/images/generations", &fine).await.status, 200);
+}
