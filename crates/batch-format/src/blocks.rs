@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::{Condvar, Mutex, mpsc};
 
-use crate::validate::find_newline;
-
 /// Target size of one block of lines handed to a worker.
 pub(crate) const BLOCK_BYTES: usize = 1 << 20;
 
@@ -322,24 +320,12 @@ fn read_block<R: Read>(
     }
 }
 
-/// The lines of a block, each with its newline (the last may lack one).
-pub(crate) fn split_lines(mut rest: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let end = find_newline(rest).map_or(rest.len(), |p| p + 1);
-        let (line, tail) = rest.split_at(end);
-        rest = tail;
-        Some(line)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::BufReader;
 
     use super::*;
+    use crate::jsonl::split_lines;
 
     /// Reads `input` through `parallel_blocks`, returning the lines as delivered.
     fn lines_of(input: &[u8], threads: usize) -> (Vec<Vec<u8>>, std::io::Result<()>) {

@@ -15,10 +15,11 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::blocks::{parallel_text_blocks, split_lines, worker_threads};
+use crate::blocks::{parallel_text_blocks, worker_threads};
 use crate::error::Result;
+use crate::field::Field;
+use crate::jsonl::{find_newline, split_lines};
 use crate::scan::{Nested, Scan, Scanner};
-use crate::validate::{Field, find_newline};
 
 /// What happened to one request.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::validate::Field;
+use crate::field::Field;
 
 /// A JSON value that should be an object.
 #[derive(Debug, Default)]

@@ -14,14 +14,15 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
 use std::io::BufRead;
-use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::blocks::{BLOCK_BYTES, parallel_blocks, split_lines, worker_threads};
+use crate::blocks::{BLOCK_BYTES, parallel_blocks, worker_threads};
 use crate::endpoint::Endpoint;
 use crate::error::Result;
+use crate::field::Field;
+use crate::jsonl::{find_newline, split_lines};
 use crate::scan::{Nested, Scan, Scanner};
 use crate::tokens::{MESSAGE_OVERHEAD, TokenEstimator, is_image_part};
 
@@ -421,31 +422,6 @@ fn for_each_line<R: BufRead>(mut reader: R, mut f: impl FnMut(&[u8])) -> std::io
     }
 }
 
-/// Position of the first `\n`. Written so that the compiler vectorises the 64-byte blocks,
-/// which makes it several times faster than `core::slice::memchr` on long lines.
-pub(crate) fn find_newline(hay: &[u8]) -> Option<usize> {
-    const BLOCK: usize = 64;
-    let mut blocks = hay.chunks_exact(BLOCK);
-    let mut offset = 0;
-    for block in &mut blocks {
-        // A `u8` accumulator over a fixed-size array vectorises; a `bool` one does not.
-        let block: &[u8; BLOCK] = block.try_into().expect("chunks_exact yields full blocks");
-        let mut seen = 0u8;
-        for &b in block {
-            seen |= u8::from(b == b'\n');
-        }
-        if seen != 0 {
-            return block.iter().position(|&b| b == b'\n').map(|p| offset + p);
-        }
-        offset += BLOCK;
-    }
-    blocks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|p| offset + p)
-}
-
 /// Push-based validator: feed it lines with [`Validator::push_line`], then call
 /// [`Validator::finish`].
 #[derive(Debug)]
@@ -830,20 +806,6 @@ struct ObjectFacts<'a> {
     tokens: u64,
 }
 
-/// A field that should hold a string (or, for `stream` and the token budgets, a bool or a
-/// count); any other JSON value is accepted and remembered only as `Other`.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) enum Field<'a> {
-    #[default]
-    Missing,
-    Null,
-    Str(Cow<'a, str>),
-    Bool(bool),
-    /// A non-negative integer.
-    Count(u64),
-    Other,
-}
-
 impl LineFacts<'_> {
     /// Detaches the facts from the line's buffer (for handing them to another thread).
     fn into_owned(self) -> LineFacts<'static> {
@@ -867,31 +829,6 @@ impl LineFacts<'_> {
                 },
                 tokens: obj.tokens,
             }),
-        }
-    }
-}
-
-impl Field<'_> {
-    fn into_owned(self) -> Field<'static> {
-        match self {
-            Field::Missing => Field::Missing,
-            Field::Null => Field::Null,
-            // The usual method and urls need no allocation.
-            Field::Str(s) if s == "POST" => Field::Str(Cow::Borrowed("POST")),
-            Field::Str(s) => match Endpoint::from_url(&s) {
-                Some(e) => Field::Str(Cow::Borrowed(e.as_str())),
-                None => Field::Str(Cow::Owned(s.into_owned())),
-            },
-            Field::Bool(b) => Field::Bool(b),
-            Field::Count(n) => Field::Count(n),
-            Field::Other => Field::Other,
-        }
-    }
-
-    pub(crate) fn as_str(&self) -> Option<&str> {
-        match self {
-            Field::Str(s) => Some(s),
-            _ => None,
         }
     }
 }
@@ -1141,38 +1078,6 @@ macro_rules! accept_other {
 /// Skips a map value of any type, checking its syntax (serde_json's fast path).
 fn skip_value<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
     map.next_value::<IgnoredAny>().map(drop)
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct FieldVisitor<'a>(PhantomData<Field<'a>>);
-        impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
-            type Value = Field<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Field<'a>, E> {
-                Ok(Field::Str(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Field<'a>, E> {
-                Ok(Field::Str(Cow::Owned(s.to_owned())))
-            }
-            fn visit_unit<E>(self) -> Result<Field<'a>, E> {
-                Ok(Field::Null)
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<Field<'a>, E> {
-                Ok(Field::Bool(b))
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<Field<'a>, E> {
-                Ok(Field::Count(n))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<Field<'a>, E> {
-                Ok(u64::try_from(n).map_or(Field::Other, Field::Count))
-            }
-            accept_other!(Field::Other; f64, seq, map);
-        }
-        d.deserialize_any(FieldVisitor(PhantomData))
-    }
 }
 
 /// A request line; `None` when the line is JSON but not an object.
