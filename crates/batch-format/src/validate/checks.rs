@@ -3,8 +3,8 @@
 
 use super::facts::{Body, BodyFacts, ObjectFacts};
 use super::ids::{IdSet, id_hash};
+use super::options::ValidationOptions;
 use super::problem::{Problem, ProblemCode};
-use super::validator::ValidationOptions;
 use crate::endpoint::Endpoint;
 use crate::field::Field;
 

@@ -13,6 +13,7 @@ mod analyse;
 mod checks;
 mod facts;
 mod ids;
+mod options;
 mod probes;
 mod problem;
 mod stream;
@@ -22,6 +23,7 @@ mod validator;
 #[cfg(test)]
 mod tests;
 
+pub use options::ValidationOptions;
 pub use problem::{Problem, ProblemCode};
 pub use stream::{validate_jsonl, validate_jsonl_parallel};
-pub use validator::{ValidationOptions, ValidationSummary, Validator};
+pub use validator::{ValidationSummary, Validator};

@@ -5,9 +5,10 @@ use std::io::BufRead;
 
 use super::analyse::{analyse_line, scan_request};
 use super::facts::{LineFacts, ObjectFacts};
+use super::options::ValidationOptions;
 use super::problem::Problem;
 use super::tally::CountCache;
-use super::validator::{ValidationOptions, ValidationSummary, Validator};
+use super::validator::{ValidationSummary, Validator};
 use crate::blocks::{BLOCK_BYTES, parallel_blocks, worker_threads};
 use crate::error::Result;
 use crate::jsonl::{find_newline, split_lines};

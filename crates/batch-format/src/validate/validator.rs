@@ -1,47 +1,16 @@
 //! `Validator`: the lines of one file in order, with the checks that need the lines before
 //! them, the file-level limits, and the summary of what it saw.
 
-use std::collections::HashSet;
-
 use serde::Serialize;
 
 use super::analyse::analyse_line;
 use super::checks::check_object;
 use super::facts::LineFacts;
 use super::ids::IdSet;
+use super::options::ValidationOptions;
 use super::problem::{MSG_INVALID_JSON, Problem, ProblemCode};
 use super::tally::CountCache;
 use crate::endpoint::Endpoint;
-
-/// Limits and expectations for [`validate_jsonl`](crate::validate_jsonl) and [`Validator`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidationOptions {
-    /// Most lines (requests) a file may have; OpenAI's limit is 50,000.
-    pub max_lines: u64,
-    /// Largest file size in bytes; OpenAI's limit is 200 MB.
-    pub max_bytes: u64,
-    /// The endpoint the batch will be created for. When `None`, the first line whose `url` is a
-    /// Batch API endpoint decides.
-    pub expected_endpoint: Option<Endpoint>,
-    /// Models the Batch API accepts, matched exactly against `body.model`; a model not in the set
-    /// is `model_not_found`. `None` accepts any model.
-    pub known_models: Option<HashSet<String>>,
-    /// Whether to estimate prompt tokens (see [`TokenEstimator`](crate::TokenEstimator)); this
-    /// costs a BPE pass over every text part, so it is off unless asked for.
-    pub estimate_tokens: bool,
-}
-
-impl Default for ValidationOptions {
-    fn default() -> Self {
-        ValidationOptions {
-            max_lines: 50_000,
-            max_bytes: 200 * 1024 * 1024,
-            expected_endpoint: None,
-            known_models: None,
-            estimate_tokens: false,
-        }
-    }
-}
 
 /// What a validation run saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
