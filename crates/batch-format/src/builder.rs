@@ -348,6 +348,10 @@ impl BatchRequestBuilder {
 
     /// The draft the next line of (endpoint, model) goes into, starting a new one if the line
     /// would push the current one over a limit.
+    #[allow(
+        clippy::expect_used,
+        reason = "the group's last draft exists: one was pushed just above when it had none"
+    )]
     fn open_draft(
         &mut self,
         endpoint: Endpoint,

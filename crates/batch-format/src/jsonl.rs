@@ -1,15 +1,14 @@
-//! Where the lines of JSONL bytes end: the one line splitter that the block reader, the
-//! validator and the output reader share.
+//! Where the lines of JSONL bytes end: the one line splitter that the validator and the output
+//! reader share.
 
 /// Position of the first `\n`. Written so that the compiler vectorises the 64-byte blocks,
 /// which makes it several times faster than `core::slice::memchr` on long lines.
 pub(crate) fn find_newline(hay: &[u8]) -> Option<usize> {
     const BLOCK: usize = 64;
-    let mut blocks = hay.chunks_exact(BLOCK);
+    let (blocks, remainder) = hay.as_chunks::<BLOCK>();
     let mut offset = 0;
-    for block in &mut blocks {
+    for block in blocks {
         // A `u8` accumulator over a fixed-size array vectorises; a `bool` one does not.
-        let block: &[u8; BLOCK] = block.try_into().expect("chunks_exact yields full blocks");
         let mut seen = 0u8;
         for &b in block {
             seen |= u8::from(b == b'\n');
@@ -19,8 +18,7 @@ pub(crate) fn find_newline(hay: &[u8]) -> Option<usize> {
         }
         offset += BLOCK;
     }
-    blocks
-        .remainder()
+    remainder
         .iter()
         .position(|&b| b == b'\n')
         .map(|p| offset + p)

@@ -113,7 +113,7 @@ fn scan_body<'a>(s: &mut Scanner<'a>) -> Scan<BodyFields<'a>> {
         s.skip()?;
     }
     Ok(BodyFields {
-        raw: s.since(start),
+        raw: s.since(start)?,
         usage,
         error,
     })

@@ -26,6 +26,9 @@ impl ManifestMatch {
 }
 
 /// Matches result lines (output and error files together) against the ids that were sent.
+///
+/// It holds fewer than 2^32 distinct ids (a batch has at most 50,000); one more panics, as a
+/// `Vec` does past its capacity.
 #[derive(Debug, Default)]
 pub struct ResultMatcher {
     /// Every id expected or seen, one after another: the expected ones first, in the order
@@ -149,7 +152,7 @@ impl ResultMatcher {
 
     /// Adds `id`, which `find` did not find, at `slot` (what `find` returned).
     fn insert(&mut self, slot: usize, id: &str, seen: u32) {
-        let entry = u32::try_from(self.ids.len() + 1).expect("fewer than 4 billion ids");
+        let entry = table_entry(self.ids.len());
         self.names.push_str(id);
         self.ids.push(IdState {
             end: self.names.len(),
@@ -175,7 +178,17 @@ impl ResultMatcher {
             while self.table[slot] != 0 {
                 slot = (slot + 1) & (size - 1);
             }
-            self.table[slot] = u32::try_from(place + 1).expect("fewer than 4 billion ids");
+            self.table[slot] = table_entry(place);
         }
     }
+}
+
+/// The `table` entry of the id at `place` in `ids`. Entries are `u32` to keep the table small
+/// enough to stay in cache.
+#[allow(
+    clippy::expect_used,
+    reason = "a matcher holds fewer than 2^32 ids; its documentation says more panics"
+)]
+fn table_entry(place: usize) -> u32 {
+    u32::try_from(place + 1).expect("a ResultMatcher holds fewer than 2^32 ids")
 }

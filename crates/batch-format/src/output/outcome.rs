@@ -79,6 +79,16 @@ impl RawJson {
     }
 
     /// The same text as a serde_json `RawValue` (this parses it once more).
+    ///
+    /// # Panics
+    ///
+    /// Never for a `RawJson` the reader made. One made by [`OutcomeRef::to_outcome`] from an
+    /// `OutcomeRef` built by hand holds whatever body it was given, which must be valid JSON.
+    #[allow(
+        clippy::expect_used,
+        reason = "a RawJson holds text the reader checked as one JSON value, or an OutcomeRef \
+                  body, which its docs require to be valid JSON"
+    )]
     pub fn to_raw_value(&self) -> Box<RawValue> {
         RawValue::from_string(self.0.to_string()).expect("RawJson holds valid JSON")
     }
