@@ -257,6 +257,54 @@ impl BatchRequestBuilder {
 
     /// Add a ready-made line; chat bodies are normalised and the changes returned.
     pub fn add_line(&mut self, mut line: BatchRequestLine) -> Result<Vec<Normalization>> {
+        self.check_line(&line)?;
+        let changes = match &mut line.body {
+            RequestBody::ChatCompletion(req) => normalize_chat(req),
+            _ => Vec::new(),
+        };
+        let tokens = match &mut line.body {
+            RequestBody::ChatCompletion(req) => estimate_chat(req),
+            RequestBody::ImageGeneration(req) => {
+                TokenEstimator::for_model(req.model.as_deref().unwrap_or(""))
+                    .count_text(&req.prompt)
+            }
+            RequestBody::Raw(body) => estimate_raw(body),
+        };
+        let json = serde_json::to_string(&line).map_err(|source| Error::Serialize {
+            what: format!("request line for custom_id '{}'", line.custom_id),
+            source,
+        })?;
+        let bytes = json.len() as u64 + 1;
+        if bytes > self.limits.max_bytes {
+            return Err(Error::LineTooLarge {
+                custom_id: line.custom_id,
+                bytes,
+                max_bytes: self.limits.max_bytes,
+            });
+        }
+        let budget = self.limits.max_enqueued_tokens_per_model;
+        if let Some(budget) = budget.filter(|&budget| tokens > budget) {
+            return Err(Error::OverTokenBudget {
+                custom_id: line.custom_id,
+                tokens,
+                budget,
+            });
+        }
+
+        let model = line.body.model().map(str::to_owned);
+        let draft = self.open_draft(line.url, model, bytes, tokens);
+        draft.lines.push(json.into_boxed_str());
+        draft.custom_ids.push(line.custom_id.clone());
+        draft.bytes += bytes;
+        draft.tokens += tokens;
+        self.ids.insert(line.custom_id);
+        self.len += 1;
+        Ok(changes)
+    }
+
+    /// The checks a line must pass before it is normalised: a new non-empty `custom_id`, a body
+    /// of its endpoint's kind, a model where one is required, and a non-empty prompt.
+    fn check_line(&self, line: &BatchRequestLine) -> Result<()> {
         let custom_id = &line.custom_id;
         let invalid = |field, reason: &str| Error::InvalidRequest {
             custom_id: custom_id.clone(),
@@ -301,49 +349,7 @@ impl BatchRequestBuilder {
             }
             _ => {}
         }
-
-        let changes = match &mut line.body {
-            RequestBody::ChatCompletion(req) => normalize_chat(req),
-            _ => Vec::new(),
-        };
-        let tokens = match &mut line.body {
-            RequestBody::ChatCompletion(req) => estimate_chat(req),
-            RequestBody::ImageGeneration(req) => {
-                TokenEstimator::for_model(req.model.as_deref().unwrap_or(""))
-                    .count_text(&req.prompt)
-            }
-            RequestBody::Raw(body) => estimate_raw(body),
-        };
-        let json = serde_json::to_string(&line).map_err(|source| Error::Serialize {
-            what: format!("request line for custom_id '{}'", line.custom_id),
-            source,
-        })?;
-        let bytes = json.len() as u64 + 1;
-        if bytes > self.limits.max_bytes {
-            return Err(Error::LineTooLarge {
-                custom_id: line.custom_id,
-                bytes,
-                max_bytes: self.limits.max_bytes,
-            });
-        }
-        let budget = self.limits.max_enqueued_tokens_per_model;
-        if let Some(budget) = budget.filter(|&budget| tokens > budget) {
-            return Err(Error::OverTokenBudget {
-                custom_id: line.custom_id,
-                tokens,
-                budget,
-            });
-        }
-
-        let model = line.body.model().map(str::to_owned);
-        let draft = self.open_draft(line.url, model, bytes, tokens);
-        draft.lines.push(json.into_boxed_str());
-        draft.custom_ids.push(line.custom_id.clone());
-        draft.bytes += bytes;
-        draft.tokens += tokens;
-        self.ids.insert(line.custom_id);
-        self.len += 1;
-        Ok(changes)
+        Ok(())
     }
 
     /// The draft the next line of (endpoint, model) goes into, starting a new one if the line
@@ -759,6 +765,7 @@ mod tests {
         );
     }
 
+    // Long: a table of bad lines, one case per rule of `check_line` and the limits.
     #[test]
     fn rejects_bad_lines_naming_id_and_field() {
         let mut b = small(100, 400, Some(1000));

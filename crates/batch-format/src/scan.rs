@@ -746,6 +746,7 @@ mod tests {
         }
     }
 
+    // Long: a table of JSON texts (valid, broken, deeply nested) and the corruptions of each.
     #[test]
     fn skipping_in_one_loop_reports_what_recursion_did() {
         let mut texts: Vec<Vec<u8>> = [
