@@ -171,7 +171,7 @@ impl<'de> Visitor<'de> for BodySeed<'_, 'de> {
                     facts.has_messages = map.next_value_seed(MessagesSeed(tally))?;
                 }
                 (BodyKey::Input | BodyKey::Prompt, Some(tally)) => {
-                    map.next_value_seed(InputSeed(tally))?;
+                    map.next_value_seed(TextsSeed(Texts::Input, tally))?;
                 }
                 (
                     BodyKey::MaxCompletionTokens | BodyKey::MaxTokens | BodyKey::MaxOutputTokens,
@@ -223,71 +223,47 @@ impl<'de> Visitor<'de> for MessagesSeed<'_, 'de> {
     accept_other!(true; bool, i64, u64, f64, str, map);
 }
 
-/// `input` or `prompt`: a string, or an array of strings, message items or content parts.
-struct InputSeed<'t, 'de>(&'t mut Tally<'de>);
+/// Which list of texts a [`TextsSeed`] reads.
+#[derive(Clone, Copy)]
+enum Texts {
+    /// `input` or `prompt`: a string, or an array of strings, message items or content parts.
+    Input,
+    /// A message `content`: a string or an array of parts.
+    Content,
+}
 
-impl<'de> DeserializeSeed<'de> for InputSeed<'_, 'de> {
+/// A string or an array of texts, as `input`, `prompt` or a message's `content` hold them.
+struct TextsSeed<'t, 'de>(Texts, &'t mut Tally<'de>);
+
+impl<'de> DeserializeSeed<'de> for TextsSeed<'_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for InputSeed<'_, 'de> {
+impl<'de> Visitor<'de> for TextsSeed<'_, 'de> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an input")
+        f.write_str(match self.0 {
+            Texts::Input => "an input",
+            Texts::Content => "message content",
+        })
     }
     fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<(), E> {
-        self.0.texts.push(Cow::Borrowed(s));
+        self.1.texts.push(Cow::Borrowed(s));
         Ok(())
     }
     fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
-        self.0.texts.push(Cow::Owned(s.to_owned()));
+        self.1.texts.push(Cow::Owned(s.to_owned()));
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(item) = seq.next_element::<Item>()? {
-            if let Some(text) = item.string {
-                self.0.texts.push(text);
-            } else if let Some(content) = item.content {
-                self.0.fixed += MESSAGE_OVERHEAD;
-                self.0.append(content);
-            } else if item.is_object {
-                item.tally_as_part(self.0);
+            match self.0 {
+                Texts::Input => item.tally_as_input(self.1),
+                Texts::Content => item.tally_as_part(self.1),
             }
-        }
-        Ok(())
-    }
-    accept_other!((); bool, i64, u64, f64, unit, map);
-}
-
-/// A message `content`: a string or an array of parts.
-struct ContentSeed<'t, 'de>(&'t mut Tally<'de>);
-
-impl<'de> DeserializeSeed<'de> for ContentSeed<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ContentSeed<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("message content")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<(), E> {
-        self.0.texts.push(Cow::Borrowed(s));
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
-        self.0.texts.push(Cow::Owned(s.to_owned()));
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(part) = seq.next_element::<Item>()? {
-            part.tally_as_part(self.0);
         }
         Ok(())
     }
@@ -309,6 +285,19 @@ struct Item<'de> {
 }
 
 impl<'de> Item<'de> {
+    /// Counts this item as an element of `input`: a string, a message with its overhead and
+    /// `content`, or a content part.
+    fn tally_as_input(self, tally: &mut Tally<'de>) {
+        if let Some(text) = self.string {
+            tally.texts.push(text);
+        } else if let Some(content) = self.content {
+            tally.fixed += MESSAGE_OVERHEAD;
+            tally.append(content);
+        } else if self.is_object {
+            self.tally_as_part(tally);
+        }
+    }
+
     /// Counts this item as a content part: an image by its detail, or its `text`.
     fn tally_as_part(self, tally: &mut Tally<'de>) {
         if is_image_part(self.kind.as_str().unwrap_or("")) {
@@ -340,7 +329,7 @@ impl<'de> Deserialize<'de> for Item<'de> {
                     match key {
                         ItemKey::Content => {
                             let mut content = Tally::default();
-                            map.next_value_seed(ContentSeed(&mut content))?;
+                            map.next_value_seed(TextsSeed(Texts::Content, &mut content))?;
                             item.content = Some(content);
                         }
                         ItemKey::Type => item.kind = map.next_value()?,
