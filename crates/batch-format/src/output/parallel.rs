@@ -116,6 +116,8 @@ pub(super) fn read_output_blocks<R: BufRead + Send>(
         reader,
         threads,
         block_bytes,
+        // Output lines are OpenAI's answers: each is read whole, however long.
+        usize::MAX,
         || (),
         |(), block| {
             let reused = spare.lock().ok().and_then(|mut spare| spare.pop());

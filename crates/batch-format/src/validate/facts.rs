@@ -13,6 +13,8 @@ pub(super) enum LineFacts<'a> {
     NotObject,
     /// A JSON object.
     Object(ObjectFacts<'a>),
+    /// Longer than `max`, the most a streaming reader holds: only its length is known.
+    TooLong { bytes: u64, max: usize },
 }
 
 #[derive(Debug, Default)]
@@ -32,6 +34,7 @@ impl LineFacts<'_> {
             LineFacts::Blank => LineFacts::Blank,
             LineFacts::NotJson => LineFacts::NotJson,
             LineFacts::NotObject => LineFacts::NotObject,
+            LineFacts::TooLong { bytes, max } => LineFacts::TooLong { bytes, max },
             LineFacts::Object(obj) => LineFacts::Object(ObjectFacts {
                 custom_id: obj.custom_id.into_owned(),
                 method: obj.method.into_owned(),

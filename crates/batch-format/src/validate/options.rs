@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use super::problem::{Problem, ProblemCode};
 use crate::endpoint::Endpoint;
 
 /// Limits and expectations for [`validate_jsonl`](crate::validate_jsonl) and
@@ -21,6 +22,23 @@ pub struct ValidationOptions {
     /// Whether to estimate prompt tokens (see [`TokenEstimator`](crate::TokenEstimator)); this
     /// costs a BPE pass over every text part, so it is off unless asked for.
     pub estimate_tokens: bool,
+}
+
+impl ValidationOptions {
+    /// The `file_too_large` problem of a file of `bytes` bytes, if it is over
+    /// [`max_bytes`](Self::max_bytes): a caller that knows the size before reading (a file's
+    /// metadata) can say so at once. Validation reports the same problem at the end.
+    pub fn file_size_problem(&self, bytes: u64) -> Option<Problem> {
+        (bytes > self.max_bytes).then(|| {
+            Problem::file(
+                ProblemCode::FileTooLarge,
+                format!(
+                    "File is too large: {bytes} bytes; a batch input file may be at most {} bytes.",
+                    self.max_bytes
+                ),
+            )
+        })
+    }
 }
 
 impl Default for ValidationOptions {

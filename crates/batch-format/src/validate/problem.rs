@@ -39,6 +39,9 @@ pub enum ProblemCode {
     /// `body.model` is not in
     /// [`ValidationOptions::known_models`](crate::ValidationOptions::known_models).
     ModelNotFound,
+    /// The line is longer than the streaming validators hold (4 MiB, newline included): it
+    /// was read past without being checked. This code is the validator's own, not OpenAI's.
+    LineTooLarge,
 }
 
 impl ProblemCode {
@@ -57,6 +60,7 @@ impl ProblemCode {
             ProblemCode::EmptyFile => "empty_file",
             ProblemCode::InvalidRequest => "invalid_request",
             ProblemCode::ModelNotFound => "model_not_found",
+            ProblemCode::LineTooLarge => "line_too_large",
         }
     }
 }

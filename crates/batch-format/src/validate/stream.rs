@@ -11,7 +11,7 @@ use super::tally::CountCache;
 use super::validator::{ValidationSummary, Validator};
 use crate::blocks::{BLOCK_BYTES, parallel_blocks, worker_threads};
 use crate::error::Result;
-use crate::jsonl::{find_newline, split_lines};
+use crate::jsonl::{Line, LineCarry, MAX_LINE_BYTES, find_newline, for_each_line, split_lines};
 use crate::scan::Scanner;
 
 /// Validates a whole JSONL stream, calling `on_problem` for each problem in line order, then
@@ -19,18 +19,31 @@ use crate::scan::Scanner;
 ///
 /// Lines are read straight from the reader's buffer, and each byte is looked at about once:
 /// the scanner finds where a line ends while it checks it. Lines cut by a buffer refill are
-/// copied into one reused buffer. Only I/O errors are `Err`.
+/// copied into one reused buffer, up to 4 MiB: a longer line is a `line_too_large` problem,
+/// read past without being held, so memory stays bounded. Only I/O errors are `Err`.
 pub fn validate_jsonl<R: BufRead>(
+    reader: R,
+    opts: &ValidationOptions,
+    on_problem: impl FnMut(Problem),
+) -> Result<ValidationSummary> {
+    validate_lines(reader, opts, MAX_LINE_BYTES, on_problem)
+}
+
+/// [`validate_jsonl`] holding lines of at most `max_line` bytes.
+pub(super) fn validate_lines<R: BufRead>(
     mut reader: R,
     opts: &ValidationOptions,
+    max_line: usize,
     mut on_problem: impl FnMut(Problem),
 ) -> Result<ValidationSummary> {
     let mut v = Validator::new(opts.clone());
     if opts.estimate_tokens {
-        for_each_line(reader, |line| v.push_line(line, &mut on_problem))?;
+        for_each_line(reader, max_line, |line| {
+            v.push(line, max_line, &mut on_problem)
+        })?;
         return Ok(v.finish(on_problem));
     }
-    let mut carry: Vec<u8> = Vec::new();
+    let mut carry = LineCarry::new(max_line);
     loop {
         let buf = match reader.fill_buf() {
             Ok(buf) => buf,
@@ -39,48 +52,41 @@ pub fn validate_jsonl<R: BufRead>(
         };
         if buf.is_empty() {
             if !carry.is_empty() {
-                v.push_line(&carry, &mut on_problem);
+                carry.take(|line| v.push(line, max_line, &mut on_problem));
             }
             return Ok(v.finish(on_problem));
         }
-        if !carry.is_empty() {
-            // Finish the line cut by the last refill.
-            let used = match find_newline(buf) {
-                Some(end) => {
-                    carry.extend_from_slice(&buf[..=end]);
-                    v.push_line(&carry, &mut on_problem);
-                    carry.clear();
-                    end + 1
-                }
-                None => {
-                    carry.extend_from_slice(buf);
-                    buf.len()
-                }
-            };
-            reader.consume(used);
-            continue;
-        }
-        // A window at a time: an in-memory reader hands out the whole file at once, and a
-        // line cut by the window's end is simply scanned again from the next window.
-        let window = &buf[..buf.len().min(SCAN_WINDOW)];
-        let mut used = scan_lines(window, false, |len, facts| {
-            v.summary.bytes += len as u64;
-            v.apply(facts, &mut on_problem);
-        });
-        if used == 0 {
-            // The first line is cut by the end of the buffer or longer than the window: take
-            // it whole when its end is in the buffer.
-            match find_newline(buf) {
-                Some(end) => {
-                    v.push_line(&buf[..=end], &mut on_problem);
-                    used = end + 1;
-                }
-                None => {
-                    carry.extend_from_slice(buf);
-                    used = buf.len();
-                }
+        // The end of the line cut by the last refill, or the first line cut by the end of the
+        // buffer (or longer than the window, which holds only lines under the cap).
+        let window = &buf[..buf.len().min(SCAN_WINDOW).min(max_line)];
+        let scanned = if carry.is_empty() {
+            // A window at a time: an in-memory reader hands out the whole file at once, and a
+            // line cut by the window's end is simply scanned again from the next window.
+            scan_lines(window, false, |len, facts| {
+                v.summary.bytes += len as u64;
+                v.apply(facts, &mut on_problem);
+            })
+        } else {
+            0
+        };
+        let used = if scanned > 0 {
+            scanned
+        } else if let Some(end) = find_newline(buf) {
+            if carry.is_empty() {
+                v.push(
+                    Line::capped(&buf[..=end], max_line),
+                    max_line,
+                    &mut on_problem,
+                );
+            } else {
+                carry.push(&buf[..=end]);
+                carry.take(|line| v.push(line, max_line, &mut on_problem));
             }
-        }
+            end + 1
+        } else {
+            carry.push(buf);
+            buf.len()
+        };
         reader.consume(used);
     }
 }
@@ -171,84 +177,71 @@ fn scan_lines<'a>(text: &'a [u8], at_eof: bool, mut f: impl FnMut(usize, LineFac
 /// Like [`validate_jsonl`], but reads and parses blocks of lines on `threads` worker threads
 /// (0: one per available core). Problems still arrive in line order, on the calling thread,
 /// and the summary is the same. Memory stays bounded: one block of about 1 MiB per thread,
-/// plus two.
+/// plus two, and one line of at most 4 MiB.
 pub fn validate_jsonl_parallel<R: BufRead + Send>(
     reader: R,
     opts: &ValidationOptions,
     threads: usize,
+    on_problem: impl FnMut(Problem),
+) -> Result<ValidationSummary> {
+    validate_blocks(reader, opts, threads, MAX_LINE_BYTES, on_problem)
+}
+
+/// [`validate_jsonl_parallel`] holding lines of at most `max_line` bytes.
+pub(super) fn validate_blocks<R: BufRead + Send>(
+    reader: R,
+    opts: &ValidationOptions,
+    threads: usize,
+    max_line: usize,
     mut on_problem: impl FnMut(Problem),
 ) -> Result<ValidationSummary> {
     let threads = worker_threads(threads);
     if threads == 1 {
-        return validate_jsonl(reader, opts, on_problem);
+        return validate_lines(reader, opts, max_line, on_problem);
     }
     let mut validator = Validator::new(opts.clone());
     let estimate = opts.estimate_tokens;
+    let too_long = |bytes: usize| LineFacts::TooLong {
+        bytes: bytes as u64,
+        max: max_line,
+    };
     parallel_blocks(
         reader,
         threads,
         BLOCK_BYTES,
+        max_line,
         || estimate.then(CountCache::default),
         |cache, lines| {
             let mut facts = Vec::new();
             match cache.as_mut() {
                 None => {
-                    scan_lines(lines, true, |_, f| facts.push(f.into_owned()));
+                    scan_lines(lines, true, |len, f| {
+                        facts.push(if len > max_line {
+                            too_long(len)
+                        } else {
+                            f.into_owned()
+                        });
+                    });
                 }
-                Some(cache) => facts.extend(
-                    split_lines(lines).map(|line| analyse_line(line, Some(cache)).into_owned()),
-                ),
+                Some(cache) => facts.extend(split_lines(lines).map(|line| {
+                    if line.len() > max_line {
+                        too_long(line.len())
+                    } else {
+                        analyse_line(line, Some(cache)).into_owned()
+                    }
+                })),
             }
             facts
         },
-        |lines, facts| {
-            validator.summary.bytes += lines.len() as u64;
+        |block, facts| {
+            if let Some(bytes) = block.skipped_line() {
+                validator.push(Line::TooLong(bytes), max_line, &mut on_problem);
+            }
+            validator.summary.bytes += block.lines().len() as u64;
             for f in facts {
                 validator.apply(f, &mut on_problem);
             }
         },
     )?;
     Ok(validator.finish(on_problem))
-}
-
-/// Calls `f` with each line of `reader`, newline included (the last line may lack one).
-fn for_each_line<R: BufRead>(mut reader: R, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
-    let mut carry: Vec<u8> = Vec::new();
-    loop {
-        let buf = match reader.fill_buf() {
-            Ok(buf) => buf,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            if !carry.is_empty() {
-                f(&carry);
-            }
-            return Ok(());
-        }
-        let mut start = 0;
-        if !carry.is_empty() {
-            match find_newline(buf) {
-                Some(end) => {
-                    carry.extend_from_slice(&buf[..=end]);
-                    f(&carry);
-                    carry.clear();
-                    start = end + 1;
-                }
-                None => {
-                    carry.extend_from_slice(buf);
-                    let consumed = buf.len();
-                    reader.consume(consumed);
-                    continue;
-                }
-            }
-        }
-        while let Some(end) = find_newline(&buf[start..]) {
-            f(&buf[start..=start + end]);
-            start += end + 1;
-        }
-        carry.extend_from_slice(&buf[start..]);
-        let consumed = buf.len();
-        reader.consume(consumed);
-    }
 }

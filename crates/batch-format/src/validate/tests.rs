@@ -4,6 +4,7 @@ use std::io::{BufReader, Read};
 
 use serde_json::json;
 
+use super::stream::{validate_blocks, validate_lines};
 use super::tally::CountCache;
 use super::*;
 use crate::endpoint::Endpoint;
@@ -581,6 +582,7 @@ fn problems_serialise_like_openai_errors() {
         ProblemCode::EmptyFile,
         ProblemCode::InvalidRequest,
         ProblemCode::ModelNotFound,
+        ProblemCode::LineTooLarge,
     ] {
         assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
     }
@@ -764,4 +766,126 @@ fn buffer_scanning_matches_line_by_line() {
          2 invalid_json_line -: This line is not parseable as valid JSON.\n\
          3 invalid_json_line -: This line is not parseable as valid JSON.\n"
     );
+}
+
+/// A file of four lines made as it is read, so that no test holds it: a valid line, one
+/// request line with `fill` bytes of text in it, a repeat of the first line's id, and a line
+/// that is not JSON. Returns the reader, the huge line's length and the file's.
+fn file_with_a_huge_line(fill: u64) -> (impl Read + Send, u64, u64) {
+    let head = format!("{}\n", ok("a"));
+    let open = r#"{"custom_id":"big","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[{"role":"user","content":""#;
+    let close = "\"}]}}\n";
+    let tail = format!("{}\n{{\"custom_id\": \n", ok("a"));
+    let huge = open.len() as u64 + fill + close.len() as u64;
+    let total = head.len() as u64 + huge + tail.len() as u64;
+    let reader = std::io::Cursor::new(head)
+        .chain(open.as_bytes())
+        .chain(std::io::repeat(b'A').take(fill))
+        .chain(close.as_bytes())
+        .chain(std::io::Cursor::new(tail));
+    (reader, huge, total)
+}
+
+#[test]
+fn a_huge_line_is_a_problem_read_past_and_the_lines_after_it_are_checked() {
+    let fill = 100 << 20;
+    for estimate_tokens in [false, true] {
+        let opts = ValidationOptions {
+            estimate_tokens,
+            ..ValidationOptions::default()
+        };
+        for threads in [1, 2] {
+            let (reader, huge, total) = file_with_a_huge_line(fill);
+            let mut problems = Vec::new();
+            let reader = BufReader::with_capacity(64 << 10, reader);
+            let summary =
+                validate_jsonl_parallel(reader, &opts, threads, |p| problems.push(p)).unwrap();
+            assert_eq!(
+                render(&problems),
+                format!(
+                    "2 line_too_large -: This line is {huge} bytes, over the limit of 4194304 \
+                     bytes on one line; it was read past, not checked.\n\
+                     3 duplicate_custom_id custom_id: The custom_id 'a' is used by an earlier \
+                     request; each request in a batch needs a unique custom_id.\n\
+                     4 invalid_json_line -: This line is not parseable as valid JSON.\n"
+                ),
+                "{threads} threads, estimate_tokens {estimate_tokens}"
+            );
+            assert_eq!((summary.lines, summary.bytes), (4, total));
+        }
+    }
+}
+
+#[test]
+fn lines_over_the_cap_are_problems_whatever_the_buffering() {
+    const MAX: usize = 200;
+    // A line of exactly `len` bytes, newline included, with id `id`.
+    let line = |id: &str, len: usize| {
+        let short = ok(id);
+        let pad = "p".repeat(len - short.len() - 1 - r#","p":"""#.len());
+        format!("{},\"p\":\"{pad}\"}}\n", &short[..short.len() - 1])
+    };
+    let mut head = String::new();
+    for (id, len) in [
+        ("a", MAX),
+        ("b", MAX + 1),
+        ("c", 150),
+        ("d", 5000),
+        ("e", MAX),
+    ] {
+        head.push_str(&line(id, len));
+    }
+    let problems_before_the_last = "2 line_too_large -: This line is 201 bytes, over the limit \
+         of 200 bytes on one line; it was read past, not checked.\n\
+         4 line_too_large -: This line is 5000 bytes, over the limit of 200 bytes on one line; \
+         it was read past, not checked.\n";
+    let too_long = |n: usize| {
+        format!(
+            "6 line_too_large -: This line is {n} bytes, over the limit of 200 bytes on one \
+             line; it was read past, not checked.\n"
+        )
+    };
+    // The last line with its newline or without, at the cap or just over it.
+    for (last, problem) in [
+        (line("f", 999), too_long(999)),
+        (line("f", 999).trim_end().to_owned(), too_long(998)),
+        (line("f", MAX + 1).trim_end().to_owned(), String::new()),
+        (line("f", MAX + 2).trim_end().to_owned(), too_long(MAX + 1)),
+    ] {
+        let input = format!("{head}{last}");
+        let expect = format!("{problems_before_the_last}{problem}");
+        for estimate_tokens in [false, true] {
+            let opts = ValidationOptions {
+                estimate_tokens,
+                ..ValidationOptions::default()
+            };
+            for capacity in [1, 7, 64, 199, 200, 201, 1 << 16] {
+                let reader = BufReader::with_capacity(capacity, input.as_bytes());
+                let mut problems = Vec::new();
+                let summary = validate_lines(reader, &opts, MAX, |p| problems.push(p)).unwrap();
+                assert_eq!(render(&problems), expect, "capacity {capacity}");
+                assert_eq!(summary.bytes, input.len() as u64);
+            }
+            let mut problems = Vec::new();
+            validate_blocks(input.as_bytes(), &opts, 3, MAX, |p| problems.push(p)).unwrap();
+            assert_eq!(render(&problems), expect, "parallel");
+        }
+    }
+}
+
+#[test]
+fn a_file_size_over_the_limit_is_the_problem_validation_reports() {
+    let opts = ValidationOptions {
+        max_bytes: 100,
+        ..ValidationOptions::default()
+    };
+    assert_eq!(opts.file_size_problem(100), None);
+    let input = format!("{}\n", ok("a"));
+    let mut problems = Vec::new();
+    validate_jsonl(input.as_bytes(), &opts, |p| problems.push(p)).unwrap();
+    assert_eq!(
+        opts.file_size_problem(input.len() as u64).as_ref(),
+        problems.last()
+    );
+    assert_eq!(problems.len(), 1);
 }

@@ -11,6 +11,7 @@ use super::options::ValidationOptions;
 use super::problem::{MSG_INVALID_JSON, Problem, ProblemCode};
 use super::tally::CountCache;
 use crate::endpoint::Endpoint;
+use crate::jsonl::Line;
 
 /// What a validation run saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -76,6 +77,18 @@ impl Validator {
         self.apply(facts, on_problem);
     }
 
+    /// Validates the next line as a capped reader hands it out: one too long to be held (over
+    /// `max` bytes) is a `line_too_large` problem.
+    pub(super) fn push(&mut self, line: Line<'_>, max: usize, on_problem: impl FnMut(Problem)) {
+        match line {
+            Line::Whole(line) => self.push_line(line, on_problem),
+            Line::TooLong(bytes) => {
+                self.summary.bytes += bytes;
+                self.apply(LineFacts::TooLong { bytes, max }, on_problem);
+            }
+        }
+    }
+
     /// Applies one line's facts, found by [`analyse_line`], as the next line of the file.
     pub(super) fn apply(&mut self, facts: LineFacts<'_>, mut on_problem: impl FnMut(Problem)) {
         self.line += 1;
@@ -118,6 +131,15 @@ impl Validator {
                 None,
                 "This line is not a JSON object.",
             )),
+            LineFacts::TooLong { bytes, max } => emit(Problem::at(
+                n,
+                ProblemCode::LineTooLarge,
+                None,
+                format!(
+                    "This line is {bytes} bytes, over the limit of {max} bytes on one line; \
+                     it was read past, not checked."
+                ),
+            )),
             LineFacts::Object(obj) => {
                 self.summary.estimated_tokens += obj.tokens;
                 check_object(
@@ -153,15 +175,7 @@ impl Validator {
                 ),
             ));
         }
-        if s.bytes > self.opts.max_bytes {
-            file_problems.push(Problem::file(
-                ProblemCode::FileTooLarge,
-                format!(
-                    "File is too large: {} bytes; a batch input file may be at most {} bytes.",
-                    s.bytes, self.opts.max_bytes
-                ),
-            ));
-        }
+        file_problems.extend(self.opts.file_size_problem(s.bytes));
         for p in file_problems {
             s.problems += 1;
             on_problem(p);
