@@ -889,3 +889,24 @@ fn a_file_size_over_the_limit_is_the_problem_validation_reports() {
     );
     assert_eq!(problems.len(), 1);
 }
+
+#[test]
+fn pushed_lines_over_the_cap_are_problems_too() {
+    let mut v = Validator::new(ValidationOptions::default());
+    let mut problems = Vec::new();
+    v.push_line(format!("{}\n", ok("a")).as_bytes(), |p| problems.push(p));
+    let mut huge = br#"{"custom_id":"b","x":""#.to_vec();
+    huge.resize((4 << 20) + 10, b'A');
+    huge.extend_from_slice(b"\"}\n");
+    v.push_line(&huge, |p| problems.push(p));
+    let summary = v.finish(|p| problems.push(p));
+    assert_eq!(
+        render(&problems),
+        format!(
+            "2 line_too_large -: This line is {} bytes, over the limit of 4194304 bytes on one \
+             line; it was read past, not checked.\n",
+            huge.len()
+        )
+    );
+    assert_eq!(summary.lines, 2);
+}

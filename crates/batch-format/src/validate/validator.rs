@@ -11,7 +11,7 @@ use super::options::ValidationOptions;
 use super::problem::{MSG_INVALID_JSON, Problem, ProblemCode};
 use super::tally::CountCache;
 use crate::endpoint::Endpoint;
-use crate::jsonl::Line;
+use crate::jsonl::{Line, MAX_LINE_BYTES};
 
 /// What a validation run saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -70,18 +70,27 @@ impl Validator {
     }
 
     /// Validates the next line. `line` is one line as read, with or without its `\n` or `\r\n`
-    /// (its length counts towards the byte limit as given). Problems go to `on_problem`.
+    /// (its length counts towards the byte limit as given). Problems go to `on_problem`. A
+    /// line over 4 MiB is a `line_too_large` problem, as [`validate_jsonl`] reports it.
+    ///
+    /// [`validate_jsonl`]: crate::validate_jsonl
     pub fn push_line(&mut self, line: &[u8], on_problem: impl FnMut(Problem)) {
-        self.summary.bytes += line.len() as u64;
-        let facts = analyse_line(line, self.token_cache.as_mut());
-        self.apply(facts, on_problem);
+        self.push(
+            Line::capped(line, MAX_LINE_BYTES),
+            MAX_LINE_BYTES,
+            on_problem,
+        );
     }
 
     /// Validates the next line as a capped reader hands it out: one too long to be held (over
     /// `max` bytes) is a `line_too_large` problem.
     pub(super) fn push(&mut self, line: Line<'_>, max: usize, on_problem: impl FnMut(Problem)) {
         match line {
-            Line::Whole(line) => self.push_line(line, on_problem),
+            Line::Whole(line) => {
+                self.summary.bytes += line.len() as u64;
+                let facts = analyse_line(line, self.token_cache.as_mut());
+                self.apply(facts, on_problem);
+            }
             Line::TooLong(bytes) => {
                 self.summary.bytes += bytes;
                 self.apply(LineFacts::TooLong { bytes, max }, on_problem);
