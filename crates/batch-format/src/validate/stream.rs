@@ -56,12 +56,11 @@ pub(super) fn validate_lines<R: BufRead>(
             }
             return Ok(v.finish(on_problem));
         }
-        // The end of the line cut by the last refill, or the first line cut by the end of the
-        // buffer (or longer than the window, which holds only lines under the cap).
-        let window = &buf[..buf.len().min(SCAN_WINDOW).min(max_line)];
         let scanned = if carry.is_empty() {
             // A window at a time: an in-memory reader hands out the whole file at once, and a
-            // line cut by the window's end is simply scanned again from the next window.
+            // line cut by the window's end is simply scanned again from the next window. The
+            // window is no longer than the cap, so the lines it holds are all under it.
+            let window = &buf[..buf.len().min(SCAN_WINDOW).min(max_line)];
             scan_lines(window, false, |len, facts| {
                 v.summary.bytes += len as u64;
                 v.apply(facts, &mut on_problem);
@@ -69,6 +68,8 @@ pub(super) fn validate_lines<R: BufRead>(
         } else {
             0
         };
+        // Else the end of the line cut by the last refill, or a first line cut by the end of
+        // the buffer or longer than the window: held to the cap.
         let used = if scanned > 0 {
             scanned
         } else if let Some(end) = find_newline(buf) {
