@@ -46,6 +46,10 @@ impl Encoding {
     }
 
     /// Building a BPE takes tens of milliseconds, so each is built once per process.
+    #[allow(
+        clippy::expect_used,
+        reason = "the BPE tables are embedded in tiktoken-rs at compile time and its tests load them"
+    )]
     fn bpe(self) -> &'static CoreBPE {
         static O200K: OnceLock<CoreBPE> = OnceLock::new();
         static CL100K: OnceLock<CoreBPE> = OnceLock::new();
