@@ -910,3 +910,106 @@ fn pushed_lines_over_the_cap_are_problems_too() {
     );
     assert_eq!(summary.lines, 2);
 }
+
+/// Deterministic text of several kinds, for the token estimate's accuracy.
+fn generated_text(kind: usize, seed: &mut u64, len: usize) -> String {
+    const WORDS: [&str; 24] = [
+        "the",
+        "lighthouse",
+        "storm",
+        "waves",
+        "against",
+        "rocks",
+        "painted",
+        "in",
+        "cinematic",
+        "light,",
+        "a",
+        "lonely",
+        "keeper",
+        "watches.",
+        "Oil",
+        "on",
+        "canvas;",
+        "dramatic",
+        "sky",
+        "with",
+        "gulls",
+        "and",
+        "spray",
+        "(wide-angle)",
+    ];
+    let mut next = || {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    };
+    let mut out = String::new();
+    while out.len() < len {
+        let r = next();
+        match kind {
+            0 => {
+                out.push_str(WORDS[(r % 24) as usize]);
+                out.push(' ');
+            }
+            1 => out.push_str(&format!(
+                "fn step_{}(x: u32) -> Result<(), Error> {{ let y = x * {}; Ok(()) }}\\n",
+                r % 97,
+                r % 1000
+            )),
+            2 => {
+                let c = char::from_u32(0x4e00 + (r % 2000) as u32).unwrap_or('中');
+                out.push(c);
+                if r % 7 == 0 {
+                    out.push('，');
+                }
+            }
+            _ => {
+                let c = char::from_u32(0x0915 + (r % 30) as u32).unwrap_or('क');
+                out.push(c);
+                out.push_str(if r % 3 == 0 { " " } else { "" });
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_token_estimate_of_a_large_mixed_file_is_within_two_percent_of_exact() {
+    // Prose, then code, then CJK, then Devanagari, then all four interleaved: ~4.5 MB of text,
+    // far over the exactly counted start of each kind, so most texts are estimated.
+    let system = "You are a careful art critic. Judge the image against the idea. ".repeat(4);
+    let mut seed = 0x9e37_79b9_7f4a_7c15;
+    let mut lines = Vec::new();
+    let mut exact = 0;
+    for i in 0..3_000usize {
+        let kind = if i < 2_400 { i / 600 } else { i % 4 };
+        let text = generated_text(kind, &mut seed, 1_200 + i % 500);
+        let body = json!({"model": "gpt-4o-mini", "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": text},
+        ]});
+        exact += TokenEstimator::for_model("gpt-4o-mini").estimate_json_body(&body);
+        let line = json!({"custom_id": format!("r{i}"), "method": "POST",
+                          "url": "/v1/chat/completions", "body": body});
+        lines.push(line.to_string());
+    }
+    let input = lines.join("\n");
+    let opts = ValidationOptions {
+        estimate_tokens: true,
+        ..ValidationOptions::default()
+    };
+    let sequential = validate_jsonl(input.as_bytes(), &opts, |_| {}).unwrap();
+    let parallel = validate_jsonl_parallel(input.as_bytes(), &opts, 2, |_| {}).unwrap();
+    for (how, summary) in [("sequential", sequential), ("parallel", parallel)] {
+        assert_eq!(summary.problems, 0);
+        let error = summary.estimated_tokens.abs_diff(exact) as f64 / exact as f64;
+        assert!(
+            error <= 0.02,
+            "{how}: estimate {} vs exact {exact} ({:.2}%)",
+            summary.estimated_tokens,
+            error * 100.0
+        );
+    }
+}
