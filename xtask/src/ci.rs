@@ -25,16 +25,17 @@ pub(crate) fn run_ci(root: &Path, steps: Vec<Step>) -> anyhow::Result<()> {
         let t = Instant::now();
         let result = step(root);
         let secs = t.elapsed().as_secs_f64();
-        match result {
-            Ok(()) => summary.push(format!("ok    {name:<12} {secs:>7.1}s")),
+        let line = match result {
+            Ok(()) => format!("ok    {name:<12} {secs:>7.1}s"),
             Err(e) => {
                 summary.push(format!("FAIL  {name:<12} {secs:>7.1}s  {e:#}"));
                 print_summary(&summary);
                 bail!("step `{name}` failed: {e:#}");
             }
-        }
+        };
         // Print each step's line as soon as it is known, and again in the closing table.
-        eprintln!("{}", summary.last().expect("just pushed"));
+        eprintln!("{line}");
+        summary.push(line);
     }
     print_summary(&summary);
     eprintln!(

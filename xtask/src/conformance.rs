@@ -1,5 +1,6 @@
 //! `cargo xtask conformance`: the official `openai` Python SDK drives a real `batchbeam sim`
-//! (scripts/conformance), proving the simulator behaves as OpenAI does to an unmodified client.
+//! (scripts/conformance), proving the simulator behaves as OpenAI does to an unmodified client;
+//! then schemathesis fuzzes it with the official spec.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,8 @@ const API_KEY: &str = "sk-conformance-0123456789abcdefghijklmnopqrstuvwxyz";
 const TIME_SCALE: &str = "1000";
 /// Written into `.venv` after a successful install: the requirements' hash.
 const STAMP: &str = ".conformance-requirements";
+/// The simulator's log, in the target directory.
+const SIM_LOG: &str = "conformance-sim.log";
 
 /// Makes the venv, builds and starts the simulator, runs pytest against it, stops it.
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
@@ -25,7 +28,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     build_workspace(root)?;
     let target = target_dir(root)?;
     let bin = target.join("debug/batchbeam");
-    let log = target.join("conformance-sim.log");
+    let log = target.join(SIM_LOG);
     let sim = Sim::start(
         &bin,
         &log,
@@ -45,14 +48,57 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let status = pytest
         .status()
         .with_context(|| format!("could not start `{line}`"))?;
-    drop(sim);
     if !status.success() {
+        drop(sim);
         bail!(
             "the openai-sim conformance suite failed ({status}); the simulator's log is in {}",
             log.display()
         );
     }
-    Ok(())
+    let fuzzed = fuzz(root, &python, &target, &sim.base_url);
+    drop(sim);
+    fuzzed
+}
+
+/// Operations the fuzzer tries per API operation and phase: deterministic generation, so a run
+/// tries the same requests on every machine (no flaky verdicts), in about 40 s.
+const FUZZ_EXAMPLES: &str = "100";
+
+/// Schemathesis drives the Files, Batches, chat and image operations with generated requests
+/// from the official spec (as OpenAI answers: `scripts/conformance/observed_spec.py`), valid and
+/// invalid: no 5xx, no response that breaks the spec, no invalid request accepted.
+fn fuzz(root: &Path, python: &Path, target: &Path, base_url: &str) -> anyhow::Result<()> {
+    let spec = target.join("observed-openapi.json");
+    exec(
+        Command::new(python)
+            .arg(root.join("scripts/conformance/observed_spec.py"))
+            .arg(root.join("spec/openai/openapi.yaml"))
+            .arg(&spec),
+    )
+    .context("writing the observed spec")?;
+    let schemathesis = python.with_file_name("schemathesis");
+    let mut run = Command::new(&schemathesis);
+    run.current_dir(target)
+        .arg("run")
+        .arg(&spec)
+        .args(["--url", base_url])
+        .args(["-H", &format!("Authorization: Bearer {API_KEY}")])
+        .args(["--phases", "examples,coverage,fuzzing"])
+        .args(["--max-examples", FUZZ_EXAMPLES])
+        .args([
+            "--checks",
+            "not_a_server_error,response_schema_conformance,negative_data_rejection",
+        ])
+        .args(["--workers", "1", "--generation-deterministic", "--no-color"]);
+    println!(
+        "conformance: schemathesis against openai-sim ({FUZZ_EXAMPLES} examples per operation)"
+    );
+    exec(&mut run).with_context(|| {
+        format!(
+            "schemathesis found requests the simulator answers unlike the spec; its log is in {}",
+            target.join(SIM_LOG).display()
+        )
+    })
 }
 
 /// `.venv/bin/python` with the suite's requirements installed, reusing the venv while

@@ -36,7 +36,10 @@ impl Sim {
         let mut child = cmd
             .spawn()
             .with_context(|| format!("could not start `{line}`"))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
+        let stdout = child
+            .stdout
+            .take()
+            .context("the simulator's stdout was not piped")?;
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let mut reader = BufReader::new(stdout);

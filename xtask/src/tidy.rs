@@ -433,3 +433,63 @@ fn the_orchestrator_sees_providers_only() {
     ]);
     assert_eq!(caught.len(), 2, "{caught:#?}");
 }
+
+/// What reads the environment (or has clap read it for a flag).
+const ENV_READS: &[&str] = &[
+    "env::var(",
+    "env::var_os(",
+    "env::vars(",
+    "env::vars_os(",
+    "env = \"",
+];
+
+/// The one module allowed to read the environment: every setting is read there, once.
+const SETTINGS_MODULE: &str = "crates/providers/src/settings";
+
+/// The lines of `text` that read the environment.
+fn env_reads(text: &str) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let code = line.split("//").next().unwrap_or_default();
+            ENV_READS.iter().any(|r| code.contains(r))
+        })
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+#[test]
+fn only_the_settings_module_reads_the_environment() {
+    let root = crate::util::project_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("crates"), &mut files);
+    let mut problems = Vec::new();
+    for file in &files {
+        let rel = file.strip_prefix(&root).unwrap_or(file);
+        // Test code may set up its own environment; the settings module is the reader.
+        let in_tests = rel
+            .components()
+            .any(|c| c.as_os_str() == "tests" || c.as_os_str() == "tests.rs");
+        if in_tests || rel.starts_with(SETTINGS_MODULE) {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in env_reads(&text) {
+            problems.push(format!("{}:{line}", rel.display()));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "these lines read the environment; every setting is read once, by providers::settings \
+         (add it to its SETTINGS table and take the typed value), and a flag that is a setting \
+         is passed to it as its top layer rather than given clap's `env = \"…\"`:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_environment_rule_sees_reads_and_clap_attributes() {
+    let text = "let a = std::env::var(\"X\");\n// std::env::var(\"Y\") in a comment\n#[arg(long, env = \"BATCHBEAM_DB\")]\nlet p = std::env::var_os(\"P\");";
+    assert_eq!(env_reads(text), vec![1, 3, 4]);
+    assert!(env_reads("let d = std::env::temp_dir();").is_empty());
+}

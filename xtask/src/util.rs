@@ -7,10 +7,10 @@ use anyhow::{Context, bail};
 
 /// The workspace root (the parent of the xtask crate).
 pub(crate) fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
+    // xtask lives one level below the workspace root; a manifest path without a parent
+    // would be `/`, which cannot hold a workspace, so fall back to it only in name.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
 /// Where cargo puts build output, as `cargo metadata` reports it: `$CARGO_TARGET_DIR`,

@@ -52,11 +52,6 @@ impl OpenAiClient {
         })
     }
 
-    /// A client configured from `OPENAI_*` environment variables ([`ClientConfig::from_env`]).
-    pub fn from_env() -> Result<OpenAiClient> {
-        OpenAiClient::new(ClientConfig::from_env()?)
-    }
-
     /// The configuration.
     pub fn config(&self) -> &ClientConfig {
         &self.config

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{Error, Result};
-
-/// OpenAI's base URL, used when `OPENAI_BASE_URL` is not set.
+/// OpenAI's base URL, the default of `OPENAI_BASE_URL` (read by the settings module of
+/// providers, like every variable).
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
 /// The API key. Its `Debug` and `Display` print `[REDACTED]`; it is never logged, stored or put
@@ -188,37 +187,6 @@ impl ClientConfig {
         }
     }
 
-    /// Reads `OPENAI_BASE_URL` (default [`DEFAULT_BASE_URL`]), `OPENAI_API_KEY` (required),
-    /// `OPENAI_ORGANIZATION`, `OPENAI_PROJECT` and `OPENAI_MAX_RETRIES` (retries after a
-    /// failed attempt, default 6).
-    pub fn from_env() -> Result<ClientConfig> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Like [`ClientConfig::from_env`], reading variables through `get`.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<ClientConfig> {
-        let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let key = non_empty("OPENAI_API_KEY")
-            .ok_or_else(|| Error::Config("OPENAI_API_KEY is not set".to_owned()))?;
-        let base = non_empty("OPENAI_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::Config(format!(
-                "OPENAI_BASE_URL must start with http:// or https://, got '{base}'"
-            )));
-        }
-        let mut config = ClientConfig::new(base, ApiKey::new(key.trim()));
-        config.organization = non_empty("OPENAI_ORGANIZATION");
-        config.project = non_empty("OPENAI_PROJECT");
-        if let Some(v) = non_empty("OPENAI_MAX_RETRIES") {
-            config.retry.max_retries = v.trim().parse::<usize>().map_err(|_| {
-                Error::Config(format!(
-                    "OPENAI_MAX_RETRIES must be a whole number of retries, got '{v}'"
-                ))
-            })?;
-        }
-        Ok(config)
-    }
-
     /// Sets the organisation header.
     pub fn with_organization(mut self, org: impl Into<String>) -> ClientConfig {
         self.organization = Some(org.into());
@@ -262,43 +230,5 @@ mod tests {
         assert!(!dbg.contains("sk-secret-123"), "{dbg}");
         assert!(dbg.contains("REDACTED"));
         assert_eq!(config.base_url, "http://x/v1");
-    }
-
-    #[test]
-    fn from_lookup_reads_the_variables() {
-        let vars = [
-            ("OPENAI_API_KEY", "sk-a"),
-            ("OPENAI_ORGANIZATION", "org-1"),
-            ("OPENAI_PROJECT", "proj_1"),
-        ];
-        let get = |n: &str| {
-            vars.iter()
-                .find(|(k, _)| *k == n)
-                .map(|(_, v)| v.to_string())
-        };
-        let config = ClientConfig::from_lookup(get).unwrap();
-        assert_eq!(config.base_url, DEFAULT_BASE_URL);
-        assert_eq!(config.organization.as_deref(), Some("org-1"));
-        assert_eq!(config.project.as_deref(), Some("proj_1"));
-        assert_eq!(config.api_key.expose(), "sk-a");
-        assert_eq!(config.retry, RetryPolicy::default());
-        let err = ClientConfig::from_lookup(|_| None).unwrap_err();
-        assert!(err.to_string().contains("OPENAI_API_KEY"));
-        let with = |retries: &'static str| {
-            move |n: &str| match n {
-                "OPENAI_API_KEY" => Some("sk-a".to_owned()),
-                "OPENAI_MAX_RETRIES" => Some(retries.to_owned()),
-                _ => None,
-            }
-        };
-        assert_eq!(
-            ClientConfig::from_lookup(with("1"))
-                .unwrap()
-                .retry
-                .max_retries,
-            1
-        );
-        let err = ClientConfig::from_lookup(with("many")).unwrap_err();
-        assert!(err.to_string().contains("OPENAI_MAX_RETRIES"), "{err}");
     }
 }

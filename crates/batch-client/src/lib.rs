@@ -5,13 +5,15 @@
 //! use std::collections::BTreeMap;
 //! use std::path::Path;
 //!
-//! use batch_client::{BatchJobManager, ManagerConfig, OpenAiClient};
+//! use batch_client::{ApiKey, BatchJobManager, ClientConfig, ManagerConfig, OpenAiClient};
 //! use batch_format::{BatchRequestBuilder, ChatOptions, Message};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! // OPENAI_API_KEY, and OPENAI_BASE_URL for the simulator or another compatible server.
-//! let client = OpenAiClient::from_env()?;
-//! let config = ManagerConfig::from_env("batchbeam-files")?;
+//! // The simulator or another compatible server; batchbeam builds both configurations from its
+//! // settings (`providers::Settings`): this crate never reads the environment.
+//! let key = ApiKey::new("sk-local");
+//! let client = OpenAiClient::new(ClientConfig::new("http://127.0.0.1:8787/v1", key))?;
+//! let config = ManagerConfig::new("batchbeam-files");
 //! let manager = BatchJobManager::open(client, Path::new("batchbeam.db"), config).await?;
 //!
 //! let mut builder = BatchRequestBuilder::new();

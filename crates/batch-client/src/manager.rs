@@ -64,54 +64,6 @@ impl ManagerConfig {
             lease: Duration::from_secs(600),
         }
     }
-
-    /// Defaults overridden by `BATCH_POLL_INTERVAL_MS`, `BATCH_POLL_MAX_INTERVAL_MS`,
-    /// `BATCH_MAX_WAIT_HOURS` and `BATCH_RESUBMIT_DELAY_MS`.
-    pub fn from_env(data_dir: impl Into<PathBuf>) -> Result<ManagerConfig> {
-        Self::from_lookup(data_dir, |n| std::env::var(n).ok())
-    }
-
-    /// Like [`ManagerConfig::from_env`], reading variables through `get`.
-    pub fn from_lookup(
-        data_dir: impl Into<PathBuf>,
-        get: impl Fn(&str) -> Option<String>,
-    ) -> Result<ManagerConfig> {
-        let mut config = ManagerConfig::new(data_dir);
-        let ms = |name: &str| -> Result<Option<Duration>> {
-            match get(name).filter(|v| !v.trim().is_empty()) {
-                None => Ok(None),
-                Some(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .map(|ms| Some(Duration::from_millis(ms)))
-                    .map_err(|_| Error::Config(format!("{name} must be milliseconds, got '{v}'"))),
-            }
-        };
-        if let Some(d) = ms("BATCH_POLL_INTERVAL_MS")? {
-            config.poll_interval = d;
-        }
-        if let Some(d) = ms("BATCH_POLL_MAX_INTERVAL_MS")? {
-            config.poll_ceiling = d;
-        }
-        if let Some(d) = ms("BATCH_RESUBMIT_DELAY_MS")? {
-            config.resubmit_delay = d;
-        }
-        if let Some(v) = get("BATCH_MAX_WAIT_HOURS").filter(|v| !v.trim().is_empty()) {
-            let hours = v
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|h| h.is_finite() && *h > 0.0 && *h < 1e6)
-                .ok_or_else(|| {
-                    Error::Config(format!(
-                        "BATCH_MAX_WAIT_HOURS must be positive hours, got '{v}'"
-                    ))
-                })?;
-            config.max_wait = Duration::from_secs_f64(hours * 3600.0);
-        }
-        config.poll_ceiling = config.poll_ceiling.max(config.poll_interval);
-        Ok(config)
-    }
 }
 
 /// What to submit: a shard from batch-format's builder, or a JSONL file already on disk.
@@ -1821,36 +1773,6 @@ fn match_results(record: &JobRecord) -> Result<BatchResults> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn config_reads_the_batch_variables() {
-        let vars = [
-            ("BATCH_POLL_INTERVAL_MS", "1500"),
-            ("BATCH_MAX_WAIT_HOURS", "0.5"),
-            ("BATCH_RESUBMIT_DELAY_MS", "10"),
-        ];
-        let get = |n: &str| {
-            vars.iter()
-                .find(|(k, _)| *k == n)
-                .map(|(_, v)| v.to_string())
-        };
-        let c = ManagerConfig::from_lookup("d", get).unwrap();
-        assert_eq!(c.poll_interval, Duration::from_millis(1500));
-        assert_eq!(c.max_wait, Duration::from_secs(1800));
-        assert_eq!(c.resubmit_delay, Duration::from_millis(10));
-        assert_eq!(c.poll_ceiling, Duration::from_secs(600));
-        let d = ManagerConfig::from_lookup("d", |_| None).unwrap();
-        assert_eq!(d, ManagerConfig::new("d"));
-        assert_eq!(d.poll_interval, Duration::from_millis(30_000));
-        assert_eq!(d.max_wait, Duration::from_secs(24 * 3600));
-        for (k, v) in [
-            ("BATCH_POLL_INTERVAL_MS", "soon"),
-            ("BATCH_MAX_WAIT_HOURS", "-1"),
-        ] {
-            let err = ManagerConfig::from_lookup("d", |n| (n == k).then(|| v.to_owned()));
-            assert!(err.unwrap_err().to_string().contains(k));
-        }
-    }
 
     #[test]
     fn metadata_leaves_room_for_ours() {

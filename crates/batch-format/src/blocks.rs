@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::{Condvar, Mutex, mpsc};
 
-use crate::validate::find_newline;
+use crate::jsonl::find_newline;
 
 /// Target size of one block of lines handed to a worker.
 pub(crate) const BLOCK_BYTES: usize = 1 << 20;
@@ -26,9 +26,10 @@ pub(crate) fn worker_threads(threads: usize) -> usize {
 
 /// Reads `reader` in blocks of whole lines (about `block_bytes` each, [`BLOCK_BYTES`] but in
 /// tests; a line longer than that gets a block of its own) on `threads` worker threads, which
-/// call `analyse` on each block with their own `new_state()`. The results come back to the
-/// calling thread in file order: `deliver(lines, result)`. The last block may end without a
-/// newline.
+/// call `analyse` on each block's lines with their own `new_state()`. The results come back to
+/// the calling thread in file order: `deliver(block, result)`. The last block may end without a
+/// newline. A line longer than `max_line` is read past, not held: the block after it has no
+/// lines, and [`Block::skipped_line`] says how long it was.
 ///
 /// At most one block per thread, plus `SPARE_BLOCKS`, is in flight at once, so memory
 /// stays bounded however far ahead the workers get. An I/O error ends the reading: the whole
@@ -37,9 +38,10 @@ pub(crate) fn parallel_blocks<R, S, T>(
     reader: R,
     threads: usize,
     block_bytes: usize,
+    max_line: usize,
     new_state: impl Fn() -> S + Sync,
     analyse: impl Fn(&mut S, &[u8]) -> T + Sync,
-    mut deliver: impl FnMut(&[u8], T),
+    deliver: impl FnMut(&Block, T),
 ) -> std::io::Result<()>
 where
     R: Read + Send,
@@ -49,9 +51,10 @@ where
         reader,
         threads,
         block_bytes,
+        max_line,
         new_state,
         |state, block| analyse(state, block.lines()),
-        |block, result| deliver(block.lines(), result),
+        deliver,
     )
 }
 
@@ -62,6 +65,7 @@ pub(crate) fn parallel_text_blocks<R, S, T>(
     reader: R,
     threads: usize,
     block_bytes: usize,
+    max_line: usize,
     new_state: impl Fn() -> S + Sync,
     analyse: impl Fn(&mut S, &mut Block) -> T + Sync,
     mut deliver: impl FnMut(&Block, T),
@@ -100,8 +104,8 @@ where
                         let src = &mut *src;
                         let seq = src.next_seq;
                         src.next_seq += 1;
-                        let read =
-                            read_block(&mut src.reader, &mut block, block_bytes, &mut src.carry);
+                        let sizes = (block_bytes, max_line);
+                        let read = read_block(&mut src.reader, &mut block, sizes, &mut src.carry);
                         src.done = !matches!(read, Ok(false));
                         (seq, read.err())
                     };
@@ -159,6 +163,8 @@ pub(crate) struct Block {
     /// The lines, known to be UTF-8 (`data` is then empty, and its size is `size`).
     text: Option<String>,
     size: usize,
+    /// The length of a line too long to hold, read past just before this block's lines.
+    skipped: Option<u64>,
 }
 
 impl Block {
@@ -191,6 +197,12 @@ impl Block {
             }
         }
         Ok(self.checked_text().unwrap_or_default())
+    }
+
+    /// The length (newline included) of a line longer than the reader's `max_line` that came
+    /// just before this block's lines; it was read past, not held.
+    pub(crate) fn skipped_line(&self) -> Option<u64> {
+        self.skipped
     }
 
     /// The lines as text, if [`Block::text`] found them to be UTF-8.
@@ -279,14 +291,16 @@ impl Drop for ClosePool<'_> {
 /// Fills `block` with whole lines, about `block_bytes` of them after `carry` (the
 /// partial line left over last time) and leaving the new partial line in `carry`. Returns
 /// whether the reader is exhausted; the last block may then end without a newline. On an
-/// error the block keeps the whole lines read before it.
+/// error the block keeps the whole lines read before it. A line longer than `max_line` is read
+/// past instead ([`skip_line`]).
 fn read_block<R: Read>(
     reader: &mut R,
     block: &mut Block,
-    block_bytes: usize,
+    (block_bytes, max_line): (usize, usize),
     carry: &mut Vec<u8>,
 ) -> std::io::Result<bool> {
     block.back_to_bytes();
+    block.skipped = None;
     // Room for `block_bytes` after the carry: a `BufReader` with no bigger a buffer then
     // reads straight into the block instead of copying through its own buffer.
     let size = (carry.len() + block_bytes).max(2 * carry.len());
@@ -303,8 +317,13 @@ fn read_block<R: Read>(
                 block.len = last + 1;
                 return Ok(false);
             }
-            // One line longer than the whole block.
-            block.data.resize(2 * block.data.len(), 0);
+            // One line longer than the whole block: more room for it, up to one byte over
+            // `max_line`, which shows it too long to hold.
+            if block.len > max_line {
+                return skip_line(reader, block, carry);
+            }
+            let grown = (2 * block.data.len()).min(max_line.saturating_add(1));
+            block.data.resize(grown, 0);
         }
         match reader.read(&mut block.data[block.len..]) {
             Ok(0) => return Ok(true),
@@ -322,17 +341,34 @@ fn read_block<R: Read>(
     }
 }
 
-/// The lines of a block, each with its newline (the last may lack one).
-pub(crate) fn split_lines(mut rest: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
+/// Reads past the rest of the line that fills `block`, a line longer than the cap: the block
+/// is left with no lines and the line's length in [`Block::skipped_line`], and what follows
+/// the line goes to `carry`. Returns whether the reader is exhausted.
+fn skip_line<R: Read>(
+    reader: &mut R,
+    block: &mut Block,
+    carry: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    let mut skipped = block.len as u64;
+    block.len = 0;
+    loop {
+        match reader.read(&mut block.data) {
+            Ok(0) => {
+                block.skipped = Some(skipped);
+                return Ok(true);
+            }
+            Ok(n) => match find_newline(&block.data[..n]) {
+                Some(end) => {
+                    carry.extend_from_slice(&block.data[end + 1..n]);
+                    block.skipped = Some(skipped + end as u64 + 1);
+                    return Ok(false);
+                }
+                None => skipped += n as u64,
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        let end = find_newline(rest).map_or(rest.len(), |p| p + 1);
-        let (line, tail) = rest.split_at(end);
-        rest = tail;
-        Some(line)
-    })
+    }
 }
 
 #[cfg(test)]
@@ -340,6 +376,7 @@ mod tests {
     use std::io::BufReader;
 
     use super::*;
+    use crate::jsonl::split_lines;
 
     /// Reads `input` through `parallel_blocks`, returning the lines as delivered.
     fn lines_of(input: &[u8], threads: usize) -> (Vec<Vec<u8>>, std::io::Result<()>) {
@@ -348,10 +385,11 @@ mod tests {
             input,
             threads,
             BLOCK_BYTES,
+            usize::MAX,
             || (),
             |(), lines| split_lines(lines).map(<[u8]>::to_vec).collect::<Vec<_>>(),
-            |lines, analysed| {
-                assert_eq!(analysed.concat(), lines);
+            |block, analysed| {
+                assert_eq!(analysed.concat(), block.lines());
                 got.extend(analysed);
             },
         );
@@ -402,6 +440,7 @@ mod tests {
                 &input[..],
                 threads,
                 block_bytes,
+                usize::MAX,
                 || (),
                 |(), block| match block.text() {
                     Ok(text) => Some(text.len()),
@@ -452,6 +491,7 @@ mod tests {
             BufReader::new(Failing(cut)),
             3,
             BLOCK_BYTES,
+            usize::MAX,
             || (),
             |(), lines| lines.to_vec(),
             |_, lines| got.extend_from_slice(&lines),
@@ -460,5 +500,53 @@ mod tests {
         assert_eq!(err.to_string(), "disk on fire");
         let whole = cut.iter().rposition(|&b| b == b'\n').unwrap() + 1;
         assert!(got == cut[..whole], "{} of {whole} bytes", got.len());
+    }
+
+    #[test]
+    fn lines_longer_than_the_cap_are_read_past_not_held() {
+        const MAX: usize = 100;
+        // Every line, as read: its bytes when it is at most `MAX` long, else its length.
+        let expect_of = |input: &[u8]| -> Vec<Result<Vec<u8>, u64>> {
+            split_lines(input)
+                .map(|l| match l.len() {
+                    n if n > MAX => Err(n as u64),
+                    _ => Ok(l.to_vec()),
+                })
+                .collect()
+        };
+        let mut input = Vec::new();
+        for n in [10, 300, 64, 101, 102, 5000, 100, 1, 65, 250] {
+            input.extend(std::iter::repeat_n(b'x', n - 1));
+            input.push(b'\n');
+        }
+        for tail in [&b""[..], b"no newline", &[b'y'; 400]] {
+            let input = [&input[..], tail].concat();
+            let expect = expect_of(&input);
+            for threads in [1, 2, 4] {
+                let mut got = Vec::new();
+                parallel_blocks(
+                    &input[..],
+                    threads,
+                    64,
+                    MAX,
+                    || (),
+                    |(), lines| split_lines(lines).map(<[u8]>::to_vec).collect::<Vec<_>>(),
+                    |block, lines| {
+                        got.extend(block.skipped_line().map(Err));
+                        got.extend(lines.into_iter().map(Ok));
+                    },
+                )
+                .unwrap();
+                // A line one byte over the cap may still fit the block grown for it.
+                let got: Vec<_> = got
+                    .into_iter()
+                    .map(|item| match item {
+                        Ok(line) if line.len() > MAX => Err(line.len() as u64),
+                        other => other,
+                    })
+                    .collect();
+                assert_eq!(got, expect, "{threads} threads, tail {}", tail.len());
+            }
+        }
     }
 }

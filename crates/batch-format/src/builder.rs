@@ -257,51 +257,7 @@ impl BatchRequestBuilder {
 
     /// Add a ready-made line; chat bodies are normalised and the changes returned.
     pub fn add_line(&mut self, mut line: BatchRequestLine) -> Result<Vec<Normalization>> {
-        let custom_id = &line.custom_id;
-        let invalid = |field, reason: &str| Error::InvalidRequest {
-            custom_id: custom_id.clone(),
-            field,
-            reason: reason.to_owned(),
-        };
-        if custom_id.is_empty() {
-            return Err(invalid("custom_id", "must not be empty"));
-        }
-        if self.ids.contains(custom_id) {
-            return Err(Error::DuplicateCustomId {
-                custom_id: custom_id.clone(),
-            });
-        }
-        let body_fits = match line.body.typed_endpoint() {
-            Some(endpoint) => endpoint == line.url,
-            None => !RequestBody::has_typed_body(line.url),
-        };
-        if !body_fits {
-            return Err(Error::BodyMismatch {
-                custom_id: custom_id.clone(),
-                url: line.url,
-                body: line.body.kind(),
-            });
-        }
-        match line.body.model() {
-            Some("") => return Err(invalid("model", "must not be empty")),
-            None if line.url.requires_model() => {
-                return Err(invalid(
-                    "model",
-                    "is required: every line of a batch names the same model",
-                ));
-            }
-            _ => {}
-        }
-        match &line.body {
-            RequestBody::ChatCompletion(req) if req.messages.is_empty() => {
-                return Err(invalid("messages", "must hold at least one message"));
-            }
-            RequestBody::ImageGeneration(req) if req.prompt.is_empty() => {
-                return Err(invalid("prompt", "must not be empty"));
-            }
-            _ => {}
-        }
-
+        self.check_line(&line)?;
         let changes = match &mut line.body {
             RequestBody::ChatCompletion(req) => normalize_chat(req),
             _ => Vec::new(),
@@ -346,8 +302,62 @@ impl BatchRequestBuilder {
         Ok(changes)
     }
 
+    /// The checks a line must pass before it is normalised: a new non-empty `custom_id`, a body
+    /// of its endpoint's kind, a model where one is required, and a non-empty prompt.
+    fn check_line(&self, line: &BatchRequestLine) -> Result<()> {
+        let custom_id = &line.custom_id;
+        let invalid = |field, reason: &str| Error::InvalidRequest {
+            custom_id: custom_id.clone(),
+            field,
+            reason: reason.to_owned(),
+        };
+        if custom_id.is_empty() {
+            return Err(invalid("custom_id", "must not be empty"));
+        }
+        if self.ids.contains(custom_id) {
+            return Err(Error::DuplicateCustomId {
+                custom_id: custom_id.clone(),
+            });
+        }
+        let body_fits = match line.body.typed_endpoint() {
+            Some(endpoint) => endpoint == line.url,
+            None => !RequestBody::has_typed_body(line.url),
+        };
+        if !body_fits {
+            return Err(Error::BodyMismatch {
+                custom_id: custom_id.clone(),
+                url: line.url,
+                body: line.body.kind(),
+            });
+        }
+        match line.body.model() {
+            Some("") => return Err(invalid("model", "must not be empty")),
+            None if line.url.requires_model() => {
+                return Err(invalid(
+                    "model",
+                    "is required: every line of a batch names the same model",
+                ));
+            }
+            _ => {}
+        }
+        match &line.body {
+            RequestBody::ChatCompletion(req) if req.messages.is_empty() => {
+                return Err(invalid("messages", "must hold at least one message"));
+            }
+            RequestBody::ImageGeneration(req) if req.prompt.is_empty() => {
+                return Err(invalid("prompt", "must not be empty"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// The draft the next line of (endpoint, model) goes into, starting a new one if the line
     /// would push the current one over a limit.
+    #[allow(
+        clippy::expect_used,
+        reason = "the group's last draft exists: one was pushed just above when it had none"
+    )]
     fn open_draft(
         &mut self,
         endpoint: Endpoint,
@@ -755,6 +765,7 @@ mod tests {
         );
     }
 
+    // Long: a table of bad lines, one case per rule of `check_line` and the limits.
     #[test]
     fn rejects_bad_lines_naming_id_and_field() {
         let mut b = small(100, 400, Some(1000));

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::validate::Field;
+use crate::field::Field;
 
 /// A JSON value that should be an object.
 #[derive(Debug, Default)]
@@ -105,15 +105,19 @@ impl<'a> Scanner<'a> {
     }
 
     /// The text from `start` to the cursor, which must span whole scanned values.
-    pub(crate) fn since(&self, start: usize) -> &'a str {
+    pub(crate) fn since(&self, start: usize) -> Scan<&'a str> {
         self.str_at(start, self.i)
     }
 
-    /// Bytes the scanner has checked, as `&str`.
-    fn str_at(&self, start: usize, end: usize) -> &'a str {
+    /// Bytes the scanner has checked, as `&str`. They are UTF-8 (the scanner checked them), so
+    /// the error, at `start`, is never seen.
+    fn str_at(&self, start: usize, end: usize) -> Scan<&'a str> {
         match self.text {
-            Some(text) => &text[start..end],
-            None => std::str::from_utf8(&self.b[start..end]).expect("the scanner checked UTF-8"),
+            Some(text) => Ok(&text[start..end]),
+            None => std::str::from_utf8(&self.b[start..end]).or(Err(ScanError {
+                at: start,
+                what: "invalid UTF-8",
+            })),
         }
     }
 
@@ -140,7 +144,7 @@ impl<'a> Scanner<'a> {
         self.ws();
         let start = self.i;
         self.skip()?;
-        Ok(self.str_at(start, self.i))
+        self.str_at(start, self.i)
     }
 
     /// Checks and skips one value. Containers are walked in one loop, with a stack of bits
@@ -278,7 +282,7 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Scan<Cow<'a, str>> {
         let open = self.i;
         let escaped = self.string_end()?;
-        let quoted = self.str_at(open, self.i);
+        let quoted = self.str_at(open, self.i)?;
         if !escaped {
             return Ok(Cow::Borrowed(&quoted[1..quoted.len() - 1]));
         }
@@ -491,7 +495,7 @@ impl<'a> Scanner<'a> {
 /// blocks are checked in a way the compiler vectorises.
 #[inline]
 fn plain_len(hay: &[u8]) -> usize {
-    match hay.get(..8) {
+    match hay.first_chunk::<8>() {
         Some(word) => first_special_in_word(word).unwrap_or_else(|| 8 + plain_len_after(&hay[8..])),
         None => plain_len_after(hay),
     }
@@ -503,23 +507,23 @@ fn plain_len_after(hay: &[u8]) -> usize {
     const BLOCK: usize = 64;
     // Whole words within the head (all three, unless `hay` is shorter).
     let head = hay.len().min(HEAD) / 8 * 8;
-    for (n, word) in hay[..head].chunks_exact(8).enumerate() {
+    for (n, word) in hay[..head].as_chunks::<8>().0.iter().enumerate() {
         if let Some(p) = first_special_in_word(word) {
             return n * 8 + p;
         }
     }
     let mut offset = head;
     if offset == HEAD {
-        let mut blocks = hay[HEAD..].chunks_exact(BLOCK);
-        for block in &mut blocks {
-            let block: &[u8; BLOCK] = block.try_into().expect("chunks_exact yields full blocks");
+        for block in hay[HEAD..].as_chunks::<BLOCK>().0 {
             let mut seen = 0u8;
             for &c in block {
                 seen |= u8::from(is_special(c));
             }
             if seen != 0 {
                 let in_block = block
-                    .chunks_exact(8)
+                    .as_chunks::<8>()
+                    .0
+                    .iter()
                     .enumerate()
                     .find_map(|(n, word)| first_special_in_word(word).map(|p| n * 8 + p));
                 return offset + in_block.unwrap_or(BLOCK);
@@ -546,10 +550,10 @@ fn is_special(c: u8) -> bool {
 /// bit tricks on a `u64` (SWAR). For each test the lowest flagged byte is always a true one (a
 /// false flag only arises from a borrow out of a lower, truly flagged byte), so the lowest of
 /// all is exact.
-fn first_special_in_word(word: &[u8]) -> Option<usize> {
+fn first_special_in_word(word: &[u8; 8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let w = u64::from_le_bytes(word.try_into().expect("a word is 8 bytes"));
+    let w = u64::from_le_bytes(*word);
     let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v;
     let quote = zero_byte(w ^ (ONES * u64::from(b'"')));
     let backslash = zero_byte(w ^ (ONES * u64::from(b'\\')));
@@ -742,6 +746,7 @@ mod tests {
         }
     }
 
+    // Long: a table of JSON texts (valid, broken, deeply nested) and the corruptions of each.
     #[test]
     fn skipping_in_one_loop_reports_what_recursion_did() {
         let mut texts: Vec<Vec<u8>> = [

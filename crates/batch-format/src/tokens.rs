@@ -11,6 +11,12 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use tiktoken_rs::CoreBPE;
 
+/// A run of whitespace, or of anything else, longer than this many bytes is counted by sample
+/// (see [`TokenEstimator::count_text`]).
+pub(crate) const LONG_RUN: usize = 16 * 1024;
+/// Bytes of a long run that are counted exactly; the rest is scaled from them.
+pub(crate) const RUN_SAMPLE: usize = 1024;
+
 /// Tokens added for each chat message on top of its text (role and separators).
 pub(crate) const MESSAGE_OVERHEAD: u64 = 3;
 /// Cost of a `detail: "low"` image.
@@ -40,6 +46,10 @@ impl Encoding {
     }
 
     /// Building a BPE takes tens of milliseconds, so each is built once per process.
+    #[allow(
+        clippy::expect_used,
+        reason = "the BPE tables are embedded in tiktoken-rs at compile time and its tests load them"
+    )]
     fn bpe(self) -> &'static CoreBPE {
         static O200K: OnceLock<CoreBPE> = OnceLock::new();
         static CL100K: OnceLock<CoreBPE> = OnceLock::new();
@@ -92,11 +102,33 @@ impl TokenEstimator {
     }
 
     /// Number of tokens in `text`, special tokens treated as ordinary text.
+    ///
+    /// Exact for text without a run of more than 16 KiB of one kind (whitespace or not), i.e.
+    /// for any prose or code. Such a run (30 MB of one letter, a pasted base64 blob)
+    /// makes the BPE take time and memory in proportion to the run (a gigabyte for 30 MB), so
+    /// each one is estimated from its first KiB instead (within 2%): the work per call is
+    /// bounded by a scan of the text plus BPE over at most 1/16 of it.
     pub fn count_text(&self, text: &str) -> u64 {
-        if text.is_empty() {
-            return 0;
+        let bpe = self.encoding.bpe();
+        let exact = |s: &str| {
+            if s.is_empty() {
+                0
+            } else {
+                bpe.count_ordinary(s) as u64
+            }
+        };
+        let mut total = 0;
+        let mut counted_to = 0;
+        for (start, end) in long_runs(text) {
+            total += exact(&text[counted_to..start]);
+            let sample_end = char_floor(text, start + RUN_SAMPLE);
+            let sample = exact(&text[start..sample_end]);
+            let scaled = u128::from(sample) * (end - start) as u128;
+            total +=
+                u64::try_from(scaled.div_ceil((sample_end - start) as u128)).unwrap_or(u64::MAX);
+            counted_to = end;
         }
-        self.encoding.bpe().count_ordinary(text) as u64
+        total + exact(&text[counted_to..])
     }
 
     /// Cost of one image input: 85 for `detail: "low"`, otherwise (high, auto or unset) 765,
@@ -201,6 +233,37 @@ fn tally_value_part(part: &Value, tally: &mut u64, est: &TokenEstimator) {
 }
 
 /// Whether a content part's `type` names an image.
+/// Byte ranges of the maximal runs of whitespace or of non-whitespace longer than [`LONG_RUN`].
+fn long_runs(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut chars = text.char_indices().peekable();
+    std::iter::from_fn(move || {
+        loop {
+            let (start, first) = chars.next()?;
+            let space = first.is_whitespace();
+            let mut end = start + first.len_utf8();
+            while let Some(&(at, c)) = chars.peek() {
+                if c.is_whitespace() != space {
+                    break;
+                }
+                end = at + c.len_utf8();
+                chars.next();
+            }
+            if end - start > LONG_RUN {
+                return Some((start, end));
+            }
+        }
+    })
+}
+
+/// The largest char boundary of `text` at or below `at`.
+fn char_floor(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
 pub(crate) fn is_image_part(kind: &str) -> bool {
     matches!(kind, "image_url" | "input_image" | "image")
 }
@@ -249,6 +312,42 @@ mod tests {
         assert_eq!(cl100k.count_text("hello world"), 2);
         // Special-token text is ordinary text, not an error.
         assert!(o200k.count_text("<|endoftext|>") > 1);
+    }
+
+    #[test]
+    fn a_long_run_is_counted_by_sample_within_two_percent_of_exact() {
+        for model in ["gpt-4o-mini", "gpt-4-turbo"] {
+            let est = TokenEstimator::for_model(model);
+            let bpe = est.encoding.bpe();
+            for run in [
+                "a".repeat(3 * LONG_RUN),
+                " ".repeat(3 * LONG_RUN),
+                "é".repeat(LONG_RUN),
+            ] {
+                let text = format!("Describe this: {run} please.");
+                let exact = bpe.count_ordinary(&text) as f64;
+                let estimate = est.count_text(&text) as f64;
+                assert!(
+                    (estimate - exact).abs() <= exact * 0.02 + 2.0,
+                    "{model}: estimate {estimate} vs exact {exact}"
+                );
+            }
+            // Prose has no long run: exact.
+            let prose = "The quick brown fox jumps over the lazy dog. ".repeat(2_000);
+            assert_eq!(est.count_text(&prose), bpe.count_ordinary(&prose) as u64);
+        }
+    }
+
+    #[test]
+    fn long_runs_are_found_by_kind_and_length() {
+        let text = format!(
+            "ab {} cd{}",
+            "x".repeat(LONG_RUN + 1),
+            " ".repeat(LONG_RUN + 5)
+        );
+        let runs: Vec<_> = long_runs(&text).collect();
+        assert_eq!(runs, [(3, 4 + LONG_RUN), (7 + LONG_RUN, text.len())]);
+        assert_eq!(long_runs(&"y".repeat(LONG_RUN)).count(), 0);
     }
 
     #[test]

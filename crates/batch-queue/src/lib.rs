@@ -8,13 +8,14 @@
 //! use std::path::Path;
 //! use std::sync::Arc;
 //!
-//! use batch_client::{BatchJobManager, ManagerConfig, OpenAiClient};
+//! use batch_client::{ApiKey, BatchJobManager, ClientConfig, ManagerConfig, OpenAiClient};
 //! use batch_format::{ChatOptions, Message};
 //! use batch_queue::{BatchRequestQueue, QueueConfig, QueuedRequest, Tier};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = OpenAiClient::from_env()?;
-//! let config = ManagerConfig::from_env("batchbeam-files")?;
+//! let key = ApiKey::new("sk-local");
+//! let client = OpenAiClient::new(ClientConfig::new("http://127.0.0.1:8787/v1", key))?;
+//! let config = ManagerConfig::new("batchbeam-files");
 //! let manager = BatchJobManager::open(client.clone(), Path::new("batchbeam.db"), config).await?;
 //! let queue = BatchRequestQueue::new(Arc::new(manager), client, QueueConfig::default()).await?;
 //!

@@ -79,12 +79,29 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::new(stdout.lock());
     let mut write_error = None;
     let mut problems = Vec::new();
+    // A file over the size limit is said at once, from its metadata, before a byte is read;
+    // the lines are checked all the same, so that every problem is found in one run.
+    let early = file
+        .metadata()
+        .ok()
+        .and_then(|m| options.file_size_problem(m.len()));
+    if let (Some(problem), false) = (&early, args.json) {
+        writeln!(out, "file: {}: {}", problem.code.as_str(), problem.message)?;
+        out.flush()?;
+    }
     // Every core: problems still come out in line order, and memory stays bounded.
     let summary = validate_jsonl_parallel(
         BufReader::with_capacity(1 << 20, file),
         &options,
         0,
         |problem| {
+            if early
+                .as_ref()
+                .is_some_and(|e| e.code == problem.code && e.line.is_none())
+                && !args.json
+            {
+                return; // said above
+            }
             if args.json {
                 if problems.len() < MAX_JSON_PROBLEMS {
                     problems.push(problem);

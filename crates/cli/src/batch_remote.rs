@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use batch_client::{
-    BatchJobManager, BatchResults, BatchStatus, ClientConfig, JobRecord, JobState, ManagerConfig,
-    OpenAiClient, RetryHook, SubmitOptions, SubmitOutcome,
+    BatchJobManager, BatchResults, BatchStatus, ClientConfig, JobRecord, JobState, OpenAiClient,
+    RetryHook, SubmitOptions, SubmitOutcome,
 };
 use clap::{Args, Subcommand};
+use providers::{ConfigError, Settings};
 use serde::Serialize;
 
 /// Exit code: the command ran, but not every request succeeded (or the input is invalid).
@@ -55,10 +56,10 @@ pub(crate) enum RemoteCommand {
 /// Options every remote command takes.
 #[derive(Args, Clone)]
 pub(crate) struct Common {
-    /// The SQLite database of batch records (default ./batchbeam.db, or DATABASE_URL when it is
-    /// a sqlite: URL). Results are kept beside it, in batchbeam-files/<record id>/. Only
-    /// `submit` creates it.
-    #[arg(long, env = "BATCHBEAM_DB", value_name = "PATH")]
+    /// The SQLite database of batch records (BATCHBEAM_DB; default ./batchbeam.db, or
+    /// DATABASE_URL when it is a sqlite: URL). Results are kept beside it, in
+    /// batchbeam-files/<record id>/. Only `submit` creates it.
+    #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
     /// Print JSON for scripts instead of text.
     #[arg(long)]
@@ -140,15 +141,16 @@ pub(crate) fn retry_printer() -> RetryHook {
     RetryHook::new(|notice| eprintln!("retrying: {notice}"))
 }
 
-/// Runs one remote command with configuration from the environment.
+/// Runs one remote command with the settings (`--db` over the environment and
+/// `batchbeam.toml`).
 pub(crate) async fn run(cmd: RemoteCommand) -> anyhow::Result<ExitCode> {
-    let client = match ClientConfig::from_env() {
+    let settings = cmd.common().settings(Settings::load)?;
+    let client = match settings.client_config() {
         Ok(client) => Some(client.with_retry_notice(retry_printer())),
         // These answer from the database without a key; what needs the API says so.
-        Err(_) if cmd.reads_only() && !has_key_in_env() => None,
+        Err(ConfigError::NotSet(_)) if cmd.reads_only() => None,
         Err(e) => return Err(e.into()),
     };
-    let env = |name: &str| std::env::var(name).ok();
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr();
     let err_tty = stderr.is_terminal();
@@ -157,11 +159,18 @@ pub(crate) async fn run(cmd: RemoteCommand) -> anyhow::Result<ExitCode> {
         err: &mut stderr,
         err_tty,
     };
-    run_with(cmd, client, &env, &mut io).await
+    execute(cmd, &settings, client, &mut io).await
 }
 
-fn has_key_in_env() -> bool {
-    std::env::var("OPENAI_API_KEY").is_ok_and(|k| !k.trim().is_empty())
+impl Common {
+    /// The settings, with `--db` as the top layer, read by `read` (`Settings::load`, or a
+    /// test's lookup).
+    fn settings(
+        &self,
+        read: impl FnOnce(&[(&str, String)]) -> Result<Settings, ConfigError>,
+    ) -> anyhow::Result<Settings> {
+        Ok(read(&crate::settings::flags(self.db.as_deref(), None))?)
+    }
 }
 
 impl RemoteCommand {
@@ -184,23 +193,16 @@ impl RemoteCommand {
     }
 }
 
-/// Runs one remote command; `client` is `None` without a key; `env` supplies `DATABASE_URL`
-/// and the `BATCH_*` settings.
-pub(crate) async fn run_with(
+/// Runs one remote command; `client` is `None` without a key.
+async fn execute(
     cmd: RemoteCommand,
+    settings: &Settings,
     client: Option<ClientConfig>,
-    env: &dyn Fn(&str) -> Option<String>,
     io: &mut Io<'_>,
 ) -> anyhow::Result<ExitCode> {
     let common = cmd.common().clone();
-    let db = db_path(common.db.as_deref(), env)?;
-    let data_dir = std::path::absolute(
-        db.parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new(".")),
-    )?
-    .join("batchbeam-files");
-    let config = ManagerConfig::from_lookup(data_dir, env)?;
+    let db = settings.data.db.clone();
+    let config = settings.manager_config();
     let has_key = client.is_some();
     // Without a key every request is refused before it is sent.
     let client = client.unwrap_or_else(|| {
@@ -386,27 +388,6 @@ async fn status(
             })
         }
     }
-}
-
-/// `--db`/`BATCHBEAM_DB`, else a sqlite `DATABASE_URL`, else `./batchbeam.db`.
-pub(crate) fn db_path(
-    db: Option<&Path>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> anyhow::Result<PathBuf> {
-    if let Some(db) = db {
-        return Ok(db.to_owned());
-    }
-    if let Some(url) = env("DATABASE_URL")
-        && let Some(rest) = url.strip_prefix("sqlite:")
-    {
-        let rest = rest.strip_prefix("//").unwrap_or(rest);
-        let path = rest.split('?').next().unwrap_or_default();
-        if path.is_empty() || path == ":memory:" {
-            bail!("DATABASE_URL must name a sqlite file, got '{url}'");
-        }
-        return Ok(PathBuf::from(path));
-    }
-    Ok(PathBuf::from("batchbeam.db"))
 }
 
 async fn submit(
@@ -836,6 +817,7 @@ impl<'a> View<'a> {
 
 #[cfg(test)]
 mod tests {
+    use batch_client::ManagerConfig;
     use clap::Parser;
 
     use super::*;
@@ -852,6 +834,19 @@ mod tests {
             "BATCH_POLL_MAX_INTERVAL_MS" => Some("5".into()),
             _ => None,
         }
+    }
+
+    /// Runs one command with environment variables from `env` (`--db` over them).
+    async fn run_with(
+        cmd: RemoteCommand,
+        client: Option<ClientConfig>,
+        env: &dyn Fn(&str) -> Option<String>,
+        io: &mut Io<'_>,
+    ) -> anyhow::Result<ExitCode> {
+        let settings = cmd
+            .common()
+            .settings(|flags| Settings::from_lookup(env, flags))?;
+        execute(cmd, &settings, client, io).await
     }
 
     async fn run_args(sim: &openai_sim::SimHandle, args: &[&str]) -> anyhow::Result<ExitCode> {
@@ -936,19 +931,7 @@ mod tests {
     }
 
     #[test]
-    fn database_path_comes_from_the_flag_then_a_sqlite_url() {
-        let none = |_: &str| None;
-        assert_eq!(db_path(None, &none).unwrap(), PathBuf::from("batchbeam.db"));
-        assert_eq!(
-            db_path(Some(Path::new("x.db")), &none).unwrap(),
-            PathBuf::from("x.db")
-        );
-        let url = |n: &str| (n == "DATABASE_URL").then(|| "sqlite:///tmp/a.db?mode=rwc".to_owned());
-        assert_eq!(db_path(None, &url).unwrap(), PathBuf::from("/tmp/a.db"));
-        let pg = |n: &str| (n == "DATABASE_URL").then(|| "postgres://h/db".to_owned());
-        assert_eq!(db_path(None, &pg).unwrap(), PathBuf::from("batchbeam.db"));
-        let mem = |n: &str| (n == "DATABASE_URL").then(|| "sqlite::memory:".to_owned());
-        assert!(db_path(None, &mem).is_err());
+    fn metadata_is_key_value() {
         assert_eq!(parse_pair("a=b=c").unwrap(), ("a".into(), "b=c".into()));
         assert!(parse_pair("=b").is_err());
     }

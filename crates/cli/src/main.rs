@@ -3,6 +3,7 @@
 mod batch;
 mod batch_remote;
 mod run;
+mod settings;
 mod sim;
 
 use std::process::ExitCode;

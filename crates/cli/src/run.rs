@@ -15,21 +15,22 @@ use batch_queue::BatchRequestQueue;
 use clap::{Args, Subcommand};
 use openai_sim::{SimConfig, SimHandle};
 use orchestrator::{
-    BeamSearch, CheckpointStore, Engines, Hybrid, JudgingMode, Plan, Pricing, ProgressEvent, Routing, SearchParams,
-    SessionOutcome, SessionStore, Turnaround, estimate,
+    BeamSearch, CheckpointStore, Engines, Hybrid, JudgingMode, Plan, Pricing, ProgressEvent,
+    Routing, SearchParams, SessionOutcome, SessionStore, Turnaround, estimate,
 };
-use providers::{Operation, ProviderFactory, ProvidersConfig, RoleModels, Tier};
+use providers::{Operation, ProviderFactory, RoleModels, Settings, Tier};
 
 /// Where sessions and their database live, and how to reach the models.
 #[derive(Args, Clone)]
 pub(crate) struct Place {
-    /// The SQLite database of sessions and batches (default ./batchbeam.db, or DATABASE_URL
-    /// when it is a sqlite: URL).
-    #[arg(long, env = "BATCHBEAM_DB", value_name = "PATH")]
+    /// The SQLite database of sessions and batches (BATCHBEAM_DB; default ./batchbeam.db, or
+    /// DATABASE_URL when it is a sqlite: URL).
+    #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
-    /// The folder sessions write their images and session.json to (one folder each).
-    #[arg(long, env = "BATCHBEAM_SESSIONS", default_value = "batchbeam-sessions")]
-    sessions: PathBuf,
+    /// The folder sessions write their images and session.json to, one folder each
+    /// (BATCHBEAM_SESSIONS; default batchbeam-sessions).
+    #[arg(long, value_name = "DIR")]
+    sessions: Option<PathBuf>,
     /// Run against an in-process openai-sim instead of OPENAI_BASE_URL (the default when
     /// OPENAI_API_KEY is not set).
     #[arg(long)]
@@ -110,7 +111,7 @@ pub(crate) struct ResumeArgs {
 #[derive(Args)]
 pub(crate) struct SessionsArgs {
     /// The SQLite database (as for `run`).
-    #[arg(long, env = "BATCHBEAM_DB", value_name = "PATH")]
+    #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
@@ -133,7 +134,7 @@ pub(crate) struct CostReportArgs {
     /// The session id.
     id: String,
     /// The SQLite database (as for `run`).
-    #[arg(long, env = "BATCHBEAM_DB", value_name = "PATH")]
+    #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
@@ -152,6 +153,11 @@ pub(crate) struct PricesArgs {
 }
 
 impl Place {
+    /// Every setting, with `--db` and `--sessions` as the top layer.
+    fn settings(&self) -> anyhow::Result<Settings> {
+        crate::settings::load(self.db.as_deref(), self.sessions.as_deref())
+    }
+
     /// The flags a resume needs to run where this run did (tiers, database, simulator).
     fn resume_flags(&self) -> String {
         let mut flags = String::new();
@@ -226,8 +232,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// The database: `--db` over the settings.
 fn db_path(db: Option<&Path>) -> anyhow::Result<PathBuf> {
-    crate::batch_remote::db_path(db, &|name| std::env::var(name).ok())
+    Ok(crate::settings::load(db, None)?.data.db)
 }
 
 /// What a session runs on: the engines, the store, and the simulator kept alive if there is one.
@@ -247,17 +254,17 @@ struct Rig {
     deadline: Option<Duration>,
     /// `BATCH_COST_TRACKING`: print the cost report.
     cost_tracking: bool,
+    /// Where sessions write their folders (`--sessions`).
+    sessions: PathBuf,
 }
 
-async fn rig(place: &Place) -> anyhow::Result<Rig> {
-    let mut config = ProvidersConfig::load()?;
+async fn rig(place: &Place, settings: Settings) -> anyhow::Result<Rig> {
+    let mut config = settings.providers.clone();
     let batch_configured = config.batch.enabled;
     if place.batch {
         config.batch.enabled = true;
     }
-    let no_key = std::env::var("OPENAI_API_KEY")
-        .map(|k| k.trim().is_empty())
-        .unwrap_or(true);
+    let no_key = settings.openai.api_key.is_none();
     let simulated = if place.sim {
         Some("--sim")
     } else {
@@ -281,27 +288,19 @@ async fn rig(place: &Place) -> anyhow::Result<Rig> {
         (client, Some(sim))
     } else {
         // Every call that is retried says so on stderr (a dead OPENAI_BASE_URL is not silent).
-        let client =
-            ClientConfig::from_env()?.with_retry_notice(crate::batch_remote::retry_printer());
+        let client = settings
+            .client_config()?
+            .with_retry_notice(crate::batch_remote::retry_printer());
         (client, None)
     };
     let pricing = match &place.pricing {
         Some(path) => Pricing::builtin().with_overrides(Pricing::load(path)?),
         None => Pricing::builtin(),
     };
-    let db = db_path(place.db.as_deref())?;
-    let data_dir = std::path::absolute(
-        db.parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new(".")),
-    )?
-    .join("batchbeam-files");
-    let deadline = place.deadline.or_else(|| {
-        config
-            .batch
-            .hybrid_mode
-            .then(|| Duration::from_secs(u64::from(config.batch.max_wait_hours) * 3600))
-    });
+    let (db, data_dir) = (&settings.data.db, &settings.data.files);
+    let deadline = place
+        .deadline
+        .or_else(|| config.batch.hybrid_mode.then(|| config.batch.max_wait()));
     let batch_used = deadline.is_some()
         || Operation::ALL
             .iter()
@@ -310,8 +309,8 @@ async fn rig(place: &Place) -> anyhow::Result<Rig> {
     let store = if batch_used {
         let manager = BatchJobManager::open(
             OpenAiClient::new(client.clone())?,
-            &db,
-            config.manager_config(&data_dir),
+            db,
+            config.manager_config(data_dir),
         )
         .await
         .with_context(|| format!("opening {}", db.display()))?;
@@ -328,7 +327,7 @@ async fn rig(place: &Place) -> anyhow::Result<Rig> {
         factory = factory.with_queue(queue);
         store
     } else {
-        SessionStore::open(&db).await?
+        SessionStore::open(db).await?
     };
     let hybrid = deadline.map(|deadline| Hybrid {
         deadline,
@@ -346,6 +345,7 @@ async fn rig(place: &Place) -> anyhow::Result<Rig> {
         batch_configured,
         deadline,
         cost_tracking: config.batch.cost_tracking,
+        sessions: settings.data.sessions.clone(),
     })
 }
 
@@ -468,11 +468,11 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     params.image_quality = args.quality;
     params.validate()?;
     let mut err = std::io::stderr();
-    let rig = rig(&args.place).await?;
+    let rig = rig(&args.place, args.place.settings()?).await?;
     for line in opening_lines(&rig, &args.place, &params, 0) {
         writeln!(err, "{line}")?;
     }
-    let mut search = BeamSearch::start(params, rig.engines, rig.store, &args.place.sessions)
+    let mut search = BeamSearch::start(params, rig.engines, rig.store, &rig.sessions)
         .await?
         .with_pricing(rig.pricing);
     if let Some(d) = rig.deadline {
@@ -515,8 +515,8 @@ struct Shown {
 pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
     let mut err = std::io::stderr();
     // A finished session is shown as it is: nothing to start, nothing created.
-    let db = db_path(args.place.db.as_deref())?;
-    let store = SessionStore::open_read_only(&db).await?;
+    let settings = args.place.settings()?;
+    let store = SessionStore::open_read_only(&settings.data.db).await?;
     if let Some(outcome) = BeamSearch::finished(&args.id, &store).await? {
         writeln!(
             err,
@@ -527,14 +527,14 @@ pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
         )?;
         let shown = Shown {
             json: args.place.json,
-            cost: ProvidersConfig::load()?.batch.cost_tracking,
+            cost: settings.providers.batch.cost_tracking,
             simulated: false,
         };
         show(&outcome, shown)?;
         return Ok(ExitCode::SUCCESS);
     }
     drop(store);
-    let rig = rig(&args.place).await?;
+    let rig = rig(&args.place, settings).await?;
     let mut search = BeamSearch::resume(&args.id, rig.engines.clone(), rig.store.clone())
         .await?
         .with_pricing(rig.pricing.clone());

@@ -163,3 +163,26 @@ fn json_output_carries_the_summary_and_every_problem_with_the_same_exit_codes() 
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_file_over_the_size_limit_is_said_first_and_once_and_its_lines_still_checked() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(format!("{GOOD}\n{GOOD}\n").as_bytes())
+        .unwrap();
+    // Sparse: 1 MB more than the limit given below, written in no time.
+    file.as_file().set_len(3 << 20).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_batchbeam"))
+        .args(["batch", "validate"])
+        .arg(file.path())
+        .args(["--max-bytes", &(2u64 << 20).to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(first.starts_with("file: file_too_large: "), "{text}");
+    assert!(first.contains("3145728 bytes"), "{text}");
+    assert_eq!(text.matches("file_too_large").count(), 1, "{text}");
+    // The duplicate custom id on line 2 is still found.
+    assert!(text.contains("line 2: duplicate_custom_id"), "{text}");
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::faults::FaultConfig;
+use crate::limits::Limits;
 
 /// How the simulator behaves. Start from [`SimConfig::default`] and change what you need.
 ///
@@ -52,6 +53,8 @@ pub struct SimConfig {
     pub tick: Duration,
     /// Extra simulated seconds a `service_tier: "flex"` synchronous request takes.
     pub flex_delay_secs: f64,
+    /// How big a request and how slow a client may be (real time, not simulated).
+    pub limits: Limits,
 }
 
 impl Default for SimConfig {
@@ -73,6 +76,7 @@ impl Default for SimConfig {
             max_file_bytes: 512 * 1024 * 1024,
             tick: Duration::from_millis(50),
             flex_delay_secs: 5.0,
+            limits: Limits::default(),
         }
     }
 }
@@ -132,6 +136,12 @@ impl SimConfig {
     /// Sets [`SimConfig::faults`].
     pub fn with_faults(mut self, faults: FaultConfig) -> SimConfig {
         self.faults = faults;
+        self
+    }
+
+    /// Request size and client speed limits (see [`Limits`]).
+    pub fn with_limits(mut self, limits: Limits) -> SimConfig {
+        self.limits = limits;
         self
     }
 

@@ -32,6 +32,7 @@ mod faults;
 mod files;
 mod ids;
 mod jsonfmt;
+mod limits;
 pub mod models;
 mod refused;
 mod server;
@@ -48,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{BatchTiming, SimConfig};
 pub use error::{Error, Result};
 pub use faults::{BatchOutcome, BatchOutcomeRule, FaultConfig, FaultKind, FaultRule};
+pub use limits::Limits;
 pub use refused::RefusedPort;
 pub use stats::{BatchStats, StatsSnapshot};
 
@@ -173,7 +175,8 @@ pub async fn serve_with_shutdown(
 
 async fn run(listener: TcpListener, sim: Arc<Sim>, stop: CancellationToken) {
     let ticker = tokio::spawn(tick(Arc::clone(&sim), stop.clone()));
-    server::run(listener, api::router(Arc::clone(&sim)), stop).await;
+    let limits = sim.config.limits.clone();
+    server::run(listener, api::router(Arc::clone(&sim)), limits, stop).await;
     let _ = ticker.await;
 }
 

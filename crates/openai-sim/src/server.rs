@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -15,12 +15,19 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::limits::{Limits, PARSER_MAX_BUF, PARSER_MAX_HEADERS};
+
 /// Request extension: notify it to drop the connection the request came on, with a TCP reset.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnKill(pub(crate) Arc<Notify>);
 
 /// Serves `router` on `listener` until `stop` is cancelled.
-pub(crate) async fn run(listener: TcpListener, router: Router, stop: CancellationToken) {
+pub(crate) async fn run(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    stop: CancellationToken,
+) {
     let mut conns = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -58,8 +65,13 @@ pub(crate) async fn run(listener: TcpListener, router: Router, stop: Cancellatio
             router.clone().oneshot(req.map(axum::body::Body::new))
         });
         let stop = stop.clone();
+        let header_timeout = limits.header_read_timeout;
         conns.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(PARSER_MAX_BUF)
+                .max_headers(PARSER_MAX_HEADERS)
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
             tokio::select! {
                 res = conn => {

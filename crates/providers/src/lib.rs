@@ -24,10 +24,10 @@
 mod barrier;
 mod batch;
 pub mod codec;
-mod config;
 mod error;
 mod factory;
 mod provider;
+pub mod settings;
 mod tier;
 mod traits;
 pub mod transport;
@@ -35,10 +35,13 @@ mod types;
 
 pub use barrier::{NoBarrier, StageBarrier};
 pub use batch::BatchTransport;
-pub use config::{BatchMode, BatchSettings, CONFIG_FILE, ConfigError, ProvidersConfig, SETTINGS};
 pub use error::{ProviderError, Result};
 pub use factory::{ProviderFactory, Providers};
 pub use provider::{Delivered, OpenAiProvider, RoleModels, Transport};
+pub use settings::{
+    BatchMode, BatchSettings, CONFIG_FILE, ConfigError, DataSettings, OpenAiSettings,
+    ProvidersConfig, SETTINGS, Settings,
+};
 pub use tier::{Operation, Role, Tier};
 pub use traits::{ImageProvider, LlmProvider, VisionProvider};
 #[cfg(feature = "mocks")]

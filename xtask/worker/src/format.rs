@@ -52,6 +52,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         "validate" => timed(|| validate(&arg(1)?, Mode::Single))?,
         "validate-parallel" => timed(|| validate(&arg(1)?, Mode::Parallel))?,
         "validate-tokens" => timed(|| validate(&arg(1)?, Mode::WithTokens))?,
+        "gen-text" => timed(|| gen_text(&arg(1)?))?,
         "parse" => {
             // Reading the expected ids from the input is set-up, not parsing: keep it untimed.
             let ids = custom_ids(&arg(2)?)?;
@@ -113,6 +114,121 @@ fn build(out: &Path) -> anyhow::Result<u64> {
     }
     let mut w = BufWriter::new(File::create(out)?);
     batch.shards()[0].write_jsonl(&mut w)?;
+    w.flush()?;
+    Ok(std::fs::metadata(out)?.len())
+}
+
+/// Characters of prose in each text-heavy request: about 115 MB for the file.
+const PROSE_LEN: usize = 2_200;
+
+/// Words of the text-heavy requests' prose.
+const WORDS: &[&str] = &[
+    "the",
+    "a",
+    "of",
+    "and",
+    "in",
+    "with",
+    "on",
+    "at",
+    "from",
+    "under",
+    "over",
+    "through",
+    "lighthouse",
+    "storm",
+    "waves",
+    "rocks",
+    "keeper",
+    "lantern",
+    "harbour",
+    "gulls",
+    "spray",
+    "cliff",
+    "night",
+    "dawn",
+    "fog",
+    "rain",
+    "wind",
+    "ship",
+    "sail",
+    "beacon",
+    "shore",
+    "tide",
+    "painted",
+    "rendered",
+    "photographed",
+    "sketched",
+    "glowing",
+    "crashing",
+    "towering",
+    "lonely",
+    "weathered",
+    "dramatic",
+    "cinematic",
+    "moody",
+    "vivid",
+    "soft",
+    "golden",
+    "cold",
+    "oil",
+    "watercolour",
+    "charcoal",
+    "lens",
+    "35mm",
+    "wide-angle",
+    "close-up",
+    "aerial",
+    "composition",
+    "contrast",
+    "texture",
+    "palette",
+    "shadows",
+    "highlights",
+    "horizon",
+    "should",
+    "could",
+    "would",
+    "describe",
+    "imagine",
+    "consider",
+    "because",
+    "although",
+    "Critique:",
+    "Score",
+    "7/10;",
+    "(good)",
+    "detail,",
+    "light.",
+    "colour,",
+    "mood;",
+    "framing:",
+];
+
+/// Writes [`REQUESTS`] chat requests of varied prose, about 115 MB: the file on which the token
+/// estimate, not JSON parsing, decides how fast `batch validate` is.
+fn gen_text(out: &Path) -> anyhow::Result<u64> {
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut w = BufWriter::new(File::create(out)?);
+    for i in 0..REQUESTS {
+        let mut prose = String::with_capacity(PROSE_LEN + 16);
+        while prose.len() < PROSE_LEN {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            prose.push_str(WORDS[(seed % WORDS.len() as u64) as usize]);
+            prose.push(' ');
+        }
+        let line = serde_json::json!({
+            "custom_id": format!("text-{i}"), "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o-mini", "max_tokens": 400, "messages": [
+                {"role": "system", "content": "You write image prompts: one paragraph, concrete and visual."},
+                {"role": "user", "content": prose},
+            ]}
+        });
+        serde_json::to_writer(&mut w, &line)?;
+        w.write_all(b"\n")?;
+    }
     w.flush()?;
     Ok(std::fs::metadata(out)?.len())
 }

@@ -172,8 +172,9 @@ pub(super) async fn create(State(sim): State<Arc<Sim>>, body: Bytes) -> Result<R
             check_metadata(raw, ordered)?
         }
     };
+    // The spec does not make it nullable: an explicit null is the wrong type, not "unset".
     let output_ttl = match obj.get("output_expires_after") {
-        None | Some(Value::Null) => None,
+        None => None,
         Some(Value::Object(o)) => {
             let anchor = required_str(o, "anchor")
                 .map_err(|_| ApiError::missing("output_expires_after.anchor"))?;

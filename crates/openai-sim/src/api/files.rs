@@ -48,6 +48,38 @@ fn bad_batch_format() -> ApiError {
     ApiError::invalid("Invalid file format for Batch API. Must be .jsonl").with_detail()
 }
 
+/// The anchor and seconds of an `expires_after` part sent as JSON, as text like the form fields.
+fn expires_after_json(text: &str) -> Result<(Option<String>, Option<String>), ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| ApiError::bad_json_body().param("expires_after"))?;
+    let serde_json::Value::Object(obj) = &value else {
+        return Err(ApiError::invalid_type("expires_after", "an object", &value));
+    };
+    let anchor = match obj.get("anchor") {
+        None => None,
+        Some(serde_json::Value::String(a)) => Some(a.clone()),
+        Some(other) => {
+            return Err(ApiError::invalid_type(
+                "expires_after.anchor",
+                "a string",
+                other,
+            ));
+        }
+    };
+    let seconds = match obj.get("seconds") {
+        None => None,
+        Some(v) if v.is_i64() => Some(v.to_string()),
+        Some(other) => {
+            return Err(ApiError::invalid_type(
+                "expires_after.seconds",
+                "an integer",
+                other,
+            ));
+        }
+    };
+    Ok((anchor, seconds))
+}
+
 /// `POST /v1/files`.
 pub(super) async fn upload(
     State(sim): State<Arc<Sim>>,
@@ -64,6 +96,11 @@ pub(super) async fn upload(
             "expires_after[anchor]" => anchor = Some(field.text().await.map_err(multipart_error)?),
             "expires_after[seconds]" => {
                 seconds = Some(field.text().await.map_err(multipart_error)?)
+            }
+            // The spec's own encoding of the object: one JSON part.
+            "expires_after" => {
+                let text = field.text().await.map_err(multipart_error)?;
+                (anchor, seconds) = expires_after_json(&text)?;
             }
             "file" => {
                 let filename = field.file_name().unwrap_or("upload").to_owned();

@@ -29,9 +29,6 @@ use crate::state::{Sim, lock};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TruncateDownload;
 
-/// Largest JSON body accepted by the JSON routes (chat requests may carry base64 images).
-const JSON_BODY_LIMIT: usize = 64 * 1024 * 1024;
-
 pub(crate) fn router(sim: Arc<Sim>) -> Router {
     let v1 = Router::new()
         .route(
@@ -83,7 +80,7 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         )
         .fallback(invalid_url)
         .method_not_allowed_fallback(invalid_url)
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(sim.config.limits.max_json_body_bytes))
         .layer(middleware::from_fn_with_state(Arc::clone(&sim), auth))
         .layer(middleware::from_fn_with_state(Arc::clone(&sim), faults));
     let admin = Router::new()
@@ -93,6 +90,10 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .merge(admin)
         .merge(v1)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&sim),
+            crate::limits::guard,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&sim),
             common_headers,

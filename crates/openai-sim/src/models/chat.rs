@@ -42,9 +42,9 @@ pub(crate) fn complete(ctx: &Ctx, body: &Value) -> ModelReply {
         Ok(p) => p,
         Err(reply) => return reply,
     };
-    let obj = body
-        .as_object()
-        .expect("prepare checked the body is an object");
+    let Some(obj) = body.as_object() else {
+        return super::not_an_object();
+    };
     let n = obj.get("n").and_then(Value::as_u64).unwrap_or(1);
     let limit = obj
         .get("max_completion_tokens")

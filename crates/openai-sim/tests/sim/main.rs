@@ -5,6 +5,7 @@ mod batches;
 mod faults;
 mod files;
 mod lifecycle;
+mod limits;
 mod strict;
 mod support;
 mod sync;

@@ -95,3 +95,111 @@ async fn unknown_image_parameters_are_refused_synchronously() {
                          "type": "invalid_request_error", "param": "seed", "code": null}})
     );
 }
+
+/// Found by schemathesis with the official spec: values of the wrong type or out of range in the
+/// expiry objects were accepted (an explicit null; the spec's JSON-part form of `expires_after`).
+#[tokio::test]
+async fn expiry_objects_are_checked_in_every_form() {
+    let ctx = Ctx::new().await;
+    let file = ctx
+        .upload_lines(&[chat_line("a", "gpt-4o-mini", "hi")])
+        .await;
+    let r = ctx
+        .post(
+            "/v1/batches",
+            &json!({"input_file_id": file, "endpoint": "/v1/chat/completions",
+                    "completion_window": "24h", "output_expires_after": null}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.error()["param"], "output_expires_after");
+    assert_eq!(r.error()["code"], "invalid_type");
+
+    let upload = |expires_after: &str| {
+        let form = reqwest::multipart::Form::new()
+            .text("purpose", "user_data")
+            .part(
+                "expires_after",
+                reqwest::multipart::Part::text(expires_after.to_owned())
+                    .mime_str("application/json")
+                    .unwrap(),
+            )
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(b"notes".to_vec()).file_name("notes.txt"),
+            );
+        ctx.http
+            .post(ctx.url("/v1/files"))
+            .bearer_auth(crate::support::KEY)
+            .multipart(form)
+            .send()
+    };
+    for (part, param) in [
+        (
+            r#"{"anchor": "created_at", "seconds": 3599}"#,
+            "expires_after.seconds",
+        ),
+        (
+            r#"{"anchor": "created_at", "seconds": "soon"}"#,
+            "expires_after.seconds",
+        ),
+        (
+            r#"{"anchor": "last_active_at", "seconds": 3600}"#,
+            "expires_after.anchor",
+        ),
+        (r#"[3600]"#, "expires_after"),
+    ] {
+        let resp = upload(part).await.unwrap();
+        assert_eq!(resp.status(), 400, "{part}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["param"], param, "{part}: {body}");
+    }
+    let resp = upload(r#"{"anchor": "created_at", "seconds": 7200}"#)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["expires_at"].as_i64().unwrap() - body["created_at"].as_i64().unwrap(),
+        7200
+    );
+}
+
+/// Found by schemathesis: integer image parameters of the wrong type or out of range were
+/// accepted and ignored.
+#[tokio::test]
+async fn integer_image_parameters_are_type_and_range_checked() {
+    let ctx = Ctx::new().await;
+    let cases = [
+        (
+            json!({"partial_images": {"a": 1}}),
+            "partial_images",
+            "invalid_type",
+        ),
+        (
+            json!({"partial_images": 4}),
+            "partial_images",
+            "integer_above_max_value",
+        ),
+        (
+            json!({"output_compression": -1}),
+            "output_compression",
+            "integer_below_min_value",
+        ),
+        (json!({"n": 0}), "n", "integer_below_min_value"),
+        (json!({"user": 7}), "user", "invalid_type"),
+    ];
+    for (extra, param, code) in cases {
+        let mut body = json!({"model": "gpt-image-1", "prompt": "a lighthouse"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let r = ctx.post("/v1/images/generations", &body).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert_eq!(r.error()["param"], param, "{body}");
+        assert_eq!(r.error()["code"], code, "{body}");
+    }
+    let fine = json!({"model": "gpt-image-1", "prompt": "a lighthouse", "partial_images": 2,
+                      "output_compression": null});
+    assert_eq!(ctx.post("/v1/images/generations", &fine).await.status, 200);
+}

@@ -1,0 +1,444 @@
+//! The one reader of batchbeam's settings: defaults < `batchbeam.toml` < environment <
+//! command-line flags, every value checked by its rule in [`SETTINGS`], a bad one named by the
+//! variable, flag, or key and file it came from. Nothing else in the workspace reads the
+//! environment; every other crate takes the typed configurations built here.
+
+mod reader;
+mod table;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use batch_client::{ApiKey, ClientConfig, ManagerConfig};
+use figment::Figment;
+
+pub use table::{Rule, SETTINGS, Setting, markdown_table};
+
+use crate::{Operation, Role, RoleModels, Tier};
+use reader::Reader;
+
+/// The configuration file read unless `BATCHBEAM_CONFIG` names another.
+pub const CONFIG_FILE: &str = "batchbeam.toml";
+
+/// A configuration that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A value is not allowed. `name` is the environment variable, the flag, or the key and its
+    /// file.
+    #[error("{name} = '{value}' is not allowed: expected {allowed}")]
+    Invalid {
+        /// `BATCH_API_MODE`, `--db`, or `` `batch.mode` in batchbeam.toml ``.
+        name: String,
+        /// The value found.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
+    /// A key the configuration does not have (most likely a typo).
+    #[error("unknown key {name}: expected one of {allowed}")]
+    UnknownKey {
+        /// The key and its file.
+        name: String,
+        /// The keys of that table.
+        allowed: String,
+    },
+    /// The file cannot be read or is not TOML.
+    #[error("configuration: {0}")]
+    Unreadable(String),
+    /// A tier was configured without what it needs (an API client, a batch queue).
+    #[error("the {tier} tier for {operation} needs {what}")]
+    Missing {
+        /// The operation.
+        operation: Operation,
+        /// Its tier.
+        tier: Tier,
+        /// What is missing.
+        what: &'static str,
+    },
+    /// A setting that is needed is not set (`OPENAI_API_KEY`).
+    #[error("{0} is not set")]
+    NotSet(&'static str),
+}
+
+/// When queued batch requests are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchMode {
+    /// Wait for a stage barrier (or a full group, or the delay) and send one batch per stage.
+    Deferred,
+    /// Send each group as soon as requests arrive.
+    Immediate,
+}
+
+/// The Batch API settings of the guide, with its defaults.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BatchSettings {
+    /// `BATCH_API_ENABLED` (false): the safety switch; when off, no call goes to batch.
+    pub enabled: bool,
+    /// `BATCH_API_MODE` (deferred).
+    pub mode: BatchMode,
+    /// `BATCH_MAX_WAIT_HOURS` (24): cancel a batch still running after this long; above 0
+    /// and at most 24, fractions allowed.
+    pub max_wait_hours: f64,
+    /// `BATCH_POLL_INTERVAL_MS` (30000).
+    pub poll_interval_ms: u64,
+    /// `BATCH_POLL_MAX_INTERVAL_MS` (600000): the polling ceiling.
+    pub poll_max_interval_ms: u64,
+    /// `BATCH_RESUBMIT_DELAY_MS` (300000): wait before resubmitting after
+    /// `token_limit_exceeded`.
+    pub resubmit_delay_ms: u64,
+    /// `BATCH_VISION_ENABLED` (true): judging may go to batch.
+    pub vision_enabled: bool,
+    /// `BATCH_LLM_ENABLED` (true): expand, combine, critique and refine may go to batch.
+    pub llm_enabled: bool,
+    /// `BATCH_FALLBACK_TO_STANDARD` (true): a failed batch request (and a busy or slow flex
+    /// one) is sent to the standard tier instead of failing.
+    pub fallback_to_standard: bool,
+    /// `BATCH_COST_TRACKING` (true).
+    pub cost_tracking: bool,
+    /// `BATCH_HYBRID_MODE` (false): pick tiers by latency budget.
+    pub hybrid_mode: bool,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            enabled: false,
+            mode: BatchMode::Deferred,
+            max_wait_hours: 24.0,
+            poll_interval_ms: 30_000,
+            poll_max_interval_ms: 600_000,
+            resubmit_delay_ms: 300_000,
+            vision_enabled: true,
+            llm_enabled: true,
+            fallback_to_standard: true,
+            cost_tracking: true,
+            hybrid_mode: false,
+        }
+    }
+}
+
+impl BatchSettings {
+    /// `BATCH_MAX_WAIT_HOURS` as a duration.
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_secs_f64(self.max_wait_hours * 3600.0)
+    }
+}
+
+/// Everything the factory needs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProvidersConfig {
+    /// Batch API settings.
+    pub batch: BatchSettings,
+    /// Tiers set explicitly per operation (`tiers.<op>` / `BATCHBEAM_TIER_<OP>`); see
+    /// [`ProvidersConfig::tier_for`] for the rest.
+    pub tiers: Vec<(Operation, Tier)>,
+    /// Models per role (`models.llm`/`vision`/`image`).
+    pub models: RoleModels,
+    /// How long a flex call may take before it falls back (`flex.timeout_secs`, 900).
+    pub flex_timeout: Duration,
+    /// Seed of the simulated models (`simulated.seed`, 0).
+    pub simulated_seed: u64,
+}
+
+impl Default for ProvidersConfig {
+    fn default() -> Self {
+        ProvidersConfig {
+            batch: BatchSettings::default(),
+            tiers: Vec::new(),
+            models: RoleModels::default(),
+            flex_timeout: Duration::from_secs(900),
+            simulated_seed: 0,
+        }
+    }
+}
+
+impl ProvidersConfig {
+    /// The tier an operation's calls use.
+    ///
+    /// An explicit `tiers.<op>` wins, except that `batch` needs batching to be allowed for the
+    /// operation's role (`BATCH_API_ENABLED`, and `BATCH_LLM_ENABLED` for expand, combine,
+    /// critique and refine, `BATCH_VISION_ENABLED` for judge); otherwise it is `standard`.
+    /// Without an explicit tier, an operation goes to `batch` when batching is allowed for it,
+    /// and to `standard` when not.
+    pub fn tier_for(&self, operation: Operation) -> Tier {
+        let b = &self.batch;
+        let batch_allowed = b.enabled
+            && match operation.role() {
+                Role::Llm => b.llm_enabled,
+                Role::Vision => b.vision_enabled,
+                Role::Image => true,
+            };
+        let explicit = self.tiers.iter().rev().find(|(op, _)| *op == operation);
+        match explicit.map(|(_, t)| *t) {
+            Some(Tier::Batch) | None if batch_allowed => Tier::Batch,
+            Some(Tier::Batch) | None => Tier::Standard,
+            Some(t) => t,
+        }
+    }
+
+    /// The batch queue's configuration for these settings (`BATCH_FALLBACK_TO_STANDARD`; the
+    /// rest are the queue's defaults).
+    pub fn queue_config(&self) -> batch_queue::QueueConfig {
+        batch_queue::QueueConfig {
+            fallback_to_standard: self.batch.fallback_to_standard,
+            ..batch_queue::QueueConfig::default()
+        }
+    }
+
+    /// The job manager's configuration for these settings (`BATCH_POLL_INTERVAL_MS`,
+    /// `BATCH_POLL_MAX_INTERVAL_MS`, `BATCH_MAX_WAIT_HOURS`, `BATCH_RESUBMIT_DELAY_MS`), files
+    /// under `data_dir`.
+    pub fn manager_config(&self, data_dir: impl Into<PathBuf>) -> ManagerConfig {
+        let b = &self.batch;
+        let mut config = ManagerConfig::new(data_dir);
+        config.poll_interval = Duration::from_millis(b.poll_interval_ms);
+        config.poll_ceiling =
+            Duration::from_millis(b.poll_max_interval_ms).max(config.poll_interval);
+        config.max_wait = b.max_wait();
+        config.resubmit_delay = Duration::from_millis(b.resubmit_delay_ms);
+        config
+    }
+
+    /// Sets an operation's tier, replacing any earlier setting.
+    pub fn with_tier(mut self, operation: Operation, tier: Tier) -> ProvidersConfig {
+        self.tiers.retain(|(op, _)| *op != operation);
+        self.tiers.push((operation, tier));
+        self
+    }
+}
+
+/// How to reach the OpenAI API (`OPENAI_*`).
+#[derive(Debug, Clone)]
+pub struct OpenAiSettings {
+    /// `OPENAI_API_KEY`, from the environment only; a secret whose `Debug` is redacted.
+    pub api_key: Option<ApiKey>,
+    /// `OPENAI_BASE_URL`, without a trailing slash.
+    pub base_url: String,
+    /// `OPENAI_ORGANIZATION`.
+    pub organization: Option<String>,
+    /// `OPENAI_PROJECT`.
+    pub project: Option<String>,
+    /// `OPENAI_MAX_RETRIES`.
+    pub max_retries: usize,
+}
+
+impl Default for OpenAiSettings {
+    fn default() -> Self {
+        OpenAiSettings {
+            api_key: None,
+            base_url: batch_client::DEFAULT_BASE_URL.to_owned(),
+            organization: None,
+            project: None,
+            max_retries: batch_client::RetryPolicy::default().max_retries,
+        }
+    }
+}
+
+/// Where batchbeam keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSettings {
+    /// The SQLite database: `--db`, else `BATCHBEAM_DB`, else `data.db`, else a `sqlite:`
+    /// `DATABASE_URL`, else `batchbeam.db`.
+    pub db: PathBuf,
+    /// Batch input and result files: `batchbeam-files/` beside the database, as an absolute
+    /// path.
+    pub files: PathBuf,
+    /// `--sessions` / `BATCHBEAM_SESSIONS` / `data.sessions` (`batchbeam-sessions`).
+    pub sessions: PathBuf,
+}
+
+impl DataSettings {
+    /// The database at `db`, its files beside it, sessions in `batchbeam-sessions`.
+    pub fn at(db: impl Into<PathBuf>) -> DataSettings {
+        let db = db.into();
+        let parent = db
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let parent = std::path::absolute(parent).unwrap_or_else(|_| parent.to_owned());
+        DataSettings {
+            files: parent.join("batchbeam-files"),
+            db,
+            sessions: PathBuf::from("batchbeam-sessions"),
+        }
+    }
+}
+
+/// Every setting, read once: the providers' configuration, the API's and the data folders.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Tiers, models and the Batch API settings.
+    pub providers: ProvidersConfig,
+    /// The API.
+    pub openai: OpenAiSettings,
+    /// Where data goes.
+    pub data: DataSettings,
+}
+
+impl Settings {
+    /// Reads the process environment, `batchbeam.toml` in the working directory when there is
+    /// one (or the file `BATCHBEAM_CONFIG` names, which must exist) and `flags`: `(key,
+    /// value)` pairs, keys as in `batchbeam.toml` (`("data.db", "x.db")`), which win over
+    /// everything else.
+    pub fn load(flags: &[(&str, String)]) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(&|name| std::env::var(name).ok(), flags)
+    }
+
+    /// Like [`Settings::load`], with environment variables looked up through `vars`.
+    pub fn from_lookup(
+        vars: &dyn Fn(&str) -> Option<String>,
+        flags: &[(&str, String)],
+    ) -> Result<Settings, ConfigError> {
+        let file = match vars("BATCHBEAM_CONFIG").filter(|v| !v.trim().is_empty()) {
+            Some(p) => {
+                let path = PathBuf::from(&p);
+                if !path.is_file() {
+                    return Err(ConfigError::Invalid {
+                        name: "BATCHBEAM_CONFIG".to_owned(),
+                        value: p,
+                        allowed: "the path of a TOML file".to_owned(),
+                    });
+                }
+                Some(path)
+            }
+            None => Some(PathBuf::from(CONFIG_FILE)).filter(|p| p.is_file()),
+        };
+        let figment = reader::figment(file.as_deref(), vars, flags);
+        Settings::from_figment(&figment, vars)
+    }
+
+    /// Reads and checks every setting of `figment`; `vars` supplies what only the environment
+    /// sets (`OPENAI_API_KEY`, `DATABASE_URL`).
+    fn from_figment(
+        figment: &Figment,
+        vars: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let r = Reader { figment };
+        r.reject_unknown_keys()?;
+        let providers = read_providers(&r)?;
+        let mut openai = OpenAiSettings {
+            api_key: vars("OPENAI_API_KEY")
+                .filter(|k| !k.trim().is_empty())
+                .map(|k| ApiKey::new(k.trim())),
+            ..OpenAiSettings::default()
+        };
+        if let Some(url) = r.text("openai.base_url")? {
+            openai.base_url = url.trim_end_matches('/').to_owned();
+        }
+        openai.organization = r.text("openai.organization")?;
+        openai.project = r.text("openai.project")?;
+        if let Some(n) = r.whole("openai.max_retries")? {
+            openai.max_retries = n as usize;
+        }
+        let db = match r.text("data.db")? {
+            Some(db) => PathBuf::from(db),
+            None => database_url(vars)?.unwrap_or_else(|| PathBuf::from("batchbeam.db")),
+        };
+        let mut data = DataSettings::at(db);
+        if let Some(sessions) = r.text("data.sessions")? {
+            data.sessions = PathBuf::from(sessions);
+        }
+        Ok(Settings {
+            providers,
+            openai,
+            data,
+        })
+    }
+
+    /// The API client's configuration, or [`ConfigError::NotSet`] without a key.
+    pub fn client_config(&self) -> Result<ClientConfig, ConfigError> {
+        let key = self
+            .openai
+            .api_key
+            .clone()
+            .ok_or(ConfigError::NotSet("OPENAI_API_KEY"))?;
+        let mut config = ClientConfig::new(&self.openai.base_url, key);
+        config.organization = self.openai.organization.clone();
+        config.project = self.openai.project.clone();
+        config.retry.max_retries = self.openai.max_retries;
+        Ok(config)
+    }
+
+    /// The job manager's configuration, its files in [`DataSettings::files`].
+    pub fn manager_config(&self) -> ManagerConfig {
+        self.providers.manager_config(&self.data.files)
+    }
+}
+
+/// The database a `sqlite:` `DATABASE_URL` names; `None` when unset or of another scheme.
+fn database_url(vars: &dyn Fn(&str) -> Option<String>) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(url) = vars("DATABASE_URL") else {
+        return Ok(None);
+    };
+    let Some(rest) = url.trim().strip_prefix("sqlite:") else {
+        return Ok(None);
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err(ConfigError::Invalid {
+            name: "DATABASE_URL".to_owned(),
+            value: url.clone(),
+            allowed: table::Rule::SqliteUrl.allowed(),
+        });
+    }
+    Ok(Some(PathBuf::from(path)))
+}
+
+/// The providers' settings of `r`.
+fn read_providers(r: &Reader<'_>) -> Result<ProvidersConfig, ConfigError> {
+    let mut c = ProvidersConfig::default();
+    let b = &mut c.batch;
+    r.bool("batch.enabled", &mut b.enabled)?;
+    if let Some(mode) = r.word("batch.mode")? {
+        b.mode = if mode == "immediate" {
+            BatchMode::Immediate
+        } else {
+            BatchMode::Deferred
+        };
+    }
+    if let Some(h) = r.positive("batch.max_wait_hours")? {
+        b.max_wait_hours = h;
+    }
+    for (key, slot) in [
+        ("batch.poll_interval_ms", &mut b.poll_interval_ms),
+        ("batch.poll_max_interval_ms", &mut b.poll_max_interval_ms),
+        ("batch.resubmit_delay_ms", &mut b.resubmit_delay_ms),
+    ] {
+        if let Some(ms) = r.whole(key)? {
+            *slot = ms;
+        }
+    }
+    r.bool("batch.vision_enabled", &mut b.vision_enabled)?;
+    r.bool("batch.llm_enabled", &mut b.llm_enabled)?;
+    r.bool("batch.fallback_to_standard", &mut b.fallback_to_standard)?;
+    r.bool("batch.cost_tracking", &mut b.cost_tracking)?;
+    r.bool("batch.hybrid_mode", &mut b.hybrid_mode)?;
+    for op in Operation::ALL {
+        let key = format!("tiers.{op}");
+        if let Some(word) = r.word(&key)? {
+            let tier = word.parse::<Tier>().map_err(|()| r.invalid(&key, &word))?;
+            c.tiers.push((op, tier));
+        }
+    }
+    for (key, slot) in [
+        ("models.llm", &mut c.models.llm),
+        ("models.vision", &mut c.models.vision),
+        ("models.image", &mut c.models.image),
+    ] {
+        if let Some(model) = r.text(key)? {
+            *slot = model;
+        }
+    }
+    if let Some(s) = r.positive("flex.timeout_secs")? {
+        c.flex_timeout = Duration::from_secs_f64(s);
+    }
+    if let Some(seed) = r.whole("simulated.seed")? {
+        c.simulated_seed = seed;
+    }
+    Ok(c)
+}
