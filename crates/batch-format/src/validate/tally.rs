@@ -29,9 +29,10 @@ impl<'a> Tally<'a> {
 
 /// Counts texts for the summary's token estimate, in bounded time.
 ///
-/// Short texts are counted exactly, and a long text already counted is looked up (the same
-/// system prompt usually opens every line). Other long texts fall into one of a few kinds by
-/// their bytes (how much is non-ASCII, how much punctuation and digits) and encoding; the first
+/// Texts under 16 bytes are counted exactly, and a text already counted is looked up (the same
+/// system prompt usually opens every line). Other texts fall into one of a few kinds by their
+/// encoding, length (under 256 bytes or not), script and bytes (how much is non-ASCII, how much
+/// punctuation and digits); the first
 /// [`Self::EXACT_FIRST`] bytes of each kind are counted exactly, and after that only one new
 /// text in [`Self::SAMPLE_ONE_IN`] (chosen by its hash: deterministic and unbiased) and any text
 /// seen a second time. The rest are estimated from their length at the ratio of tokens to bytes
@@ -49,7 +50,7 @@ pub(super) struct CountCache {
 
 impl CountCache {
     /// Texts shorter than this are cheaper to count than to look up.
-    const MIN_LEN: usize = 64;
+    const MIN_LEN: usize = 16;
     /// Bound on entries of each table; a table starts over when full.
     const MAX_ENTRIES: usize = 4096;
     /// Bytes of each kind of long text counted exactly before sampling starts.
