@@ -53,9 +53,10 @@ impl BatchTransport {
             self.queue.flush().await.map_err(ProviderError::Queue)?;
         }
         let done = handle.wait().await.map_err(ProviderError::Queue)?;
+        // The queue carries a request by batch or, falling back, by the standard API.
         let (tier, fallback_from) = match done.tier {
-            batch_queue::Tier::Batch => (Tier::Batch, None),
             batch_queue::Tier::Standard => (Tier::Standard, Some(Tier::Batch)),
+            _ => (Tier::Batch, None),
         };
         Ok(Delivered {
             body: done.body,
