@@ -64,8 +64,8 @@ pub use config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, RetryHook, RetryNotice,
 pub use error::{ApiError, BoxError, Error, OpenAiErrorBody, Result, SubmitStep};
 pub use manager::{
     BatchJobManager, BatchResults, CheckedShard, METADATA_ATTEMPT, METADATA_KEY, METADATA_RECORD,
-    ManagerConfig, PollReport, PollerHandle, SubmitInput, SubmitOptions, SubmitOutcome,
-    now_ms, upload_filename,
+    ManagerConfig, PollReport, PollerHandle, SubmitInput, SubmitOptions, SubmitOutcome, now_ms,
+    upload_filename,
 };
 pub use store::{JobRecord, JobState, JobStore, SqliteStore, StatusChange, Submission};
 pub use types::{

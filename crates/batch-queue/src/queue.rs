@@ -477,9 +477,9 @@ mod tests {
     use batch_client::{ApiKey, ClientConfig, ManagerConfig, RetryPolicy};
     use batch_format::ChatCompletionRequest;
     use batch_format::{BatchRequestBuilder, BatchRequestLine};
-    use sqlx::Row;
     use batch_format::{ChatOptions, Message};
     use openai_sim::SimConfig;
+    use sqlx::Row;
 
     fn chat(i: usize) -> ChatCompletionRequest {
         ChatOptions::new("gpt-4o-mini").into_request(vec![Message::user(format!("Critique {i}."))])

@@ -137,8 +137,10 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     /// Pending requests per group.
     fn pending_counts(&self) -> impl Future<Output = Result<Vec<(GroupKey, usize)>>> + Send;
     /// Groups with pending requests (only those holding a retry when `retries_only`).
-    fn pending_groups(&self, retries_only: bool)
-    -> impl Future<Output = Result<Vec<GroupKey>>> + Send;
+    fn pending_groups(
+        &self,
+        retries_only: bool,
+    ) -> impl Future<Output = Result<Vec<GroupKey>>> + Send;
     /// Claims up to `limit` of a group's pending requests, oldest first, for flush `dispatch`;
     /// how many.
     fn claim(
@@ -148,7 +150,8 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<u64>> + Send;
     /// The requests flush `dispatch` claimed, in order: id and body.
-    fn claimed(&self, dispatch: &str) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+    fn claimed(&self, dispatch: &str)
+    -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
     /// Records that batch-client's `record_id` carries `ids` of flush `dispatch`.
     fn adopt(
         &self,
@@ -451,7 +454,11 @@ impl QueueStore for SqliteQueueStore {
         Ok(carried)
     }
 
-    async fn apply_verdicts(&self, verdicts: Vec<VerdictFor>, how: Apply<'_>) -> Result<Vec<Settled>> {
+    async fn apply_verdicts(
+        &self,
+        verdicts: Vec<VerdictFor>,
+        how: Apply<'_>,
+    ) -> Result<Vec<Settled>> {
         let mut tx = self.write_tx().await?;
         let mut settled = Vec::new();
         for v in verdicts {
@@ -652,9 +659,7 @@ async fn apply_verdict(
             };
             Ok(Some((rid, Ok(done))))
         }
-        Verdict::Again(error)
-            if attempts <= policy.max_retries || policy.fallback_to_standard =>
-        {
+        Verdict::Again(error) if attempts <= policy.max_retries || policy.fallback_to_standard => {
             // Retries first, in a later batch; then the standard API.
             let (state, next) = if attempts <= policy.max_retries {
                 ("pending", "request goes into a later batch")
@@ -786,18 +791,27 @@ mod tests {
             match store.lookup(&RequestId::from("rq_done")).await.unwrap() {
                 Lookup::Done(done) => {
                     assert_eq!(done.body, serde_json::json!({"ok": true}));
-                    assert_eq!((done.tier, done.batch_ids), (Tier::Batch, vec!["batch_1".to_owned()]));
+                    assert_eq!(
+                        (done.tier, done.batch_ids),
+                        (Tier::Batch, vec!["batch_1".to_owned()])
+                    );
                 }
                 _ => panic!("rq_done lost"),
             }
-            assert!(matches!(store.lookup(&RequestId::from("rq_pending")).await.unwrap(), Lookup::Waiting));
+            assert!(matches!(
+                store.lookup(&RequestId::from("rq_pending")).await.unwrap(),
+                Lookup::Waiting
+            ));
             assert_eq!(store.open_records().await.unwrap(), ["bb_1"]);
             assert_eq!(store.unfinished().await.unwrap(), 1);
             let versions = |table: &str| {
                 let sql = format!("SELECT COUNT(*) FROM {table}");
                 let pool = client.pool().clone();
                 async move {
-                    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_one(&pool).await.unwrap();
+                    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap();
                     row.get::<i64, _>(0)
                 }
             };

@@ -231,10 +231,7 @@ mod tests {
     fn tiers_read_back_their_names_and_an_unknown_one_is_named() {
         for tier in Tier::ALL {
             assert_eq!(tier.as_str().parse::<Tier>(), Ok(tier));
-            assert_eq!(
-                serde_json::to_string(&tier).unwrap(),
-                format!("\"{tier}\"")
-            );
+            assert_eq!(serde_json::to_string(&tier).unwrap(), format!("\"{tier}\""));
         }
         assert_eq!(" Batch ".parse::<Tier>(), Ok(Tier::Batch));
         let err = "turbo".parse::<Tier>().unwrap_err();

@@ -102,7 +102,11 @@ pub(super) struct Scanned {
 
 /// Reads a JSONL file once: validates every line, collects the custom ids and, when `hash`,
 /// the SHA-256 of its bytes. Invalid input is every problem found (up to 1000).
-pub(super) fn scan_input_blocking(path: &Path, options: ValidationOptions, hash: bool) -> Result<Scanned> {
+pub(super) fn scan_input_blocking(
+    path: &Path,
+    options: ValidationOptions,
+    hash: bool,
+) -> Result<Scanned> {
     use sha2::Digest as _;
     #[derive(serde::Deserialize)]
     struct Id {

@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use batch_format::{
-    Problem, Shard, ShardLimits, ShardManifest, ValidationOptions, Validator,
-};
+use batch_format::{Problem, Shard, ShardLimits, ShardManifest, ValidationOptions, Validator};
 use rand::Rng;
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
@@ -45,9 +43,6 @@ pub use submit::{CheckedShard, SubmitInput, SubmitOptions, SubmitOutcome};
 
 use input::*;
 use poll::{ends_record, jitter};
-
-
-
 
 /// Submits, polls, persists, resumes and retrieves batches, exactly once each. Cheap to clone.
 pub struct BatchJobManager<S: JobStore = SqliteStore> {

@@ -259,7 +259,7 @@ impl<S: JobStore> BatchJobManager<S> {
         let mut ids = ids;
         // Records stopped by a result file that could not be downloaded: try it again.
         for record in self.inner.store.list().await? {
-            if !self.lost_download(&record) {
+            if !self.lost_download(&record).await {
                 continue;
             }
             let _guard = self.lock(&record.id).await;
@@ -274,7 +274,6 @@ impl<S: JobStore> BatchJobManager<S> {
         Ok(ids)
     }
 }
-
 
 /// Whether an error means the record can never go on: the request itself is wrong (400, 404,
 /// 409, 413, 415, 422: a bad file, a batch or file that is gone) or the local input is missing.

@@ -6,7 +6,11 @@ use super::*;
 impl<S: JobStore> BatchJobManager<S> {
     /// Uploads the record's input unless a file with its name is already there; on a retryable
     /// failure, looks again before retrying.
-    pub(super) async fn upload_exactly_once(&self, record: &JobRecord, fresh: bool) -> Result<String> {
+    pub(super) async fn upload_exactly_once(
+        &self,
+        record: &JobRecord,
+        fresh: bool,
+    ) -> Result<String> {
         let client = &self.inner.client;
         let filename = upload_filename(&record.idempotency_key);
         let path = PathBuf::from(&record.input_path);
@@ -90,7 +94,11 @@ impl<S: JobStore> BatchJobManager<S> {
 
     /// Creates the record's batch for its current attempt unless one carrying its key and
     /// attempt exists; on a retryable failure, looks again before retrying.
-    pub(super) async fn create_exactly_once(&self, record: &JobRecord, fresh: bool) -> Result<Batch> {
+    pub(super) async fn create_exactly_once(
+        &self,
+        record: &JobRecord,
+        fresh: bool,
+    ) -> Result<Batch> {
         let client = &self.inner.client;
         let mut metadata = record.metadata.clone();
         metadata.insert(METADATA_KEY.into(), record.idempotency_key.clone());

@@ -65,7 +65,10 @@ impl<S: JobStore> BatchJobManager<S> {
 
     /// The result files of an ended record that are not on disk: (kind, file id, requests whose
     /// lines it holds).
-    pub(super) fn missing_files(&self, record: &JobRecord) -> Vec<(&'static str, String, u64)> {
+    pub(super) async fn missing_files(
+        &self,
+        record: &JobRecord,
+    ) -> Vec<(&'static str, String, u64)> {
         let counts = record.request_counts;
         let held = [
             (
@@ -81,26 +84,30 @@ impl<S: JobStore> BatchJobManager<S> {
                 counts.total.saturating_sub(counts.completed),
             ),
         ];
-        held.into_iter()
-            .filter_map(|(id, path, kind, requests)| {
-                let id = id?;
-                let expected = self.result_path(record, kind);
-                let on_disk =
-                    path.as_deref() == Some(&*expected.to_string_lossy()) && expected.is_file();
-                (!on_disk).then(|| (kind, id.clone(), requests))
-            })
-            .collect()
+        let mut missing = Vec::new();
+        for (id, path, kind, requests) in held {
+            let Some(id) = id else { continue };
+            let expected = self.result_path(record, kind);
+            let on_disk = path.as_deref() == Some(&*expected.to_string_lossy())
+                && tokio::fs::metadata(&expected)
+                    .await
+                    .is_ok_and(|m| m.is_file());
+            if !on_disk {
+                missing.push((kind, id.clone(), requests));
+            }
+        }
+        missing
     }
 
     /// Whether a record stopped because a result file could not be downloaded: retrieving its
     /// results (or resuming) tries again.
-    pub(super) fn lost_download(&self, record: &JobRecord) -> bool {
+    pub(super) async fn lost_download(&self, record: &JobRecord) -> bool {
         record.state == JobState::Error
             && record
                 .remote_status
                 .as_ref()
                 .is_some_and(|s| s.is_terminal())
-            && !self.missing_files(record).is_empty()
+            && !self.missing_files(record).await.is_empty()
     }
 
     /// Downloads the output and error files of an ended record that are not on disk yet, then
@@ -111,7 +118,7 @@ impl<S: JobStore> BatchJobManager<S> {
     pub(super) async fn collect(&self, record: &mut JobRecord) -> Result<()> {
         let client = &self.inner.client;
         let mut lost = Vec::new();
-        for (kind, file_id, requests) in self.missing_files(record) {
+        for (kind, file_id, requests) in self.missing_files(record).await {
             let path = self.result_path(record, kind);
             match client.download_file(&file_id, &path).await {
                 Ok(_) => {
@@ -179,7 +186,7 @@ impl<S: JobStore> BatchJobManager<S> {
         if record.state == JobState::Submitted {
             record = self.step(record).await?;
         }
-        if record.state == JobState::Ended || self.lost_download(&record) {
+        if record.state == JobState::Ended || self.lost_download(&record).await {
             self.collect(&mut record).await?;
         }
         drop(guard);

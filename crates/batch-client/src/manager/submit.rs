@@ -300,7 +300,9 @@ impl<S: JobStore> BatchJobManager<S> {
                 bytes: scanned.bytes,
                 created_at_ms: now_ms(),
             };
-            let (shards, changes) = self.plan_file_shards(&path, &name, &scanned, &options).await?;
+            let (shards, changes) = self
+                .plan_file_shards(&path, &name, &scanned, &options)
+                .await?;
             let count = shards.len();
             let records: Vec<(JobRecord, StatusChange)> = shards
                 .into_iter()
@@ -565,7 +567,11 @@ impl<S: JobStore> BatchJobManager<S> {
         outcome
     }
 
-    pub(super) async fn carry_submit_inner(&self, record: &mut JobRecord, fresh: bool) -> Result<()> {
+    pub(super) async fn carry_submit_inner(
+        &self,
+        record: &mut JobRecord,
+        fresh: bool,
+    ) -> Result<()> {
         if record.state == JobState::Intent {
             let file = self.upload_exactly_once(record, fresh).await?;
             record.input_file_id = Some(file);

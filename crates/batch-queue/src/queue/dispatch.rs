@@ -7,9 +7,7 @@ use batch_client::CheckedShard;
 use batch_format::{ShardLimits, ShardManifest};
 
 use super::{Inner, METADATA_DISPATCH};
-use crate::store::{
-    Apply, Carrier, GroupKey, QueueStore, StoredError, Verdict, VerdictFor,
-};
+use crate::store::{Apply, Carrier, GroupKey, QueueStore, StoredError, Verdict, VerdictFor};
 use crate::{Result, Tier};
 
 impl Inner {
@@ -108,21 +106,21 @@ impl Inner {
                             message: e.to_string(),
                         };
                         let verdicts = ids
-                                .iter()
-                                .map(|id| VerdictFor {
-                                    id: id.clone(),
-                                    verdict: Verdict::Again(error.clone()),
-                                    batch_ids: None,
-                                })
-                                .collect();
-                            let how = Apply {
-                                carrier: Carrier::Dispatch,
-                                policy: self.policy(),
-                                count_attempt: true,
-                                close_record: false,
-                            };
-                            let notify = self.store.apply_verdicts(verdicts, how).await?;
-                            self.send_all(notify);
+                            .iter()
+                            .map(|id| VerdictFor {
+                                id: id.clone(),
+                                verdict: Verdict::Again(error.clone()),
+                                batch_ids: None,
+                            })
+                            .collect();
+                        let how = Apply {
+                            carrier: Carrier::Dispatch,
+                            policy: self.policy(),
+                            count_attempt: true,
+                            close_record: false,
+                        };
+                        let notify = self.store.apply_verdicts(verdicts, how).await?;
+                        self.send_all(notify);
                     }
                 }
             }

@@ -6,9 +6,7 @@ use batch_format::Outcome;
 use tokio::sync::mpsc;
 
 use super::Inner;
-use crate::store::{
-    Apply, Carrier, Policy, QueueStore, Settled, StoredError, Verdict, VerdictFor,
-};
+use crate::store::{Apply, Carrier, Policy, QueueStore, Settled, StoredError, Verdict, VerdictFor};
 use crate::{Error, Result, Tier};
 
 impl Inner {
@@ -64,9 +62,7 @@ impl Inner {
                 let notify = self.store.apply_verdicts(verdicts, how).await?;
                 self.send_all(notify);
             }
-            reader
-                .await
-                .map_err(Error::task("reader"))??;
+            reader.await.map_err(Error::task("reader"))??;
         } else if let Some(e) = &record.last_error {
             not_run.message = format!("the batch could not be carried: {e}");
         }
@@ -106,10 +102,7 @@ impl Inner {
         }
     }
 
-    pub(super) fn send_all(
-        &self,
-        results: impl IntoIterator<Item = Settled>,
-    ) {
+    pub(super) fn send_all(&self, results: impl IntoIterator<Item = Settled>) {
         let mut waiters = self.lock_waiters();
         for (id, result) in results {
             if let Some(tx) = waiters.remove(&id) {
