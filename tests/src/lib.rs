@@ -1,6 +1,9 @@
 //! Shared helpers for the phase suites: a simulator with a running clock, and the batch,
 //! standard and simulated set-ups the orchestrator suites run sessions on.
 
+// A test-support library: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -156,9 +156,24 @@ pub enum Error {
     /// The batch input is not valid; every problem found, with its line.
     #[error("invalid batch input: {} problem(s), first: {}", .0.len(), .0.first().map(ToString::to_string).unwrap_or_default())]
     InvalidInput(Vec<Problem>),
-    /// The durable store failed.
-    #[error("store: {0}")]
-    Store(String),
+    /// The durable store failed: the database (the sqlx error is the source), a row that does
+    /// not read back, or its migrations.
+    #[error("store: {source}")]
+    Store {
+        /// What failed.
+        #[source]
+        source: BoxError,
+    },
+    /// A blocking task (file writer, validator, splitter, result reader) panicked or was
+    /// cancelled.
+    #[error("{what} task: {source}")]
+    Task {
+        /// Which task.
+        what: &'static str,
+        /// How it ended.
+        #[source]
+        source: tokio::task::JoinError,
+    },
     /// A database that should exist does not (commands that only read never create one).
     #[error(
         "no batch database at {0}: the file does not exist (nothing was ever submitted with it; is the path right?)"
@@ -250,10 +265,19 @@ impl Error {
         }
     }
 
-    pub(crate) fn store(e: impl fmt::Display) -> Error {
-        Error::Store(e.to_string())
+    /// A store error with `e` as its source.
+    pub(crate) fn store(e: impl Into<BoxError>) -> Error {
+        Error::Store { source: e.into() }
+    }
+
+    /// A blocking task `what` that did not finish.
+    pub(crate) fn task(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> Error {
+        move |source| Error::Task { what, source }
     }
 }
+
+/// Any error, boxed: the source of [`Error::Store`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The result type of batch-client.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

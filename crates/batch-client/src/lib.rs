@@ -63,10 +63,11 @@ mod types;
 
 pub use client::OpenAiClient;
 pub use config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, RetryHook, RetryNotice, RetryPolicy};
-pub use error::{ApiError, Error, OpenAiErrorBody, Result, SubmitStep};
+pub use error::{ApiError, BoxError, Error, OpenAiErrorBody, Result, SubmitStep};
 pub use manager::{
-    BatchJobManager, BatchResults, METADATA_ATTEMPT, METADATA_KEY, METADATA_RECORD, ManagerConfig,
-    PollReport, PollerHandle, SubmitInput, SubmitOptions, SubmitOutcome, upload_filename,
+    BatchJobManager, BatchResults, CheckedShard, METADATA_ATTEMPT, METADATA_KEY, METADATA_RECORD,
+    ManagerConfig, PollReport, PollerHandle, SubmitInput, SubmitOptions, SubmitOutcome, now_ms,
+    upload_filename,
 };
 pub use store::{JobRecord, JobState, JobStore, SqliteStore, StatusChange, Submission};
 pub use types::{

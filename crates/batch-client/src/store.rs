@@ -70,7 +70,7 @@ impl FromStr for JobState {
             "ended" => JobState::Ended,
             "done" => JobState::Done,
             "error" => JobState::Error,
-            other => return Err(Error::Store(format!("unknown state '{other}'"))),
+            other => return Err(Error::store(format!("unknown state '{other}'"))),
         })
     }
 }
@@ -249,7 +249,9 @@ impl SqliteStore {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| Error::io(parent, e))?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -264,7 +266,7 @@ impl SqliteStore {
     /// Opens the database at `path`, which must exist (it is not created), and runs the
     /// migrations: for commands that only read records.
     pub async fn open_existing(path: &Path) -> Result<SqliteStore> {
-        match std::fs::metadata(path) {
+        match tokio::fs::metadata(path).await {
             Ok(m) if m.is_file() => {}
             Ok(_) => {
                 return Err(Error::Config(format!(
@@ -371,7 +373,7 @@ fn from_row(row: &SqliteRow) -> Result<JobRecord> {
     let opt = |col: &str| row.try_get::<Option<String>, _>(col).map_err(Error::store);
     let int = |col: &str| row.try_get::<i64, _>(col).map_err(Error::store);
     let json_err =
-        |col: &'static str| move |e: serde_json::Error| Error::Store(format!("{col}: {e}"));
+        |col: &'static str| move |e: serde_json::Error| Error::store(format!("{col}: {e}"));
     Ok(JobRecord {
         id: text("id")?,
         shard_name: text("shard_name")?,

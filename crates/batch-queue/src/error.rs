@@ -45,14 +45,34 @@ pub enum Error {
     /// batch-format rejected a request or a file.
     #[error(transparent)]
     Format(#[from] batch_format::Error),
-    /// The queue's own tables failed.
-    #[error("queue store: {0}")]
-    Store(String),
+    /// The queue's own tables failed (the sqlx error, or what did not read back, is the
+    /// source).
+    #[error("queue store: {source}")]
+    Store {
+        /// What failed.
+        #[source]
+        source: batch_client::BoxError,
+    },
+    /// A task of the queue (result reader, standard-API call) panicked or was cancelled.
+    #[error("{what} task: {source}")]
+    Task {
+        /// Which task.
+        what: &'static str,
+        /// How it ended.
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 impl Error {
-    pub(crate) fn store(e: impl std::fmt::Display) -> Error {
-        Error::Store(e.to_string())
+    /// A store error with `e` as its source.
+    pub(crate) fn store(e: impl Into<batch_client::BoxError>) -> Error {
+        Error::Store { source: e.into() }
+    }
+
+    /// A task `what` that did not finish.
+    pub(crate) fn task(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> Error {
+        move |source| Error::Task { what, source }
     }
 
     /// OpenAI's HTTP status for a request's own failure.

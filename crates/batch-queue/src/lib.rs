@@ -37,10 +37,15 @@
 //! ```
 
 mod error;
+mod line;
 mod queue;
 mod store;
 mod types;
 
 pub use error::{Error, Result};
 pub use queue::{BatchRequestQueue, METADATA_DISPATCH, RequestHandle};
-pub use types::{Completed, MAX_GROUP_SIZE, QueueConfig, QueuedRequest, RequestId, Tier};
+pub use types::{
+    Completed, MAX_GROUP_SIZE, QueueConfig, QueuedRequest, RequestId, Tier, UnknownTier,
+};
+
+use batch_client::now_ms;

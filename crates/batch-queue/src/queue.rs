@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use batch_client::{BatchJobManager, OpenAiClient};
-use batch_format::{BatchRequestBuilder, BatchRequestLine, Endpoint, Method, RequestBody};
-use sqlx::{Row, SqlitePool};
+
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::store::{self, Lookup, now_ms};
+use crate::now_ms;
+use crate::store::{GroupKey, Lookup, NewRequest, QueueStore, SqliteQueueStore};
 use crate::{Completed, Error, QueueConfig, QueuedRequest, RequestId, Result};
 
 mod dispatch;
@@ -29,7 +29,6 @@ const WRITE_BATCH: usize = 2_048;
 /// Standard-API fallbacks run at once.
 const STANDARD_CONCURRENCY: usize = 16;
 
-type GroupKey = (Endpoint, String);
 type Waiter = oneshot::Sender<Result<Completed>>;
 
 /// Accumulates requests from any number of sessions, submits them as batches grouped by
@@ -53,7 +52,7 @@ struct Inner {
     manager: Arc<BatchJobManager>,
     standard: OpenAiClient,
     config: QueueConfig,
-    pool: SqlitePool,
+    store: SqliteQueueStore,
     writer: mpsc::Sender<Insert>,
     waiters: StdMutex<HashMap<RequestId, Waiter>>,
     groups: StdMutex<HashMap<GroupKey, GroupState>>,
@@ -72,11 +71,7 @@ struct GroupState {
 }
 
 struct Insert {
-    id: RequestId,
-    operation: String,
-    endpoint: Endpoint,
-    model: String,
-    body: String,
+    row: NewRequest,
     ack: oneshot::Sender<Result<()>>,
 }
 
@@ -131,15 +126,14 @@ impl BatchRequestQueue {
         config: QueueConfig,
     ) -> Result<Self> {
         config.validate()?;
-        let pool = manager.store().pool().clone();
-        store::create_tables(&pool).await?;
+        let store = SqliteQueueStore::open(manager.store().pool().clone()).await?;
         let (writer, rx) = mpsc::channel(WRITE_BATCH * 2);
-        tokio::spawn(write_loop(pool.clone(), rx));
+        tokio::spawn(write_loop(store.clone(), rx));
         let inner = Arc::new(Inner {
             manager,
             standard,
             config,
-            pool,
+            store,
             writer,
             waiters: StdMutex::new(HashMap::new()),
             groups: StdMutex::new(HashMap::new()),
@@ -166,8 +160,8 @@ impl BatchRequestQueue {
     pub async fn enqueue(&self, operation: &str, request: QueuedRequest) -> Result<RequestHandle> {
         let _in_flight = self.inner.enqueuing.read().await;
         let id = RequestId::new();
-        let (endpoint, model, body) = checked_body(&id, request)?;
-        self.insert(id, operation, endpoint, model, body).await
+        let checked = crate::line::check(&id, request)?;
+        self.insert(id, operation, checked).await
     }
 
     /// [`enqueue`](Self::enqueue) under a caller's key, at most once per key: the request's id
@@ -183,11 +177,11 @@ impl BatchRequestQueue {
     ) -> Result<RequestHandle> {
         let _in_flight = self.inner.enqueuing.read().await;
         let id = RequestId::for_key(key);
-        let (endpoint, model, body) = checked_body(&id, request)?;
-        let Some(stored) = store::stored_body(&self.inner.pool, &id).await? else {
-            return self.insert(id, operation, endpoint, model, body).await;
+        let checked = crate::line::check(&id, request)?;
+        let Some(stored) = self.inner.store.stored_body(&id).await? else {
+            return self.insert(id, operation, checked).await;
         };
-        if stored != body {
+        if stored != checked.body {
             return Err(Error::InvalidRequest(format!(
                 "key '{key}' ({id}) was already used for a different request"
             )));
@@ -195,7 +189,7 @@ impl BatchRequestQueue {
         // Listen first, then look: a result settled in between is seen by one or the other.
         let (tx, rx) = oneshot::channel();
         self.inner.lock_waiters().insert(id.clone(), tx);
-        let settled = match store::lookup(&self.inner.pool, &id).await {
+        let settled = match self.inner.store.lookup(&id).await {
             Ok(Lookup::Waiting) => None,
             Ok(Lookup::Done(done)) => Some(Ok(done)),
             Ok(Lookup::Failed(e)) => Some(Err(e)),
@@ -213,17 +207,20 @@ impl BatchRequestQueue {
     /// How many of `ids` this queue's database holds (in any state): the stage barrier's way
     /// to know that every keyed request of a stage is stored before it flushes.
     pub async fn known(&self, ids: &[RequestId]) -> Result<usize> {
-        store::count_known(&self.inner.pool, ids).await
+        self.inner.store.count_known(ids).await
     }
 
     async fn insert(
         &self,
         id: RequestId,
         operation: &str,
-        endpoint: Endpoint,
-        model: String,
-        body: String,
+        checked: crate::line::CheckedBody,
     ) -> Result<RequestHandle> {
+        let crate::line::CheckedBody {
+            endpoint,
+            model,
+            body,
+        } = checked;
         let (tx, rx) = oneshot::channel();
         self.inner.lock_waiters().insert(id.clone(), tx);
         let (ack, acked) = oneshot::channel();
@@ -231,19 +228,21 @@ impl BatchRequestQueue {
             .inner
             .writer
             .send(Insert {
-                id: id.clone(),
-                operation: operation.to_owned(),
-                endpoint,
-                model: model.clone(),
-                body,
+                row: NewRequest {
+                    id: id.clone(),
+                    operation: operation.to_owned(),
+                    endpoint,
+                    model: model.clone(),
+                    body,
+                },
                 ack,
             })
             .await;
         let stored = match sent {
             Ok(()) => acked
                 .await
-                .unwrap_or_else(|_| Err(Error::Store("the writer stopped".into()))),
-            Err(_) => Err(Error::Store("the writer stopped".into())),
+                .unwrap_or_else(|_| Err(Error::store("the writer stopped"))),
+            Err(_) => Err(Error::store("the writer stopped")),
         };
         if let Err(e) = stored {
             self.inner.lock_waiters().remove(&id);
@@ -280,7 +279,7 @@ impl BatchRequestQueue {
     /// own failure as [`Error::Request`], [`Error::UnknownRequest`] for an id this database
     /// never held. Works after a restart for every id the queue knew.
     pub async fn result_for(&self, id: &RequestId) -> Result<Option<Completed>> {
-        match store::lookup(&self.inner.pool, id).await? {
+        match self.inner.store.lookup(id).await? {
             Lookup::Unknown => Err(Error::UnknownRequest(id.clone())),
             Lookup::Waiting => Ok(None),
             Lookup::Done(done) => Ok(Some(done)),
@@ -295,151 +294,49 @@ impl BatchRequestQueue {
     pub async fn resume(&self) -> Result<usize> {
         {
             let _guard = self.inner.dispatch.lock().await;
-            let rows = sqlx::query(
-                "SELECT DISTINCT dispatch_id FROM queue_requests WHERE state = 'dispatching'",
-            )
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(Error::store)?;
-            if !rows.is_empty() {
+            let dispatches = self.inner.store.interrupted_dispatches().await?;
+            if !dispatches.is_empty() {
                 let records = self.inner.manager.list().await?;
-                for row in rows {
-                    let dispatch: Option<String> = row.try_get(0).map_err(Error::store)?;
-                    let Some(dispatch) = dispatch else { continue };
+                for dispatch in dispatches {
                     for record in records.iter().filter(|r| {
                         r.metadata.get(METADATA_DISPATCH).map(String::as_str)
                             == Some(dispatch.as_str())
                     }) {
                         self.inner
+                            .store
                             .adopt(&dispatch, &record.id, &record.manifest.custom_ids)
                             .await?;
                     }
-                    sqlx::query(
-                        "UPDATE queue_requests SET state = 'pending', dispatch_id = NULL, updated_at_ms = ? WHERE state = 'dispatching' AND dispatch_id = ?",
-                    )
-                    .bind(now_ms())
-                    .bind(dispatch)
-                    .execute(&self.inner.pool)
-                    .await
-                    .map_err(Error::store)?;
+                    self.inner.store.release_dispatch(&dispatch).await?;
                 }
             }
         }
         self.inner.manager.resume().await?;
         self.inner.reload_groups().await?;
         self.inner.wake.notify_one();
-        let left: i64 = sqlx::query(
-            "SELECT COUNT(*) FROM queue_requests WHERE state NOT IN ('done', 'failed')",
-        )
-        .fetch_one(&self.inner.pool)
-        .await
-        .map_err(Error::store)?
-        .try_get(0)
-        .map_err(Error::store)?;
-        Ok(usize::try_from(left).unwrap_or(0))
+        self.inner.store.unfinished().await
     }
 }
 
-/// Runs the request through a fresh builder: every check batch-format makes on a line, and the
-/// model normalisation, happen at enqueue time rather than at flush.
-fn check_line(
-    line: BatchRequestLine,
-) -> Result<(BatchRequestLine, Vec<batch_format::Normalization>)> {
-    let mut line = line;
-    let mut changes = Vec::new();
-    if let RequestBody::ChatCompletion(req) = &mut line.body {
-        changes = batch_format::normalize_chat(req);
-    }
-    let mut builder = BatchRequestBuilder::new();
-    builder.add_line(line.clone()).map_err(|e| match e {
-        batch_format::Error::InvalidRequest { .. } | batch_format::Error::BodyMismatch { .. } => {
-            Error::InvalidRequest(e.to_string())
-        }
-        other => Error::Format(other),
-    })?;
-    // The validator `submit_batch` runs on the whole shard: a line it would refuse must be
-    // refused here, or it would sink the batch of every request that shares its group.
-    let mut jsonl = serde_json::to_vec(&line).map_err(Error::store)?;
-    jsonl.push(b'\n');
-    let mut problems = Vec::new();
-    batch_format::validate_jsonl(
-        jsonl.as_slice(),
-        &batch_format::ValidationOptions::default(),
-        |p| problems.push(p.to_string()),
-    )?;
-    if !problems.is_empty() {
-        return Err(Error::InvalidRequest(problems.join("; ")));
-    }
-    Ok((line, changes))
-}
-
-/// The request as the line it will be sent as: validated, normalised (changes logged) and
-/// serialised, with its group.
-fn checked_body(id: &RequestId, request: QueuedRequest) -> Result<(Endpoint, String, String)> {
-    let line = match request {
-        QueuedRequest::Chat(req) => BatchRequestLine::chat(id.as_str(), req),
-        QueuedRequest::Image(req) => BatchRequestLine::image_generation(id.as_str(), req),
-        QueuedRequest::Raw { endpoint, body } => {
-            let body = RequestBody::from_json(endpoint, body)
-                .map_err(|e| Error::InvalidRequest(format!("{endpoint} body: {e}")))?;
-            BatchRequestLine {
-                custom_id: id.to_string(),
-                method: Method::Post,
-                url: endpoint,
-                body,
-            }
-        }
-    };
-    let (line, changes) = check_line(line)?;
-    for change in changes {
-        tracing::info!(request = %id, ?change, "request normalised for its model");
-    }
-    let endpoint = line.url;
-    let model = line.body.model().unwrap_or_default().to_owned();
-    let body = serde_json::to_string(&line.body).map_err(Error::store)?;
-    Ok((endpoint, model, body))
-}
-
-async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Insert>) {
+/// Stores requests as they come, many per transaction (group commit), and acknowledges each.
+async fn write_loop(store: SqliteQueueStore, mut rx: mpsc::Receiver<Insert>) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut rows = Vec::with_capacity(WRITE_BATCH);
     while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        let result = write_batch(&pool, &batch).await;
+        let mut acks = Vec::with_capacity(batch.len());
         for insert in batch.drain(..) {
-            let _ = insert.ack.send(match &result {
+            rows.push(insert.row);
+            acks.push(insert.ack);
+        }
+        let result = store.insert_pending(&rows).await;
+        rows.clear();
+        for ack in acks {
+            let _ = ack.send(match &result {
                 Ok(()) => Ok(()),
-                Err(e) => Err(Error::Store(e.to_string())),
+                Err(e) => Err(Error::store(e.to_string())),
             });
         }
     }
-}
-
-async fn write_batch(pool: &SqlitePool, batch: &[Insert]) -> Result<()> {
-    // Many rows per statement: each statement is a round trip to sqlx's SQLite thread.
-    const ROWS_PER_STATEMENT: usize = 128;
-    let now = now_ms();
-    let mut tx = crate::store::write_tx(pool).await?;
-    for rows in batch.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = String::from(
-            "INSERT INTO queue_requests (id, operation, endpoint, model, body, state, created_at_ms, updated_at_ms) VALUES ",
-        );
-        for n in 0..rows.len() {
-            sql.push_str(if n == 0 { "" } else { ", " });
-            sql.push_str("(?, ?, ?, ?, ?, 'pending', ?, ?)");
-        }
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for i in rows {
-            query = query
-                .bind(i.id.as_str().to_owned())
-                .bind(i.operation.clone())
-                .bind(i.endpoint.as_str())
-                .bind(i.model.clone())
-                .bind(i.body.clone())
-                .bind(now)
-                .bind(now);
-        }
-        query.execute(&mut *tx).await.map_err(Error::store)?;
-    }
-    tx.commit().await.map_err(Error::store)
 }
 
 /// The one background task: flushes groups that are full or due, polls the queue's open
@@ -477,49 +374,23 @@ impl Inner {
     }
 
     async fn reload_groups(&self) -> Result<()> {
-        let rows = sqlx::query(
-            "SELECT endpoint, model, COUNT(*) FROM queue_requests WHERE state = 'pending' GROUP BY endpoint, model",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(Error::store)?;
-        let mut groups = HashMap::new();
-        for row in rows {
-            let endpoint: String = row.try_get(0).map_err(Error::store)?;
-            let model: String = row.try_get(1).map_err(Error::store)?;
-            let count: i64 = row.try_get(2).map_err(Error::store)?;
-            if let Some(endpoint) = Endpoint::from_url(&endpoint) {
-                groups.insert(
-                    (endpoint, model),
-                    GroupState {
-                        pending: usize::try_from(count).unwrap_or(0),
-                        oldest: Some(Instant::now()),
-                    },
-                );
-            }
-        }
+        let groups = self
+            .store
+            .pending_counts()
+            .await?
+            .into_iter()
+            .map(|(key, pending)| {
+                let oldest = Some(Instant::now());
+                (key, GroupState { pending, oldest })
+            })
+            .collect();
         *self.lock_groups() = groups;
         Ok(())
     }
 
     /// Groups with pending requests (only those holding a retry when `retries_only`).
     async fn pending_groups(&self, retries_only: bool) -> Result<Vec<GroupKey>> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT endpoint, model FROM queue_requests WHERE state = 'pending' AND attempts >= ?",
-        )
-        .bind(i64::from(retries_only))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(Error::store)?;
-        let mut keys = Vec::new();
-        for row in rows {
-            let endpoint: String = row.try_get(0).map_err(Error::store)?;
-            let model: String = row.try_get(1).map_err(Error::store)?;
-            if let Some(endpoint) = Endpoint::from_url(&endpoint) {
-                keys.push((endpoint, model));
-            }
-        }
-        Ok(keys)
+        self.store.pending_groups(retries_only).await
     }
 
     async fn tick(self: &Arc<Self>) -> Result<Duration> {
@@ -564,15 +435,7 @@ impl Inner {
             }
         }
         // 2. The queue's open records.
-        let open: Vec<String> =
-            sqlx::query("SELECT record_id FROM queue_batches WHERE state = 'open'")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(Error::store)?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<std::result::Result<_, _>>()
-                .map_err(Error::store)?;
+        let open = self.store.open_records().await?;
         if !open.is_empty() {
             let report = self.manager.poll_once().await;
             if let Err(e) = &report {
@@ -613,14 +476,16 @@ mod tests {
     use crate::Tier;
     use batch_client::{ApiKey, ClientConfig, ManagerConfig, RetryPolicy};
     use batch_format::ChatCompletionRequest;
+    use batch_format::{BatchRequestBuilder, BatchRequestLine};
     use batch_format::{ChatOptions, Message};
     use openai_sim::SimConfig;
+    use sqlx::Row;
 
     fn chat(i: usize) -> ChatCompletionRequest {
         ChatOptions::new("gpt-4o-mini").into_request(vec![Message::user(format!("Critique {i}."))])
     }
 
-    async fn mark_dispatching(pool: &SqlitePool, dispatch: &str, ids: &[RequestId]) {
+    async fn mark_dispatching(pool: &sqlx::SqlitePool, dispatch: &str, ids: &[RequestId]) {
         for id in ids {
             sqlx::query(
                 "UPDATE queue_requests SET state = 'dispatching', dispatch_id = ? WHERE id = ?",
@@ -633,7 +498,7 @@ mod tests {
         }
     }
 
-    async fn state_of(pool: &SqlitePool, id: &RequestId) -> String {
+    async fn state_of(pool: &sqlx::SqlitePool, id: &RequestId) -> String {
         sqlx::query("SELECT state FROM queue_requests WHERE id = ?")
             .bind(id.as_str().to_owned())
             .fetch_one(pool)

@@ -1,27 +1,21 @@
-//! The queue's own tables in batch-client's SQLite database: one row per request, one per batch
-//! record the queue submitted. Created with `CREATE TABLE IF NOT EXISTS` (not `sqlx::migrate!`,
-//! whose history table belongs to batch-client and would reject versions it does not know).
+//! The queue's tables, and all of batch-queue's SQL: one row per request, one per batch record
+//! the queue submitted. [`QueueStore`] is what the queue asks of them; [`SqliteQueueStore`]
+//! keeps them in batch-client's SQLite database, created and upgraded by the migrations in
+//! `crates/batch-queue/migrations/`, recorded in their own history table
+//! ([`MIGRATIONS_TABLE`]) so that they never meet batch-client's in `_sqlx_migrations`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::future::Future;
 
-use batch_format::Usage;
+use batch_format::{Endpoint, Usage};
 use serde_json::Value;
 use sqlx::{Row, SqlitePool};
 
 use crate::{Completed, Error, RequestId, Result, Tier};
 
-/// A transaction that takes SQLite's write lock at once (`BEGIN IMMEDIATE`). Every write here
-/// reads a row's state first and writes only if it is still as found; a deferred transaction that
-/// reads and then writes fails with `database is locked` (SQLITE_BUSY, which the busy timeout does
-/// not wait out) when another connection wrote in between, and a fallback's answer was then lost
-/// and the request sent to the standard API again. An immediate one waits for the lock instead.
-pub(crate) async fn write_tx(
-    pool: &SqlitePool,
-) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-    pool.begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(Error::store)
-}
+/// The history table of batch-queue's migrations (batch-client's is `_sqlx_migrations`): two
+/// migration sets in one database, each checked only against its own history.
+pub(crate) const MIGRATIONS_TABLE: &str = "_batch_queue_migrations";
 
 /// Request states. `pending` waits for a flush; `dispatching` is claimed by a flush whose
 /// submit has not been recorded yet; `submitted` rides in the batch record `record_id`;
@@ -32,53 +26,71 @@ pub(crate) mod state {
     pub(crate) const FAILED: &str = "failed";
 }
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS queue_requests (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,            -- the request id, also its custom_id in every batch
-        operation TEXT NOT NULL,
-        endpoint TEXT NOT NULL,
-        model TEXT NOT NULL,                -- '' when the endpoint takes none
-        body TEXT NOT NULL,                 -- the request body JSON, normalised
-        state TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        dispatch_id TEXT,
-        record_id TEXT,                     -- batch-client's record carrying it now
-        batch_ids TEXT NOT NULL DEFAULT '[]',
-        tier TEXT,
-        result TEXT,
-        usage TEXT,
-        error TEXT,
-        created_at_ms INTEGER NOT NULL,
-        updated_at_ms INTEGER NOT NULL
-    )",
-    "CREATE INDEX IF NOT EXISTS queue_requests_group ON queue_requests (state, endpoint, model, seq)",
-    "CREATE INDEX IF NOT EXISTS queue_requests_record ON queue_requests (record_id, state)",
-    "CREATE INDEX IF NOT EXISTS queue_requests_dispatch ON queue_requests (dispatch_id)",
-    "CREATE TABLE IF NOT EXISTS queue_batches (
-        record_id TEXT PRIMARY KEY,
-        dispatch_id TEXT NOT NULL,
-        state TEXT NOT NULL,                -- open | settled
-        created_at_ms INTEGER NOT NULL
-    )",
-    "CREATE INDEX IF NOT EXISTS queue_batches_state ON queue_batches (state)",
-];
+/// A group of requests: endpoint and model (`''` when the endpoint takes none).
+pub(crate) type GroupKey = (Endpoint, String);
 
-pub(crate) async fn create_tables(pool: &SqlitePool) -> Result<()> {
-    for sql in SCHEMA {
-        sqlx::query(*sql)
-            .execute(pool)
-            .await
-            .map_err(Error::store)?;
-    }
-    Ok(())
+/// A request's id and result, to hand its waiter.
+pub(crate) type Settled = (RequestId, Result<Completed>);
+
+/// A request checked at enqueue, to store as pending.
+#[derive(Debug)]
+pub(crate) struct NewRequest {
+    pub(crate) id: RequestId,
+    pub(crate) operation: String,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) model: String,
+    pub(crate) body: String,
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// Where a request must still be for a verdict to apply to it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Carrier<'a> {
+    /// Riding in this batch-client record.
+    Record(&'a str),
+    /// Claimed by a flush that has not recorded a submit.
+    Dispatch,
+}
+
+/// How one request of a settled record (or of a failed submit) ends up.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    Done {
+        body: String,
+        usage: Option<Usage>,
+    },
+    /// It did not run (expired, cancelled, a failed batch) or failed in a way worth another
+    /// try: retry in a later batch, else the standard API, else the error.
+    Again(StoredError),
+    /// OpenAI refused the request itself (a 4xx other than 408/409/429): the same request
+    /// would be refused again on any tier.
+    Final(StoredError),
+}
+
+/// One verdict to write: the request, what happened, and its batch ids when known (else the
+/// stored ones are kept).
+#[derive(Debug)]
+pub(crate) struct VerdictFor {
+    pub(crate) id: String,
+    pub(crate) verdict: Verdict,
+    pub(crate) batch_ids: Option<Vec<String>>,
+}
+
+/// How many retries a request gets and whether the standard API follows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy {
+    pub(crate) max_retries: u32,
+    pub(crate) fallback_to_standard: bool,
+}
+
+/// How [`QueueStore::apply_verdicts`] writes its verdicts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Apply<'a> {
+    pub(crate) carrier: Carrier<'a>,
+    pub(crate) policy: Policy,
+    /// Count a batch attempt first (a submit that failed before any record carried them).
+    pub(crate) count_attempt: bool,
+    /// Mark the carrier's record settled in the same transaction.
+    pub(crate) close_record: bool,
 }
 
 /// A request's final failure as stored in `error`.
@@ -99,6 +111,583 @@ impl StoredError {
             status: self.status,
             code: self.code,
             message: self.message,
+        }
+    }
+}
+
+/// What `result_for` finds.
+pub(crate) enum Lookup {
+    Unknown,
+    Waiting,
+    Done(Completed),
+    Failed(Error),
+}
+
+/// What the queue asks of its tables. Every write that reads a row's state first writes only if
+/// the row is still as found, so two queues on one database never both act on a request.
+pub(crate) trait QueueStore: Send + Sync + 'static {
+    /// Stores checked requests as pending, all or none.
+    fn insert_pending(&self, rows: &[NewRequest]) -> impl Future<Output = Result<()>> + Send;
+    /// The body stored for `id`, if the database holds it.
+    fn stored_body(&self, id: &RequestId) -> impl Future<Output = Result<Option<String>>> + Send;
+    /// How many of `ids` the database holds.
+    fn count_known(&self, ids: &[RequestId]) -> impl Future<Output = Result<usize>> + Send;
+    /// A request's state and, when final, its result.
+    fn lookup(&self, id: &RequestId) -> impl Future<Output = Result<Lookup>> + Send;
+    /// Pending requests per group.
+    fn pending_counts(&self) -> impl Future<Output = Result<Vec<(GroupKey, usize)>>> + Send;
+    /// Groups with pending requests (only those holding a retry when `retries_only`).
+    fn pending_groups(
+        &self,
+        retries_only: bool,
+    ) -> impl Future<Output = Result<Vec<GroupKey>>> + Send;
+    /// Claims up to `limit` of a group's pending requests, oldest first, for flush `dispatch`;
+    /// how many.
+    fn claim(
+        &self,
+        dispatch: &str,
+        key: &GroupKey,
+        limit: usize,
+    ) -> impl Future<Output = Result<u64>> + Send;
+    /// The requests flush `dispatch` claimed, in order: id and body.
+    fn claimed(&self, dispatch: &str)
+    -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+    /// Records that batch-client's `record_id` carries `ids` of flush `dispatch`.
+    fn adopt(
+        &self,
+        dispatch: &str,
+        record_id: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Flushes that left requests claimed (a process died mid-submit).
+    fn interrupted_dispatches(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Puts the requests flush `dispatch` still holds back to pending.
+    fn release_dispatch(&self, dispatch: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Requests neither done nor failed.
+    fn unfinished(&self) -> impl Future<Output = Result<usize>> + Send;
+    /// The records the queue submitted and has not settled.
+    fn open_records(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// The requests riding in `record_id`, with the batch ids that carried them before.
+    fn carried(
+        &self,
+        record_id: &str,
+    ) -> impl Future<Output = Result<HashMap<String, Vec<String>>>> + Send;
+    /// Writes verdicts in one transaction; the results to hand out (final verdicts only).
+    fn apply_verdicts(
+        &self,
+        verdicts: Vec<VerdictFor>,
+        how: Apply<'_>,
+    ) -> impl Future<Output = Result<Vec<Settled>>> + Send;
+    /// Up to `limit` requests waiting for the standard API: id, endpoint and body.
+    fn standard_waiting(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(String, String, String)>>> + Send;
+    /// Writes a standard-API answer (or its error) for `id` if it still waits for one.
+    fn finish_standard(
+        &self,
+        id: &str,
+        outcome: std::result::Result<Value, StoredError>,
+    ) -> impl Future<Output = Result<Option<Settled>>> + Send;
+}
+
+/// [`QueueStore`] in batch-client's SQLite database.
+#[derive(Debug, Clone)]
+pub(crate) struct SqliteQueueStore {
+    pool: SqlitePool,
+}
+
+impl SqliteQueueStore {
+    /// The queue's tables in the database of `pool`, created or upgraded by the migrations.
+    pub(crate) async fn open(pool: SqlitePool) -> Result<SqliteQueueStore> {
+        let mut migrator = sqlx::migrate!("./migrations");
+        // Two migration sets in one database: ours keep their own history, so neither
+        // migrator ever sees the other's versions as missing or foreign.
+        migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+        migrator.run(&pool).await.map_err(Error::store)?;
+        Ok(SqliteQueueStore { pool })
+    }
+
+    /// A transaction that takes SQLite's write lock at once (`BEGIN IMMEDIATE`). Every write
+    /// here reads a row's state first and writes only if it is still as found; a deferred
+    /// transaction that reads and then writes fails with `database is locked` (SQLITE_BUSY,
+    /// which the busy timeout does not wait out) when another connection wrote in between, and
+    /// a fallback's answer was then lost and the request sent to the standard API again. An
+    /// immediate one waits for the lock instead.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(Error::store)
+    }
+}
+
+fn endpoint_of(row: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Option<Endpoint>> {
+    let endpoint: String = row.try_get(i).map_err(Error::store)?;
+    Ok(Endpoint::from_url(&endpoint))
+}
+
+fn count(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(0)
+}
+
+impl QueueStore for SqliteQueueStore {
+    async fn insert_pending(&self, rows: &[NewRequest]) -> Result<()> {
+        // Many rows per statement: each statement is a round trip to sqlx's SQLite thread.
+        const ROWS_PER_STATEMENT: usize = 128;
+        let now = crate::now_ms();
+        let mut tx = self.write_tx().await?;
+        for rows in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = String::from(
+                "INSERT INTO queue_requests (id, operation, endpoint, model, body, state, created_at_ms, updated_at_ms) VALUES ",
+            );
+            for n in 0..rows.len() {
+                sql.push_str(if n == 0 { "" } else { ", " });
+                sql.push_str("(?, ?, ?, ?, ?, 'pending', ?, ?)");
+            }
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in rows {
+                query = query
+                    .bind(r.id.as_str())
+                    .bind(r.operation.as_str())
+                    .bind(r.endpoint.as_str())
+                    .bind(r.model.as_str())
+                    .bind(r.body.as_str())
+                    .bind(now)
+                    .bind(now);
+            }
+            query.execute(&mut *tx).await.map_err(Error::store)?;
+        }
+        tx.commit().await.map_err(Error::store)
+    }
+
+    async fn stored_body(&self, id: &RequestId) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT body FROM queue_requests WHERE id = ?")
+            .bind(id.as_str().to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::store)?;
+        row.map(|r| r.try_get("body").map_err(Error::store))
+            .transpose()
+    }
+
+    async fn count_known(&self, ids: &[RequestId]) -> Result<usize> {
+        let mut known = 0;
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!("SELECT COUNT(*) FROM queue_requests WHERE id IN ({marks})");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.as_str().to_owned());
+            }
+            let row = query.fetch_one(&self.pool).await.map_err(Error::store)?;
+            known += count(row.try_get(0).map_err(Error::store)?);
+        }
+        Ok(known)
+    }
+
+    async fn lookup(&self, id: &RequestId) -> Result<Lookup> {
+        let row = sqlx::query(
+            "SELECT state, attempts, batch_ids, tier, result, usage, error FROM queue_requests WHERE id = ?",
+        )
+        .bind(id.as_str().to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        match row {
+            None => Ok(Lookup::Unknown),
+            Some(row) => lookup_row(id, &row),
+        }
+    }
+
+    async fn pending_counts(&self) -> Result<Vec<(GroupKey, usize)>> {
+        let rows = sqlx::query(
+            "SELECT endpoint, model, COUNT(*) FROM queue_requests WHERE state = 'pending' GROUP BY endpoint, model",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        let mut groups = Vec::with_capacity(rows.len());
+        for row in rows {
+            let model: String = row.try_get(1).map_err(Error::store)?;
+            let n: i64 = row.try_get(2).map_err(Error::store)?;
+            if let Some(endpoint) = endpoint_of(&row, 0)? {
+                groups.push(((endpoint, model), count(n)));
+            }
+        }
+        Ok(groups)
+    }
+
+    async fn pending_groups(&self, retries_only: bool) -> Result<Vec<GroupKey>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT endpoint, model FROM queue_requests WHERE state = 'pending' AND attempts >= ?",
+        )
+        .bind(i64::from(retries_only))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in rows {
+            let model: String = row.try_get(1).map_err(Error::store)?;
+            if let Some(endpoint) = endpoint_of(&row, 0)? {
+                keys.push((endpoint, model));
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn claim(&self, dispatch: &str, key: &GroupKey, limit: usize) -> Result<u64> {
+        // One conditional UPDATE: two flushes never claim one request.
+        let claimed = sqlx::query(
+            "UPDATE queue_requests SET state = 'dispatching', dispatch_id = ?1, updated_at_ms = ?2 WHERE seq IN (SELECT seq FROM queue_requests WHERE state = 'pending' AND endpoint = ?3 AND model = ?4 ORDER BY seq LIMIT ?5)",
+        )
+        .bind(dispatch.to_owned())
+        .bind(crate::now_ms())
+        .bind(key.0.as_str())
+        .bind(key.1.clone())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        Ok(claimed.rows_affected())
+    }
+
+    async fn claimed(&self, dispatch: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, body FROM queue_requests WHERE dispatch_id = ? AND state = 'dispatching' ORDER BY seq",
+        )
+        .bind(dispatch.to_owned())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(Error::store)
+    }
+
+    async fn adopt(&self, dispatch: &str, record_id: &str, ids: &[String]) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO queue_batches (record_id, dispatch_id, state, created_at_ms) VALUES (?, ?, 'open', ?)",
+        )
+        .bind(record_id.to_owned())
+        .bind(dispatch.to_owned())
+        .bind(crate::now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::store)?;
+        // One statement for the whole shard: the ids go in as a JSON array.
+        sqlx::query(
+            "UPDATE queue_requests SET state = 'submitted', record_id = ?, attempts = attempts + 1, updated_at_ms = ? WHERE state = 'dispatching' AND dispatch_id = ? AND id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(record_id.to_owned())
+        .bind(crate::now_ms())
+        .bind(dispatch.to_owned())
+        .bind(serde_json::to_string(ids).map_err(Error::store)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::store)?;
+        tx.commit().await.map_err(Error::store)
+    }
+
+    async fn interrupted_dispatches(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT dispatch_id FROM queue_requests WHERE state = 'dispatching' AND dispatch_id IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        rows.iter()
+            .map(|row| row.try_get(0))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(Error::store)
+    }
+
+    async fn release_dispatch(&self, dispatch: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE queue_requests SET state = 'pending', dispatch_id = NULL, updated_at_ms = ? WHERE state = 'dispatching' AND dispatch_id = ?",
+        )
+        .bind(crate::now_ms())
+        .bind(dispatch.to_owned())
+        .execute(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        Ok(())
+    }
+
+    async fn unfinished(&self) -> Result<usize> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM queue_requests WHERE state NOT IN ('done', 'failed')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        Ok(count(row.try_get(0).map_err(Error::store)?))
+    }
+
+    async fn open_records(&self) -> Result<Vec<String>> {
+        sqlx::query("SELECT record_id FROM queue_batches WHERE state = 'open'")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::store)?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(Error::store)
+    }
+
+    async fn carried(&self, record_id: &str) -> Result<HashMap<String, Vec<String>>> {
+        let rows = sqlx::query(
+            "SELECT id, batch_ids FROM queue_requests WHERE record_id = ? AND state = 'submitted'",
+        )
+        .bind(record_id.to_owned())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        let mut carried = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get(0).map_err(Error::store)?;
+            let ids: String = row.try_get(1).map_err(Error::store)?;
+            carried.insert(id, serde_json::from_str(&ids).unwrap_or_default());
+        }
+        Ok(carried)
+    }
+
+    async fn apply_verdicts(
+        &self,
+        verdicts: Vec<VerdictFor>,
+        how: Apply<'_>,
+    ) -> Result<Vec<Settled>> {
+        let mut tx = self.write_tx().await?;
+        let mut settled = Vec::new();
+        for v in verdicts {
+            if how.count_attempt {
+                sqlx::query("UPDATE queue_requests SET attempts = attempts + 1, record_id = NULL WHERE id = ?")
+                    .bind(v.id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Error::store)?;
+            }
+            settled.extend(apply_verdict(&mut tx, v, how).await?);
+        }
+        if let (true, Carrier::Record(record_id)) = (how.close_record, how.carrier) {
+            sqlx::query("UPDATE queue_batches SET state = 'settled' WHERE record_id = ?")
+                .bind(record_id.to_owned())
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::store)?;
+        }
+        tx.commit().await.map_err(Error::store)?;
+        Ok(settled)
+    }
+
+    async fn standard_waiting(&self, limit: usize) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, endpoint, body FROM queue_requests WHERE state = 'standard' ORDER BY seq LIMIT ?",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(Error::store)
+    }
+
+    async fn finish_standard(
+        &self,
+        id: &str,
+        outcome: std::result::Result<Value, StoredError>,
+    ) -> Result<Option<Settled>> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(
+            "SELECT attempts, batch_ids FROM queue_requests WHERE id = ? AND state = 'standard'",
+        )
+        .bind(id.to_owned())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(Error::store)?;
+        let Some(row) = row else { return Ok(None) };
+        let attempts =
+            u32::try_from(row.try_get::<i64, _>(0).map_err(Error::store)?).unwrap_or(0) + 1;
+        let batch_ids: Vec<String> =
+            serde_json::from_str(&row.try_get::<String, _>(1).map_err(Error::store)?)
+                .unwrap_or_default();
+        let rid = RequestId::from(id);
+        let now = crate::now_ms();
+        let result = match outcome {
+            Ok(body) => {
+                let usage = usage_from_body(&body);
+                sqlx::query("UPDATE queue_requests SET state = 'done', tier = 'standard', attempts = ?, result = ?, usage = ?, updated_at_ms = ? WHERE id = ?")
+                    .bind(i64::from(attempts))
+                    .bind(body.to_string())
+                    .bind(usage.as_ref().map(usage_to_json))
+                    .bind(now)
+                    .bind(id.to_owned())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Error::store)?;
+                Ok(Completed {
+                    request_id: rid.clone(),
+                    body,
+                    usage,
+                    tier: Tier::Standard,
+                    attempts,
+                    batch_ids,
+                })
+            }
+            Err(error) => {
+                sqlx::query("UPDATE queue_requests SET state = 'failed', tier = 'standard', attempts = ?, error = ?, updated_at_ms = ? WHERE id = ?")
+                    .bind(i64::from(attempts))
+                    .bind(serde_json::to_string(&error).map_err(Error::store)?)
+                    .bind(now)
+                    .bind(id.to_owned())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Error::store)?;
+                Err(error.into_error(rid.clone(), attempts))
+            }
+        };
+        tx.commit().await.map_err(Error::store)?;
+        Ok(Some((rid, result)))
+    }
+}
+
+/// A stored request's state and, when final, its result.
+fn lookup_row(id: &RequestId, row: &sqlx::sqlite::SqliteRow) -> Result<Lookup> {
+    let state: String = row.try_get("state").map_err(Error::store)?;
+    let attempts: i64 = row.try_get("attempts").map_err(Error::store)?;
+    let attempts = u32::try_from(attempts).unwrap_or(0);
+    match state.as_str() {
+        state::DONE => {
+            let batch_ids: String = row.try_get("batch_ids").map_err(Error::store)?;
+            let tier: Option<String> = row.try_get("tier").map_err(Error::store)?;
+            let result: Option<String> = row.try_get("result").map_err(Error::store)?;
+            let usage: Option<String> = row.try_get("usage").map_err(Error::store)?;
+            Ok(Lookup::Done(Completed {
+                request_id: id.clone(),
+                body: result
+                    .as_deref()
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .map_err(Error::store)?
+                    .unwrap_or(Value::Null),
+                usage: usage.as_deref().and_then(usage_from_json),
+                tier: tier
+                    .as_deref()
+                    .map_or(Ok(Tier::Batch), str::parse)
+                    .map_err(Error::store)?,
+                attempts,
+                batch_ids: serde_json::from_str(&batch_ids).unwrap_or_default(),
+            }))
+        }
+        state::FAILED => {
+            let error: Option<String> = row.try_get("error").map_err(Error::store)?;
+            let stored = error
+                .as_deref()
+                .and_then(|e| serde_json::from_str::<StoredError>(e).ok())
+                .unwrap_or(StoredError {
+                    tier: Tier::Batch,
+                    status: None,
+                    code: None,
+                    message: "failed (no error stored)".into(),
+                });
+            Ok(Lookup::Failed(stored.into_error(id.clone(), attempts)))
+        }
+        _ => Ok(Lookup::Waiting),
+    }
+}
+
+/// Writes one request's verdict; returns the id and result to hand its waiter when final.
+// Over 80 lines: one guarded read, then one UPDATE per outcome; kept whole so the state rules read in one place.
+async fn apply_verdict(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    v: VerdictFor,
+    how: Apply<'_>,
+) -> Result<Option<Settled>> {
+    let id = v.id.as_str();
+    // Only a request still where this verdict found it is touched: a second settling of
+    // the same record (another queue on the database) finds nothing and changes nothing.
+    let row = match how.carrier {
+        Carrier::Record(record_id) => sqlx::query(
+            "SELECT attempts, batch_ids FROM queue_requests WHERE id = ? AND state = 'submitted' AND record_id = ?",
+        )
+        .bind(id.to_owned())
+        .bind(record_id.to_owned()),
+        Carrier::Dispatch => sqlx::query(
+            "SELECT attempts, batch_ids FROM queue_requests WHERE id = ? AND state = 'dispatching'",
+        )
+        .bind(id.to_owned()),
+    }
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(Error::store)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let attempts = u32::try_from(row.try_get::<i64, _>(0).map_err(Error::store)?).unwrap_or(0);
+    let batch_ids: Vec<String> = match v.batch_ids {
+        Some(ids) => ids,
+        None => serde_json::from_str(&row.try_get::<String, _>(1).map_err(Error::store)?)
+            .unwrap_or_default(),
+    };
+    let ids_json = serde_json::to_string(&batch_ids).map_err(Error::store)?;
+    let rid = RequestId::from(id);
+    let now = crate::now_ms();
+    let policy = how.policy;
+    match v.verdict {
+        Verdict::Done { body, usage } => {
+            sqlx::query("UPDATE queue_requests SET state = 'done', tier = 'batch', result = ?, usage = ?, batch_ids = ?, record_id = NULL, updated_at_ms = ? WHERE id = ?")
+                .bind(body.as_str())
+                .bind(usage.as_ref().map(usage_to_json))
+                .bind(ids_json)
+                .bind(now)
+                .bind(id.to_owned())
+                .execute(&mut **tx)
+                .await
+                .map_err(Error::store)?;
+            let body = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let done = Completed {
+                request_id: rid.clone(),
+                body,
+                usage,
+                tier: Tier::Batch,
+                attempts,
+                batch_ids,
+            };
+            Ok(Some((rid, Ok(done))))
+        }
+        Verdict::Again(error) if attempts <= policy.max_retries || policy.fallback_to_standard => {
+            // Retries first, in a later batch; then the standard API.
+            let (state, next) = if attempts <= policy.max_retries {
+                ("pending", "request goes into a later batch")
+            } else {
+                ("standard", "request falls back to the standard API")
+            };
+            tracing::info!(request = id, attempts, reason = %error.message, "{next}");
+            sqlx::query("UPDATE queue_requests SET state = ?, record_id = NULL, dispatch_id = NULL, batch_ids = ?, error = ?, updated_at_ms = ? WHERE id = ?")
+                .bind(state)
+                .bind(ids_json)
+                .bind(serde_json::to_string(&error).map_err(Error::store)?)
+                .bind(now)
+                .bind(id.to_owned())
+                .execute(&mut **tx)
+                .await
+                .map_err(Error::store)?;
+            Ok(None)
+        }
+        Verdict::Again(error) | Verdict::Final(error) => {
+            sqlx::query("UPDATE queue_requests SET state = 'failed', record_id = NULL, batch_ids = ?, error = ?, updated_at_ms = ? WHERE id = ?")
+                .bind(ids_json)
+                .bind(serde_json::to_string(&error).map_err(Error::store)?)
+                .bind(now)
+                .bind(id.to_owned())
+                .execute(&mut **tx)
+                .await
+                .map_err(Error::store)?;
+            Ok(Some((rid.clone(), Err(error.into_error(rid, attempts)))))
         }
     }
 }
@@ -143,96 +732,95 @@ pub(crate) fn usage_from_body(body: &Value) -> Option<Usage> {
     })
 }
 
-/// What `result_for` finds.
-pub(crate) enum Lookup {
-    Unknown,
-    Waiting,
-    Done(Completed),
-    Failed(Error),
-}
-
-/// The body stored for `id`, if the database holds it.
-pub(crate) async fn stored_body(pool: &SqlitePool, id: &RequestId) -> Result<Option<String>> {
-    let row = sqlx::query("SELECT body FROM queue_requests WHERE id = ?")
-        .bind(id.as_str().to_owned())
-        .fetch_optional(pool)
-        .await
-        .map_err(Error::store)?;
-    row.map(|r| r.try_get("body").map_err(Error::store))
-        .transpose()
-}
-
-/// How many of `ids` the database holds.
-pub(crate) async fn count_known(pool: &SqlitePool, ids: &[RequestId]) -> Result<usize> {
-    let mut known = 0;
-    for chunk in ids.chunks(500) {
-        let marks = vec!["?"; chunk.len()].join(", ");
-        let sql = format!("SELECT COUNT(*) FROM queue_requests WHERE id IN ({marks})");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for id in chunk {
-            query = query.bind(id.as_str().to_owned());
-        }
-        let row = query.fetch_one(pool).await.map_err(Error::store)?;
-        let n: i64 = row.try_get(0).map_err(Error::store)?;
-        known += usize::try_from(n).unwrap_or(0);
-    }
-    Ok(known)
-}
-
-pub(crate) async fn lookup(pool: &SqlitePool, id: &RequestId) -> Result<Lookup> {
-    let row = sqlx::query(
-        "SELECT state, attempts, batch_ids, tier, result, usage, error FROM queue_requests WHERE id = ?",
-    )
-    .bind(id.as_str().to_owned())
-    .fetch_optional(pool)
-    .await
-    .map_err(Error::store)?;
-    let Some(row) = row else {
-        return Ok(Lookup::Unknown);
-    };
-    let state: String = row.try_get("state").map_err(Error::store)?;
-    let attempts: i64 = row.try_get("attempts").map_err(Error::store)?;
-    let attempts = u32::try_from(attempts).unwrap_or(0);
-    match state.as_str() {
-        state::DONE => {
-            let batch_ids: String = row.try_get("batch_ids").map_err(Error::store)?;
-            let tier: Option<String> = row.try_get("tier").map_err(Error::store)?;
-            let result: Option<String> = row.try_get("result").map_err(Error::store)?;
-            let usage: Option<String> = row.try_get("usage").map_err(Error::store)?;
-            Ok(Lookup::Done(Completed {
-                request_id: id.clone(),
-                body: result
-                    .as_deref()
-                    .map(serde_json::from_str)
-                    .transpose()
-                    .map_err(Error::store)?
-                    .unwrap_or(Value::Null),
-                usage: usage.as_deref().and_then(usage_from_json),
-                tier: Tier::parse(tier.as_deref().unwrap_or("batch")),
-                attempts,
-                batch_ids: serde_json::from_str(&batch_ids).unwrap_or_default(),
-            }))
-        }
-        state::FAILED => {
-            let error: Option<String> = row.try_get("error").map_err(Error::store)?;
-            let stored = error
-                .as_deref()
-                .and_then(|e| serde_json::from_str::<StoredError>(e).ok())
-                .unwrap_or(StoredError {
-                    tier: Tier::Batch,
-                    status: None,
-                    code: None,
-                    message: "failed (no error stored)".into(),
-                });
-            Ok(Lookup::Failed(stored.into_error(id.clone(), attempts)))
-        }
-        _ => Ok(Lookup::Waiting),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The queue's schema before it had migrations, as `create_tables` made it.
+    const SCHEMA_BEFORE_MIGRATIONS: &[&str] = &[
+        "CREATE TABLE IF NOT EXISTS queue_requests (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            operation TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            body TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            dispatch_id TEXT,
+            record_id TEXT,
+            batch_ids TEXT NOT NULL DEFAULT '[]',
+            tier TEXT,
+            result TEXT,
+            usage TEXT,
+            error TEXT,
+            created_at_ms INTEGER NOT NULL,
+            updated_at_ms INTEGER NOT NULL
+        )",
+        "CREATE INDEX IF NOT EXISTS queue_requests_group ON queue_requests (state, endpoint, model, seq)",
+        "CREATE INDEX IF NOT EXISTS queue_requests_record ON queue_requests (record_id, state)",
+        "CREATE INDEX IF NOT EXISTS queue_requests_dispatch ON queue_requests (dispatch_id)",
+        "CREATE TABLE IF NOT EXISTS queue_batches (
+            record_id TEXT PRIMARY KEY,
+            dispatch_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            created_at_ms INTEGER NOT NULL
+        )",
+        "CREATE INDEX IF NOT EXISTS queue_batches_state ON queue_batches (state)",
+        "INSERT INTO queue_requests (id, operation, endpoint, model, body, state, attempts, batch_ids, tier, result, created_at_ms, updated_at_ms)
+            VALUES ('rq_done', 'critique', '/v1/chat/completions', 'gpt-4o-mini', '{}', 'done', 1, '[\"batch_1\"]', 'batch', '{\"ok\":true}', 1, 1)",
+        "INSERT INTO queue_requests (id, operation, endpoint, model, body, state, created_at_ms, updated_at_ms)
+            VALUES ('rq_pending', 'critique', '/v1/chat/completions', 'gpt-4o-mini', '{}', 'pending', 1, 1)",
+        "INSERT INTO queue_batches (record_id, dispatch_id, state, created_at_ms) VALUES ('bb_1', 'qd_1', 'open', 1)",
+    ];
+
+    /// A database the queue made before it had migrations is adopted with its rows, both
+    /// migration sets run again as no-ops, and neither sees the other's history.
+    #[tokio::test]
+    async fn a_database_from_before_migrations_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let client = batch_client::SqliteStore::open(&path).await.unwrap();
+        for sql in SCHEMA_BEFORE_MIGRATIONS {
+            sqlx::query(*sql).execute(client.pool()).await.unwrap();
+        }
+        client.close().await;
+        for _ in 0..2 {
+            let client = batch_client::SqliteStore::open(&path).await.unwrap();
+            let store = SqliteQueueStore::open(client.pool().clone()).await.unwrap();
+            match store.lookup(&RequestId::from("rq_done")).await.unwrap() {
+                Lookup::Done(done) => {
+                    assert_eq!(done.body, serde_json::json!({"ok": true}));
+                    assert_eq!(
+                        (done.tier, done.batch_ids),
+                        (Tier::Batch, vec!["batch_1".to_owned()])
+                    );
+                }
+                _ => panic!("rq_done lost"),
+            }
+            assert!(matches!(
+                store.lookup(&RequestId::from("rq_pending")).await.unwrap(),
+                Lookup::Waiting
+            ));
+            assert_eq!(store.open_records().await.unwrap(), ["bb_1"]);
+            assert_eq!(store.unfinished().await.unwrap(), 1);
+            let versions = |table: &str| {
+                let sql = format!("SELECT COUNT(*) FROM {table}");
+                let pool = client.pool().clone();
+                async move {
+                    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap();
+                    row.get::<i64, _>(0)
+                }
+            };
+            assert_eq!(versions(MIGRATIONS_TABLE).await, 1);
+            let ours = "_sqlx_migrations WHERE description LIKE 'queue%'";
+            assert_eq!(versions(ours).await, 0);
+            client.close().await;
+        }
+    }
 
     #[test]
     fn usage_round_trips_and_reads_both_namings() {

@@ -1,6 +1,7 @@
 //! The queue's public data: configuration, requests, ids, tiers and results.
 
 use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use batch_format::{ChatCompletionRequest, Endpoint, ImageGenerationRequest, Usage};
@@ -148,30 +149,33 @@ impl From<&str> for RequestId {
     }
 }
 
-/// Which tier finally carried a request.
+/// How a call reached the model. The queue itself carries a request by [`Tier::Batch`] or, as
+/// a fallback, [`Tier::Standard`]; the other two are the providers' synchronous tiers, so that one
+/// type names every tier from this layer up (providers re-exports it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
-    /// The Batch API, at half price.
-    Batch,
-    /// The standard synchronous API, at full price.
+    /// Synchronous, full price.
     Standard,
+    /// Synchronous with `service_tier: "flex"`: discounted, slower, may be refused.
+    Flex,
+    /// OpenAI's Batch API through the batch queue: half price, up to 24 h.
+    Batch,
+    /// The simulated models of openai-sim, in process: no network, no cost.
+    Simulated,
 }
 
 impl Tier {
-    /// `batch` or `standard`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Batch => "batch",
-            Tier::Standard => "standard",
-        }
-    }
+    /// Every tier, in price order (most expensive first), then the simulated one.
+    pub const ALL: [Tier; 4] = [Tier::Standard, Tier::Flex, Tier::Batch, Tier::Simulated];
 
-    pub(crate) fn parse(s: &str) -> Tier {
-        if s == "standard" {
-            Tier::Standard
-        } else {
-            Tier::Batch
+    /// The name used in configuration, the database and reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Tier::Standard => "standard",
+            Tier::Flex => "flex",
+            Tier::Batch => "batch",
+            Tier::Simulated => "simulated",
         }
     }
 }
@@ -179,6 +183,25 @@ impl Tier {
 impl fmt::Display for Tier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A tier name that names no [`Tier`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown tier '{0}' (expected one of: standard, flex, batch, simulated)")]
+pub struct UnknownTier(pub String);
+
+impl FromStr for Tier {
+    type Err = UnknownTier;
+
+    /// Parses a tier name, case and surrounding spaces ignored; an unknown name is an error
+    /// that names it.
+    fn from_str(s: &str) -> std::result::Result<Tier, UnknownTier> {
+        let name = s.trim().to_ascii_lowercase();
+        Tier::ALL
+            .into_iter()
+            .find(|t| t.as_str() == name)
+            .ok_or_else(|| UnknownTier(s.to_owned()))
     }
 }
 
@@ -197,4 +220,20 @@ pub struct Completed {
     pub attempts: u32,
     /// OpenAI batch ids of every batch that carried it, in order.
     pub batch_ids: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_read_back_their_names_and_an_unknown_one_is_named() {
+        for tier in Tier::ALL {
+            assert_eq!(tier.as_str().parse::<Tier>(), Ok(tier));
+            assert_eq!(serde_json::to_string(&tier).unwrap(), format!("\"{tier}\""));
+        }
+        assert_eq!(" Batch ".parse::<Tier>(), Ok(Tier::Batch));
+        let err = "turbo".parse::<Tier>().unwrap_err();
+        assert!(err.to_string().contains("'turbo'"), "{err}");
+    }
 }

@@ -2,6 +2,9 @@
 //! are announced on stderr, a command that could not do what was asked exits non-zero, and the
 //! key never shows.
 
+// Helpers outside `#[test]` functions may panic too: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -1,6 +1,9 @@
 //! End-to-end tests of `batchbeam batch validate`: exit codes, the summary line and one line per
 //! problem.
 
+// Helpers outside `#[test]` functions may panic too: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::process::{Command, Output};
 

@@ -1,5 +1,8 @@
 //! Errors as the user reads them: each cause once, naming what was wrong.
 
+// Helpers outside `#[test]` functions may panic too: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::{Command, Output};
 
 fn batchbeam(dir: &std::path::Path, args: &[&str]) -> Output {

@@ -1,6 +1,9 @@
 //! End-to-end tests of `batchbeam run`, `sessions` and `cost`: a batch-mode session on the
 //! in-process simulator, its listing and cost report, and bad parameters refused with their name.
 
+// Helpers outside `#[test]` functions may panic too: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -66,14 +66,11 @@ impl BatchTransport {
             self.queue.flush().await.map_err(ProviderError::Queue)?;
         }
         let done = handle.wait().await.map_err(ProviderError::Queue)?;
-        let (tier, fallback_from) = match done.tier {
-            batch_queue::Tier::Batch => (Tier::Batch, None),
-            batch_queue::Tier::Standard => (Tier::Standard, Some(Tier::Batch)),
-        };
+        // The queue carries a request by batch or, falling back, by the standard API.
         Ok(Delivered {
             body: done.body,
-            tier,
-            fallback_from,
+            tier: done.tier,
+            fallback_from: (done.tier == Tier::Standard).then_some(Tier::Batch),
         })
     }
 }

@@ -35,6 +35,7 @@ mod types;
 
 pub use barrier::{NoBarrier, StageBarrier};
 pub use batch::BatchTransport;
+pub use batch_client::now_ms;
 pub use error::{ProviderError, Result};
 pub use factory::{ProviderFactory, Providers};
 pub use provider::{Delivered, OpenAiProvider, RoleModels, Transport};
@@ -42,7 +43,7 @@ pub use settings::{
     BatchMode, BatchSettings, CONFIG_FILE, ConfigError, DataSettings, OpenAiSettings,
     ProvidersConfig, SETTINGS, Settings,
 };
-pub use tier::{Operation, Role, Tier};
+pub use tier::{Operation, Role, Tier, UnknownTier};
 pub use traits::{ImageProvider, LlmProvider, VisionProvider};
 #[cfg(feature = "mocks")]
 pub use traits::{MockImageProvider, MockLlmProvider, MockVisionProvider};

@@ -1,53 +1,9 @@
 //! The tiers a call can travel by and the pipeline operations that choose one.
 
 use std::fmt;
-use std::str::FromStr;
 
-/// How a call reached the model: the tier actually used, recorded on every result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Tier {
-    /// Synchronous, full price.
-    Standard,
-    /// Synchronous with `service_tier: "flex"`: discounted, slower, may be refused.
-    Flex,
-    /// OpenAI's Batch API through the batch queue: half price, up to 24 h.
-    Batch,
-    /// The simulated models of openai-sim, in process: no network, no cost.
-    Simulated,
-}
-
-impl Tier {
-    /// Every tier, in price order (most expensive first), then the simulated one.
-    pub const ALL: [Tier; 4] = [Tier::Standard, Tier::Flex, Tier::Batch, Tier::Simulated];
-
-    /// The name used in configuration and reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Tier::Standard => "standard",
-            Tier::Flex => "flex",
-            Tier::Batch => "batch",
-            Tier::Simulated => "simulated",
-        }
-    }
-}
-
-impl fmt::Display for Tier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Tier {
-    type Err = ();
-
-    /// Parses a tier name, case and surrounding spaces ignored.
-    fn from_str(s: &str) -> Result<Tier, ()> {
-        let s = s.trim().to_ascii_lowercase();
-        Tier::ALL.into_iter().find(|t| t.as_str() == s).ok_or(())
-    }
-}
+/// How a call reached the model: one type from the batch queue up, re-exported here.
+pub use batch_queue::{Tier, UnknownTier};
 
 /// A step of the beam search that makes model calls; each has its own tier in configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -1,4 +1,9 @@
 //! Integration tests of openai-sim over HTTP: every route, every batch transition, faults, stats.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failed set-up is a failed test"
+)]
 
 mod auth;
 mod batches;

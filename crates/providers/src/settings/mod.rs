@@ -421,7 +421,7 @@ fn read_providers(r: &Reader<'_>) -> Result<ProvidersConfig, ConfigError> {
     for op in Operation::ALL {
         let key = format!("tiers.{op}");
         if let Some(word) = r.word(&key)? {
-            let tier = word.parse::<Tier>().map_err(|()| r.invalid(&key, &word))?;
+            let tier = word.parse::<Tier>().map_err(|_| r.invalid(&key, &word))?;
             c.tiers.push((op, tier));
         }
     }
