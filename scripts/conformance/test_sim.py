@@ -551,7 +551,7 @@ def test_requests_we_build_match_the_spec(spec):
 def test_the_orchestrators_chat_bodies_match_the_spec(spec):
     """Every body the search's writers and the judge_refines review send (the orchestrator's insta
     snapshots) is a valid CreateChatCompletionRequest."""
-    snapshots = sorted((REPO_ROOT / "crates" / "orchestrator" / "src" / "snapshots").glob("*.snap"))
+    snapshots = sorted((REPO_ROOT / "crates" / "orchestrator" / "src").rglob("*.snap"))
     assert snapshots, "the orchestrator's request snapshots are missing"
     for snapshot in snapshots:
         # An insta snapshot: a `---` header block, then the pretty-printed value.
