@@ -35,6 +35,10 @@ pub(crate) struct ValidateArgs {
     /// The largest file one batch may be, in bytes.
     #[arg(long, default_value_t = 200 * 1024 * 1024)]
     max_bytes: u64,
+    /// The longest line checked, in bytes; a longer one is reported and read past without
+    /// being held (raise it for requests with large inline images).
+    #[arg(long, default_value_t = 4 << 20)]
+    max_line_bytes: usize,
     /// Skip the token estimate (faster on very large files).
     #[arg(long)]
     no_tokens: bool,
@@ -73,6 +77,7 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         max_bytes: args.max_bytes,
         expected_endpoint: args.endpoint,
         estimate_tokens: !args.no_tokens,
+        max_line_bytes: args.max_line_bytes,
         ..ValidationOptions::default()
     };
     let stdout = std::io::stdout();

@@ -189,3 +189,22 @@ fn a_file_over_the_size_limit_is_said_first_and_once_and_its_lines_still_checked
     // The duplicate custom id on line 2 is still found.
     assert!(text.contains("line 2: duplicate_custom_id"), "{text}");
 }
+
+#[test]
+fn a_line_over_the_line_limit_is_reported_unless_the_limit_is_raised() {
+    // A valid request whose text makes the line about 5 MiB, over the 4 MiB default.
+    let long = GOOD.replace("hello there", &"storm ".repeat(5 << 18));
+    let content = format!("{long}\n");
+    let out = validate(content.as_bytes(), &["--no-tokens"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("line 1: line_too_large: "),
+        "{}",
+        stdout(&out)
+    );
+    let out = validate(
+        content.as_bytes(),
+        &["--no-tokens", "--max-line-bytes", &(8u64 << 20).to_string()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use super::problem::{Problem, ProblemCode};
 use crate::endpoint::Endpoint;
+use crate::jsonl::MAX_LINE_BYTES;
 
 /// Limits and expectations for [`validate_jsonl`](crate::validate_jsonl) and
 /// [`Validator`](crate::Validator).
@@ -22,6 +23,12 @@ pub struct ValidationOptions {
     /// Whether to estimate prompt tokens (see [`TokenEstimator`](crate::TokenEstimator)); this
     /// costs a BPE pass over every text part, so it is off unless asked for.
     pub estimate_tokens: bool,
+    /// Longest line held and checked, newline included (default 4 MiB). A longer line is a
+    /// `line_too_large` problem on its line, read past without being held, so memory stays
+    /// bounded whatever the input: the default keeps `batch validate` under 64 MB at its peak.
+    /// OpenAI does not document a limit per line (a request's inline images may total about
+    /// 50 MB), so a file of requests with large inline images needs it raised.
+    pub max_line_bytes: usize,
 }
 
 impl ValidationOptions {
@@ -49,6 +56,7 @@ impl Default for ValidationOptions {
             expected_endpoint: None,
             known_models: None,
             estimate_tokens: false,
+            max_line_bytes: MAX_LINE_BYTES,
         }
     }
 }

@@ -11,7 +11,7 @@ use super::tally::CountCache;
 use super::validator::{ValidationSummary, Validator};
 use crate::blocks::{BLOCK_BYTES, parallel_blocks, worker_threads};
 use crate::error::Result;
-use crate::jsonl::{Line, LineCarry, MAX_LINE_BYTES, find_newline, for_each_line, split_lines};
+use crate::jsonl::{Line, LineCarry, find_newline, for_each_line, split_lines};
 use crate::scan::Scanner;
 
 /// Validates a whole JSONL stream, calling `on_problem` for each problem in line order, then
@@ -26,7 +26,7 @@ pub fn validate_jsonl<R: BufRead>(
     opts: &ValidationOptions,
     on_problem: impl FnMut(Problem),
 ) -> Result<ValidationSummary> {
-    validate_lines(reader, opts, MAX_LINE_BYTES, on_problem)
+    validate_lines(reader, opts, opts.max_line_bytes, on_problem)
 }
 
 /// [`validate_jsonl`] holding lines of at most `max_line` bytes.
@@ -185,7 +185,7 @@ pub fn validate_jsonl_parallel<R: BufRead + Send>(
     threads: usize,
     on_problem: impl FnMut(Problem),
 ) -> Result<ValidationSummary> {
-    validate_blocks(reader, opts, threads, MAX_LINE_BYTES, on_problem)
+    validate_blocks(reader, opts, threads, opts.max_line_bytes, on_problem)
 }
 
 /// [`validate_jsonl_parallel`] holding lines of at most `max_line` bytes.

@@ -11,7 +11,7 @@ use super::options::ValidationOptions;
 use super::problem::{MSG_INVALID_JSON, Problem, ProblemCode};
 use super::tally::CountCache;
 use crate::endpoint::Endpoint;
-use crate::jsonl::{Line, MAX_LINE_BYTES};
+use crate::jsonl::Line;
 
 /// What a validation run saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -71,15 +71,12 @@ impl Validator {
 
     /// Validates the next line. `line` is one line as read, with or without its `\n` or `\r\n`
     /// (its length counts towards the byte limit as given). Problems go to `on_problem`. A
-    /// line over 4 MiB is a `line_too_large` problem, as [`validate_jsonl`] reports it.
+    /// line over [`ValidationOptions::max_line_bytes`] is a `line_too_large` problem, as [`validate_jsonl`] reports it.
     ///
     /// [`validate_jsonl`]: crate::validate_jsonl
     pub fn push_line(&mut self, line: &[u8], on_problem: impl FnMut(Problem)) {
-        self.push(
-            Line::capped(line, MAX_LINE_BYTES),
-            MAX_LINE_BYTES,
-            on_problem,
-        );
+        let max = self.opts.max_line_bytes;
+        self.push(Line::capped(line, max), max, on_problem);
     }
 
     /// Validates the next line as a capped reader hands it out: one too long to be held (over

@@ -490,6 +490,8 @@ fn check_input(sim: &Sim, b: &BatchRec) -> Result<Validated, Vec<ErrorItem>> {
             .as_ref()
             .map(|m| m.iter().cloned().collect()),
         estimate_tokens: true,
+        // OpenAI documents no limit per line: a line may be as long as the file may be.
+        max_line_bytes: usize::try_from(sim.config.max_batch_file_bytes).unwrap_or(usize::MAX),
     };
     let mut problems = Vec::new();
     let summary = batch_format::validate_jsonl(BufReader::new(&file), &opts, |p| {
