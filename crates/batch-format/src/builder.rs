@@ -165,6 +165,8 @@ pub struct BatchRequestBuilder {
     groups: Vec<Group>,
     group_of: HashMap<(Endpoint, Option<String>), usize>,
     len: usize,
+    /// Token estimates skipped (see [`BatchRequestBuilder::without_token_estimates`]).
+    no_tokens: bool,
 }
 
 /// All lines for one (endpoint, model); the last draft is the one still filling up.
@@ -195,6 +197,16 @@ impl BatchRequestBuilder {
             limits,
             ..BatchRequestBuilder::default()
         }
+    }
+
+    /// Skips the token estimate of each line (a BPE pass, the slowest part of adding one) when
+    /// no token budget needs it: for a caller that checks and serialises requests but never
+    /// reads [`Shard::estimated_tokens`], which is then 0. With
+    /// [`ShardLimits::max_enqueued_tokens_per_model`] set, tokens are estimated all the same.
+    #[must_use]
+    pub fn without_token_estimates(mut self) -> Self {
+        self.no_tokens = true;
+        self
     }
 
     /// The limits shards are split at.
@@ -262,7 +274,9 @@ impl BatchRequestBuilder {
             RequestBody::ChatCompletion(req) => normalize_chat(req),
             _ => Vec::new(),
         };
+        let budget = self.limits.max_enqueued_tokens_per_model;
         let tokens = match &mut line.body {
+            _ if self.no_tokens && budget.is_none() => 0,
             RequestBody::ChatCompletion(req) => estimate_chat(req),
             RequestBody::ImageGeneration(req) => {
                 TokenEstimator::for_model(req.model.as_deref().unwrap_or(""))
@@ -282,7 +296,6 @@ impl BatchRequestBuilder {
                 max_bytes: self.limits.max_bytes,
             });
         }
-        let budget = self.limits.max_enqueued_tokens_per_model;
         if let Some(budget) = budget.filter(|&budget| tokens > budget) {
             return Err(Error::OverTokenBudget {
                 custom_id: line.custom_id,
@@ -620,6 +633,23 @@ mod tests {
             max_bytes,
             max_enqueued_tokens_per_model: tokens,
         })
+    }
+
+    #[test]
+    fn token_estimates_are_skipped_only_when_asked_and_no_budget_needs_them() {
+        let total = |mut b: BatchRequestBuilder| {
+            chat(&mut b, "a", "gpt-4o-mini", "a lighthouse in a storm");
+            b.build_batch("t").unwrap().shards()[0].estimated_tokens()
+        };
+        let counted = total(BatchRequestBuilder::new());
+        assert!(counted > 0);
+        assert_eq!(
+            total(BatchRequestBuilder::new().without_token_estimates()),
+            0
+        );
+        // A budget needs the count: it is made all the same.
+        let budgeted = small(10, 1 << 20, Some(1_000_000)).without_token_estimates();
+        assert_eq!(total(budgeted), counted);
     }
 
     #[test]

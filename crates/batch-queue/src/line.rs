@@ -39,7 +39,8 @@ pub(crate) fn check(id: &RequestId, request: QueuedRequest) -> Result<CheckedBod
     };
     let endpoint = line.url;
     let model = line.body.model().unwrap_or_default().to_owned();
-    let mut builder = BatchRequestBuilder::new();
+    // The queue never reads a shard's token estimate: skip the BPE pass.
+    let mut builder = BatchRequestBuilder::new().without_token_estimates();
     let changes = builder.add_line(line).map_err(|e| match e {
         batch_format::Error::InvalidRequest { .. } | batch_format::Error::BodyMismatch { .. } => {
             Error::InvalidRequest(e.to_string())
