@@ -513,7 +513,12 @@ fn check_input(sim: &Sim, b: &BatchRec) -> Result<Validated, Vec<ErrorItem>> {
         return Err(problems);
     }
     let offsets = line_offsets(&file).map_err(|_| not_found())?;
-    if opts.known_models.is_none() && !model_is_known(sim, b.endpoint, &file, &offsets) {
+    if opts.known_models.is_none()
+        && summary
+            .model
+            .as_deref()
+            .is_some_and(|m| !crate::models::Models::knows(m))
+    {
         // The Batch API refuses unknown models at validation, one entry per line.
         let opts = ValidationOptions {
             known_models: Some(Default::default()),
@@ -542,28 +547,6 @@ fn check_input(sim: &Sim, b: &BatchRec) -> Result<Validated, Vec<ErrorItem>> {
         model: summary.model,
         tokens: summary.estimated_tokens,
     })
-}
-
-/// Whether the models know the batch's model: the first request is answered (without being
-/// counted or billed) and must not come back 404 `model_not_found`.
-fn model_is_known(sim: &Sim, endpoint: Endpoint, file: &File, offsets: &[u64]) -> bool {
-    let Some(&first) = offsets.first() else {
-        return true;
-    };
-    let mut r = BufReader::new(file);
-    let mut buf = Vec::new();
-    if r.seek(SeekFrom::Start(first)).is_err() || r.read_until(b'\n', &mut buf).is_err() {
-        return true;
-    }
-    let Ok(line) = serde_json::from_slice::<Value>(&buf) else {
-        return true;
-    };
-    let Some(body) = line.get("body") else {
-        return true;
-    };
-    let reply = sim.models.execute(endpoint, body);
-    !(reply.status == 404
-        && reply.body.pointer("/error/code").and_then(Value::as_str) == Some("model_not_found"))
 }
 
 /// Byte offsets of the non-blank lines of `file`.

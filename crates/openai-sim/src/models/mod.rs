@@ -195,6 +195,13 @@ impl Models {
         self.seed
     }
 
+    /// Whether the catalogue holds `model` (an alias, a snapshot, or a fine-tune of either),
+    /// whatever endpoint it serves: the Batch API refuses a batch naming any other model at
+    /// validation, before it reads what the lines ask.
+    pub fn knows(model: &str) -> bool {
+        catalog::lookup(model).is_some()
+    }
+
     /// Answers one request to `endpoint` as the real API would (same answer in and out of a
     /// batch), with `created` timestamps at a fixed instant.
     pub fn execute(&self, endpoint: Endpoint, body: &Value) -> ModelReply {

@@ -562,6 +562,40 @@ async fn unknown_models_fail_validation_on_every_line() {
     );
 }
 
+/// Whatever the first line holds (no messages, a bad parameter, an image for a text model),
+/// an unknown model fails validation by name: the check does not depend on the line being
+/// answerable.
+#[tokio::test]
+async fn an_unknown_model_fails_validation_whatever_the_line_holds() {
+    let ctx = Ctx::new().await;
+    let line = |id: &str, body: &str| {
+        serde_json::json!({
+            "custom_id": id,
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": serde_json::from_str::<serde_json::Value>(body).unwrap(),
+        })
+    };
+    let bodies = [
+        r#"{"model":"nonexistent-model-xyz","messages":[]}"#,
+        r#"{"model":"nonexistent-model-xyz","messages":[{"role":"user","content":""}],"temperature":7}"#,
+        r#"{"model":"nonexistent-model-xyz","messages":[{"role":"user","content":"hi"}],"max_tokens":0}"#,
+    ];
+    for body in bodies {
+        let id = ctx.batch_of(&[line("a", body), line("b", body)]).await;
+        ctx.advance(30.0).await;
+        let b = ctx.batch(&id).await;
+        assert_eq!(b["status"], "failed", "{body}: {b}");
+        let codes: Vec<&str> = b["errors"]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["code"].as_str())
+            .collect();
+        assert_eq!(codes, ["model_not_found", "model_not_found"], "{body}: {b}");
+    }
+}
+
 #[tokio::test]
 async fn output_expires_after_sets_the_output_files_lifetime() {
     let ctx = Ctx::new().await;
