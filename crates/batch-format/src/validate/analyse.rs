@@ -44,6 +44,9 @@ pub(super) fn analyse_line<'a>(
     .and_then(|facts| de.end().map(|()| facts));
     match parsed {
         Err(_) => LineFacts::NotJson,
+        // serde_json skips what the probes ignore without a depth limit; the scanner holds
+        // the line to the same rules as without tokens (nesting deeper than serde_json's 128).
+        Ok(_) if !scans(text) => LineFacts::NotJson,
         Ok(None) => LineFacts::NotObject,
         Ok(Some(mut obj)) => {
             let model = match &obj.body {
@@ -54,6 +57,12 @@ pub(super) fn analyse_line<'a>(
             LineFacts::Object(obj)
         }
     }
+}
+
+/// Whether `text` is one JSON value as strict as the scanner reads it.
+fn scans(text: &str) -> bool {
+    let mut s = Scanner::new(text);
+    s.skip().and_then(|()| s.end()).is_ok()
 }
 
 /// The facts of a request line, read with the scanner; `Ok(None)` when the line is JSON but

@@ -5,6 +5,7 @@
     reason = "test helpers: a failed set-up is a failed test"
 )]
 
+mod agreement;
 mod auth;
 mod batches;
 mod faults;
