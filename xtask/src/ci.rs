@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
+use crate::postgres::{Postgres, TEST_URL_VAR};
 use crate::tools::CARGO_NEXTEST;
 use crate::util::{build_workspace, cargo, exec};
 
@@ -112,13 +113,20 @@ fn tests(root: &Path) -> anyhow::Result<()> {
     // One build of every target, shown as it goes; nextest, the conformance suite and the demo
     // then find it built.
     build_workspace(root)?;
-    exec(test_env(cargo().current_dir(root).args([
-        "nextest",
-        "run",
-        "--workspace",
-        "--locked",
-        "--no-fail-fast",
-    ])))?;
+    // The store suites run on PostgreSQL as well as SQLite: a throwaway server for this step,
+    // stopped when it ends, passed or failed.
+    let pg = Postgres::start().context("starting a PostgreSQL for the store tests")?;
+    exec(
+        test_env(cargo().current_dir(root).args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--locked",
+            "--no-fail-fast",
+        ]))
+        .env(TEST_URL_VAR, pg.url()),
+    )?;
+    drop(pg);
     // nextest does not run doctests; the crates' opening examples must compile and pass.
     exec(test_env(cargo().current_dir(root).args([
         "test",

@@ -9,6 +9,7 @@ mod ci;
 mod conformance;
 mod demo;
 mod deny;
+mod postgres;
 mod sim_process;
 mod tools;
 mod util;
@@ -47,6 +48,13 @@ enum Command {
     },
     /// The official `openai` Python SDK against `batchbeam sim` (scripts/conformance).
     Conformance,
+    /// Run a command beside a throwaway PostgreSQL (`cargo xtask pg -- cargo test -p
+    /// batch-client`): the store suites then run on PostgreSQL as well as SQLite.
+    Pg {
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
     /// Show what the batchbeam binary can do so far, end to end, on generated files.
     Demo,
 }
@@ -61,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { what } if what == "session" => bench_session::run(&root),
         Command::Bench { what } => bench::run(&root, &what),
         Command::Demo => demo::run(&root),
+        Command::Pg { command } => postgres::with_server(&command),
         Command::Conformance => conformance::run(&root),
     }
 }

@@ -69,7 +69,7 @@ pub use manager::{
     ManagerConfig, PollReport, PollerHandle, SubmitInput, SubmitOptions, SubmitOutcome, now_ms,
     upload_filename,
 };
-pub use store::{JobRecord, JobState, JobStore, SqliteStore, StatusChange, Submission};
+pub use store::{JobRecord, JobState, JobStore, PgStore, SqliteStore, StatusChange, Submission};
 pub use types::{
     Batch, BatchError, BatchErrors, BatchListQuery, BatchStatus, CreateBatchRequest, DeletedFile,
     FileListQuery, FileObject, List, RequestCounts,

@@ -37,15 +37,14 @@ fn line(kind: u8, i: usize, n: u32) -> Vec<u8> {
         // An integer of n digits where a small one belongs.
         4 => req(
             &id,
-            &format!(r#","max_completion_tokens":1{}"#, "0".repeat(n as usize % 400)),
+            &format!(
+                r#","max_completion_tokens":1{}"#,
+                "0".repeat(n as usize % 400)
+            ),
             "hi",
         ),
         // A float out of f64's range (1e400), or a tiny one that underflows.
-        5 => req(
-            &id,
-            &format!(r#","temperature":1e{}"#, 300 + n % 200),
-            "hi",
-        ),
+        5 => req(&id, &format!(r#","temperature":1e{}"#, 300 + n % 200), "hi"),
         // Nesting around the depth limit (128), in an unknown top-level field.
         6 => {
             let d = 110 + (n as usize % 40);
@@ -57,8 +56,12 @@ fn line(kind: u8, i: usize, n: u32) -> Vec<u8> {
         7 => req(
             &id,
             "",
-            [r"caf\u00e9", r"\ud83c\udf0a wave", r"lone \ud800 half", r"tab\tand\\slash"]
-                [n as usize % 4],
+            [
+                r"caf\u00e9",
+                r"\ud83c\udf0a wave",
+                r"lone \ud800 half",
+                r"tab\tand\\slash",
+            ][n as usize % 4],
         ),
         // A line cut short.
         8 => {
@@ -127,7 +130,10 @@ async fn check(ctx: &Ctx, bytes: Vec<u8>) -> Result<(), TestCaseError> {
         return Ok(());
     }
     let file = up.json()["id"].as_str().unwrap().to_owned();
-    let batch = ctx.create_batch(&file).await["id"].as_str().unwrap().to_owned();
+    let batch = ctx.create_batch(&file).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     ctx.advance(60.0).await;
     let b = ctx.batch(&batch).await;
     let theirs: BTreeSet<(u64, String)> = match b["errors"]["data"].as_array() {

@@ -1,0 +1,48 @@
+//! [`PgStore`]: batch records in PostgreSQL, for several processes sharing one database. The
+//! same statements as SQLite's (see `sql`); leases are the same conditional `UPDATE`, which
+//! PostgreSQL's row locks make atomic between processes.
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use super::sql::{Dialect, impl_job_store};
+use crate::{Error, Result};
+
+/// A [`JobStore`](super::JobStore) in a PostgreSQL database, migrated on open (its own
+/// migrations, `migrations-postgres/`, the same versions as SQLite's).
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to a `postgres://` URL (a pool of `max_connections`) and runs the migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .connect(url)
+            .await
+            .map_err(Error::store)?;
+        PgStore::new(pool).await
+    }
+
+    /// A store on an existing pool (shared with the other stores of the process), migrated.
+    pub async fn new(pool: PgPool) -> Result<PgStore> {
+        sqlx::migrate!("./migrations-postgres")
+            .run(&pool)
+            .await
+            .map_err(Error::store)?;
+        Ok(PgStore { pool })
+    }
+
+    /// The connection pool, for a higher layer that keeps its own tables in the same database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl_job_store!(PgStore, sqlx::Postgres, Dialect::Postgres);

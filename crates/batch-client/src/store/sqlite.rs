@@ -1,0 +1,104 @@
+//! [`SqliteStore`]: batch records in one SQLite file.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::sql::{Dialect, impl_job_store};
+use crate::{Error, Result};
+
+/// A [`JobStore`] in one SQLite file: WAL, a busy timeout, created when missing, migrated on
+/// open.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at `path` and runs the migrations.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| Error::io(parent, e))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        Self::connect(options).await
+    }
+
+    /// Opens the database at `path`, which must exist (it is not created), and runs the
+    /// migrations: for commands that only read records.
+    pub async fn open_existing(path: &Path) -> Result<SqliteStore> {
+        match tokio::fs::metadata(path).await {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(Error::Config(format!(
+                    "{} is not a database file",
+                    path.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoDatabase(path.display().to_string()));
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        Self::connect(options).await
+    }
+
+    /// Opens a `sqlite:` URL, as `DATABASE_URL` names it.
+    pub async fn open_url(url: &str) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(Error::store)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        Self::connect(options).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> Result<SqliteStore> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(Error::store)?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(Error::store)?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The connection pool, for a higher layer that keeps its own tables in the same database
+    /// (batch-queue). It must leave `batch_jobs*` and `_sqlx_migrations` alone.
+    pub fn pool(&self) -> &sqlx::SqlitePool {
+        &self.pool
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl_job_store!(SqliteStore, sqlx::Sqlite, Dialect::Sqlite);
