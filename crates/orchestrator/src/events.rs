@@ -1,5 +1,5 @@
 //! Progress events for the CLI and the server: stages started and finished, batches
-//! submitted, the best score so far.
+//! submitted, calls done within a stage, the best score so far.
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -43,6 +43,19 @@ pub enum ProgressEvent {
         index: usize,
         /// Requests sent in the stage's batches.
         requests: usize,
+    },
+    /// Calls of a running stage finished (answered, failed for good, or taken from
+    /// checkpoints): sent after every call of a stage of at most 20 calls, else each time
+    /// another 5% of its calls are done, and when the last one is.
+    CallsDone {
+        /// The session.
+        session: String,
+        /// The stage's place in the plan.
+        index: usize,
+        /// Calls done so far.
+        done: usize,
+        /// Calls the stage has.
+        total: usize,
     },
     /// A stage ended.
     StageFinished {
