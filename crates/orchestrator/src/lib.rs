@@ -63,6 +63,6 @@ pub use ranker::ImageRanker;
 pub use rating::{PairResult, RatingScale};
 pub use search::{BeamSearch, CallRecord, IterationBest, Payload, SearchState, SessionOutcome};
 pub use store::{
-    CheckpointStore, MIGRATIONS_TABLE, SessionReport, SessionRow, SessionState, SessionStore,
-    SessionSummary, StageRecord,
+    BestSoFar, CheckpointStore, MIGRATIONS_TABLE, SessionReport, SessionRow, SessionState,
+    SessionStore, SessionSummary, StageRecord,
 };
