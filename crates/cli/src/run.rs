@@ -16,7 +16,7 @@ use clap::{Args, Subcommand};
 use openai_sim::{SimConfig, SimHandle};
 use orchestrator::{
     BeamSearch, CheckpointStore, Engines, Hybrid, JudgingMode, Plan, Pricing, ProgressEvent,
-    Routing, SearchParams, SessionOutcome, SessionStore, Turnaround, estimate,
+    RatingScale, Routing, SearchParams, SessionOutcome, SessionStore, Turnaround, estimate,
 };
 use providers::{Operation, ProviderFactory, RoleModels, Settings, Tier};
 
@@ -581,14 +581,30 @@ fn show(outcome: &SessionOutcome, shown: Shown) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How a candidate's judgement reads: `won 7 of 10 comparisons (score 7.3 of 10)` in
-/// comparative mode, `score 8.4 of 10` in scoring mode. The one place scores are worded.
-fn score_words(score: f64, wins: Option<(u32, u32)>) -> String {
+/// How a candidate's judgement reads: `rating 1623, won 7 of 10 comparisons (score 7.0 of
+/// 10)` in comparative mode (the rating is the session-wide one, the score the share of the
+/// comparisons it won in its pool), `score 8.4 of 10` in scoring mode (where the rating is the
+/// score). The one place scores and ratings are worded.
+fn score_words(
+    score: f64,
+    wins: Option<(u32, u32)>,
+    rating: Option<f64>,
+    scale: RatingScale,
+) -> String {
+    let rating = match (scale, rating) {
+        (RatingScale::Elo, Some(r)) => format!("rating {r:.0}, "),
+        _ => String::new(),
+    };
     match wins {
-        Some((won, of)) => format!("won {won} of {of} comparisons (score {score:.1} of 10)"),
-        None => format!("score {score:.1} of 10"),
+        Some((won, of)) => {
+            format!("{rating}won {won} of {of} comparisons (score {score:.1} of 10)")
+        }
+        None => format!("{rating}score {score:.1} of 10"),
     }
 }
+
+/// What a rating on the Elo-like scale means, in a line.
+const ELO_WORDS: &str = "ratings are on one scale across the session (a Bradley-Terry fit over all its comparisons): 1500 is the first iteration's average image, 400 more is 10 times the odds of being preferred";
 
 fn describe(event: &ProgressEvent) -> Option<String> {
     Some(match event {
@@ -639,10 +655,12 @@ fn describe(event: &ProgressEvent) -> Option<String> {
             best_id,
             best_score,
             wins,
+            best_rating,
+            scale,
             ..
         } => format!(
-            "iteration {iteration}: best {best_id}, {}",
-            score_words(*best_score, *wins)
+            "iteration {iteration}: best so far {best_id}, {}",
+            score_words(*best_score, *wins, *best_rating, *scale)
         ),
         _ => return None,
     })
@@ -657,14 +675,14 @@ fn print_outcome(o: &SessionOutcome, shown: Shown, out: &mut impl Write) -> anyh
         o.calls
     )?;
     // Comparative scores are shares of comparisons won within each iteration's pool: they rank
-    // a pool, they do not compare across iterations.
+    // a pool, they do not compare across iterations; ratings do.
     for b in &o.best_by_iteration {
         writeln!(
             out,
-            "  iteration {}: best {}, {}",
+            "  iteration {}: best so far {}, {}",
             b.iteration,
             b.id,
-            score_words(b.score, b.wins)
+            score_words(b.score, b.wins, b.rating, o.rating_scale)
         )?;
     }
     let wins = o
@@ -677,8 +695,11 @@ fn print_outcome(o: &SessionOutcome, shown: Shown, out: &mut impl Write) -> anyh
         out,
         "best: {}, {}",
         o.best.id,
-        score_words(o.best.score(), wins)
+        score_words(o.best.score(), wins, o.best.rating, o.rating_scale)
     )?;
+    if o.rating_scale == RatingScale::Elo && o.best.rating.is_some() {
+        writeln!(out, "  {ELO_WORDS}")?;
+    }
     if let Some(v) = &o.best.verdict {
         if wins.is_some() {
             writeln!(
@@ -732,7 +753,7 @@ pub(crate) async fn sessions(args: SessionsArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|r| {
                 serde_json::json!({"id": r.id, "idea": r.idea, "state": r.state,
-                    "next_stage": r.next_stage, "folder": r.folder})
+                    "next_stage": r.next_stage, "folder": r.folder, "best": r.best})
             })
             .collect();
         serde_json::to_writer_pretty(&mut out, &list)?;
@@ -743,9 +764,16 @@ pub(crate) async fn sessions(args: SessionsArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "no sessions")?;
     }
     for r in rows {
+        let best = r
+            .best
+            .as_ref()
+            .map_or_else(String::new, |b| match (b.scale, b.rating) {
+                (RatingScale::Elo, Some(rating)) => format!("  best {} rating {rating:.0}", b.id),
+                _ => format!("  best {} score {:.1}", b.id, b.score),
+            });
         writeln!(
             out,
-            "{}  {:<9}  stage {}/{}  {}  {}",
+            "{}  {:<9}  stage {}/{}  {}{best}  {}",
             r.id,
             format!("{:?}", r.state).to_lowercase(),
             r.next_stage,

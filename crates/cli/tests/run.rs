@@ -92,6 +92,12 @@ fn a_batch_session_runs_offline_and_reports_its_cost() {
     };
     assert!(folder.join("session.json").is_file());
     assert!(folder.join(v["best"]["image"].as_str().unwrap()).is_file());
+    // Scoring: a rating is the score, on the `score` scale.
+    assert_eq!(v["rating_scale"], "score");
+    assert_eq!(v["best"]["rating"], v["best"]["verdict"]["total"]);
+    let last = &v["best_by_iteration"][1];
+    assert_eq!(last["id"], v["best"]["id"]);
+    assert_eq!(last["rating"], v["best"]["rating"]);
     let total = &v["report"]["total"];
     assert!(
         total["cost"].as_f64().unwrap() * 2.0 <= total["standard_cost"].as_f64().unwrap() + 1e-9
@@ -103,6 +109,8 @@ fn a_batch_session_runs_offline_and_reports_its_cost() {
         listed.contains(&id) && listed.contains("completed") && listed.contains("6/6"),
         "{listed}"
     );
+    let best = v["best"]["id"].as_str().unwrap();
+    assert!(listed.contains(&format!("best {best} score ")), "{listed}");
 
     let report = batchbeam(dir.path(), &["cost", "report", &id]);
     assert_eq!(report.status.code(), Some(0), "{}", text(&report.stderr));
@@ -199,10 +207,26 @@ fn scores_read_as_words() {
     let mut args = vec!["run", "a lighthouse in a storm"];
     args.extend(TINY);
     let out = text(&batchbeam(dir.path(), &args).stdout);
-    // Comparative: 2 images, 1 pair.
-    assert!(out.contains("best: i0c"), "{out}");
+    // Comparative: 2 images, 1 pair; the winner's rating is above the average's 1500, and
+    // the scale is explained.
+    let best = out.lines().find(|l| l.starts_with("best: i0c")).unwrap();
     assert!(
-        out.contains(", won 1 of 1 comparisons (score 10.0 of 10)"),
+        best.contains(", rating 1")
+            && best.ends_with(", won 1 of 1 comparisons (score 10.0 of 10)"),
+        "{out}"
+    );
+    let rating: f64 = best
+        .split(", rating ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rating > 1500.0, "{out}");
+    assert!(
+        out.contains("1500 is the first iteration's average image"),
         "{out}"
     );
     assert!(!out.contains("wins (of 10)"), "{out}");
@@ -210,7 +234,7 @@ fn scores_read_as_words() {
     let out = text(&batchbeam(dir.path(), &args).stdout);
     let best = out.lines().find(|l| l.starts_with("best: ")).unwrap();
     assert!(
-        best.contains(", score ") && best.ends_with(" of 10"),
+        best.contains(", score ") && best.ends_with(" of 10") && !best.contains("rating"),
         "{best}"
     );
 }
@@ -224,6 +248,10 @@ fn resuming_a_finished_session_shows_its_result() {
     let out = batchbeam(dir.path(), &args);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = v["id"].as_str().unwrap();
+    // Comparative: the outcome's ratings are on the Elo-like scale.
+    assert_eq!(v["rating_scale"], "elo");
+    assert!(v["best"]["rating"].as_f64().unwrap() > 1500.0, "{v}");
+    assert_eq!(v["best_by_iteration"][0]["rating"], v["best"]["rating"]);
     let again = batchbeam(dir.path(), &["resume", id]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
     let err = text(&again.stderr);

@@ -24,6 +24,11 @@ pub struct Candidate {
     pub revised_prompt: Option<String>,
     /// How it was judged, once judged.
     pub verdict: Option<Verdict>,
+    /// Its rating across the session, once judged: in comparative mode the Bradley–Terry fit
+    /// over every comparison of the session so far, Elo-like (see [`crate::rating`]); in
+    /// scoring mode its 0-10 total ([`crate::RatingScale`]).
+    #[serde(default)]
+    pub rating: Option<f64>,
     /// The critique it was given as a parent (or, in `judge_refines`, by its judge).
     pub critique: Option<String>,
     /// Children its judge proposed (`judge_refines`), used if it survives.
@@ -47,6 +52,7 @@ impl Candidate {
             image: None,
             revised_prompt: None,
             verdict: None,
+            rating: None,
             critique: None,
             proposals: Vec::new(),
             failed: None,

@@ -1,8 +1,10 @@
 //! Progress events for the CLI and the server: stages started and finished, batches
-//! submitted, the best score so far.
+//! submitted, calls done within a stage, the best candidate and its rating so far.
 
 use serde::Serialize;
 use tokio::sync::broadcast;
+
+use crate::rating::RatingScale;
 
 /// What a running search reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,6 +46,19 @@ pub enum ProgressEvent {
         /// Requests sent in the stage's batches.
         requests: usize,
     },
+    /// Calls of a running stage finished (answered, failed for good, or taken from
+    /// checkpoints): sent after every call of a stage of at most 20 calls, else each time
+    /// another 5% of its calls are done, and when the last one is.
+    CallsDone {
+        /// The session.
+        session: String,
+        /// The stage's place in the plan.
+        index: usize,
+        /// Calls done so far.
+        done: usize,
+        /// Calls the stage has.
+        total: usize,
+    },
     /// A stage ended.
     StageFinished {
         /// The session.
@@ -67,13 +82,17 @@ pub enum ProgressEvent {
         session: String,
         /// The iteration.
         iteration: u32,
-        /// The best candidate so far.
+        /// The best candidate so far (the highest-rated of the session).
         best_id: String,
         /// Its score (0-10; in comparative mode 10 x the share of its comparisons it won).
         best_score: f64,
         /// In comparative mode: the comparisons it won and took part in.
         #[serde(skip_serializing_if = "Option::is_none")]
         wins: Option<(u32, u32)>,
+        /// Its rating across the session, on `scale`.
+        best_rating: Option<f64>,
+        /// The scale of `best_rating`.
+        scale: RatingScale,
     },
     /// The session finished.
     SessionFinished {
@@ -83,6 +102,10 @@ pub enum ProgressEvent {
         best_id: String,
         /// Its score.
         best_score: f64,
+        /// Its rating across the session, on `scale`.
+        best_rating: Option<f64>,
+        /// The scale of `best_rating`.
+        scale: RatingScale,
         /// What it cost (USD).
         cost: f64,
     },

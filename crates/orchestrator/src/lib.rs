@@ -43,6 +43,7 @@ pub mod estimate;
 mod events;
 mod params;
 pub mod ranker;
+pub mod rating;
 mod search;
 mod store;
 
@@ -59,8 +60,9 @@ pub use params::{
     JudgingMode, MAX_ENSEMBLE, MAX_IDEA_CHARS, MAX_ITERATIONS, MAX_N, Plan, SearchParams, StageKind,
 };
 pub use ranker::ImageRanker;
+pub use rating::{PairResult, RatingScale};
 pub use search::{BeamSearch, CallRecord, IterationBest, Payload, SearchState, SessionOutcome};
 pub use store::{
-    CheckpointStore, MIGRATIONS_TABLE, SessionReport, SessionRow, SessionState, SessionStore,
-    SessionSummary, StageRecord,
+    BestSoFar, CheckpointStore, MIGRATIONS_TABLE, SessionReport, SessionRow, SessionState,
+    SessionStore, SessionSummary, StageRecord,
 };

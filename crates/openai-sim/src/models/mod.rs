@@ -155,6 +155,15 @@ use serde_json::{Value, json};
 
 pub use image::{IMAGE_SIDE, PROMPT_KEYWORD, draw_png, read_prompt};
 
+/// The simulated judge's hidden, noise-free score of an image drawn from `prompt` for `idea`:
+/// `alpha * alignment + (1 - alpha) * aesthetic` from the rules of the module docs (Judging).
+/// Every vote, alone or in a comparison, scatters around it (and a comparison favours the
+/// image shown first by 0.4). For tests that check a search's judgements against the truth.
+pub fn hidden_quality(prompt: &str, idea: &str, alpha: f64) -> f64 {
+    let (alignment, aesthetic) = engine::true_scores(prompt, idea);
+    alpha * alignment + (1.0 - alpha) * aesthetic
+}
+
 /// The `created` time [`Models::execute`] reports: 2025-01-01T00:00:00Z.
 const FIXED_NOW: u64 = 1_735_689_600;
 

@@ -687,6 +687,31 @@ fn votes_differ_by_request_and_average_to_the_truth() {
 }
 
 #[test]
+fn the_hidden_quality_is_what_the_votes_scatter_around() {
+    let m = Models::new(5);
+    let good = "A lighthouse in a storm at night. Visual treatment: chiaroscuro, rule of thirds, oil painting, 85mm lens";
+    let poor = "A lighthouse. Visual treatment: watercolor";
+    let (q_good, q_poor) = (
+        super::hidden_quality(good, IDEA, 0.7),
+        super::hidden_quality(poor, IDEA, 0.7),
+    );
+    let (a, e) = super::engine::true_scores(good, IDEA);
+    assert!((q_good - (0.7 * a + 0.3 * e)).abs() < 1e-12);
+    assert!(q_good > q_poor + 2.0, "{q_good} vs {q_poor}");
+    // The judge's mean score over many votes is the hidden quality (alignment's clamp at 10
+    // keeps it a little below).
+    let b64 = render(&m, good);
+    let mean = (0..40)
+        .map(|i| {
+            let (a, e, _) = judge(&m, &b64, IDEA, i);
+            0.7 * a + 0.3 * e
+        })
+        .sum::<f64>()
+        / 40.0;
+    assert!((mean - q_good).abs() < 0.4, "{mean} vs {q_good}");
+}
+
+#[test]
 fn comparison_prefers_the_better_image_and_favours_position_a() {
     let m = Models::new(6);
     let good = render(

@@ -245,6 +245,7 @@ impl BeamSearch {
             usize::MAX
         };
         let mut done = vec![false; specs.len()];
+        let mut tally = Tally::new(specs.len(), specs.len() - keys.len());
         let mut flushed = !barrier.holds_calls() || keys.is_empty();
         // Each call is its own task, so that calls keep moving (and give back the database
         // connections they hold) while this loop stores a result; dropping the set (a session
@@ -274,6 +275,14 @@ impl BeamSearch {
                         running.spawn(f);
                     }
                     self.store_answer(at, &specs[i].0, i, result, answers).await?;
+                    if let Some(done) = tally.one_more() {
+                        self.progress.send(ProgressEvent::CallsDone {
+                            session: self.id.clone(),
+                            index: at.idx,
+                            done,
+                            total: specs.len(),
+                        });
+                    }
                 }
                 stored = barrier.stored(&unstored), if !flushed => {
                     stored?;
@@ -380,6 +389,40 @@ impl BeamSearch {
     }
 }
 
+/// How many of a stage's calls are done, and when that is worth an event: after every call
+/// of a stage of at most 20, else each time another twentieth (5%) of them is done.
+#[derive(Debug)]
+struct Tally {
+    total: usize,
+    done: usize,
+    /// The twentieth last reported.
+    reported: usize,
+}
+
+impl Tally {
+    fn new(total: usize, done: usize) -> Tally {
+        Tally {
+            total,
+            done,
+            reported: Tally::twentieths(done, total),
+        }
+    }
+
+    fn twentieths(done: usize, total: usize) -> usize {
+        done.saturating_mul(20).checked_div(total).unwrap_or(20)
+    }
+
+    /// One more call done: the number done when it should be reported.
+    fn one_more(&mut self) -> Option<usize> {
+        self.done = (self.done + 1).min(self.total);
+        let now = Tally::twentieths(self.done, self.total);
+        (now > self.reported).then(|| {
+            self.reported = now;
+            self.done
+        })
+    }
+}
+
 /// Puts the call's key (and, for the writer's calls, its seed) on the request.
 fn with_call(spec: Spec, key: String, seed: i64) -> Spec {
     match spec {
@@ -482,3 +525,6 @@ pub(super) async fn write_atomic(tmp: &Path, path: &Path, bytes: &[u8]) -> std::
     tokio::fs::write(tmp, bytes).await?;
     tokio::fs::rename(tmp, path).await
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,12 +1,16 @@
 //! The judge stage: every image judged at once (scored alone, or compared in pairs with the
-//! parents, whose order is known), the votes ranked, the best `m` kept; in `judge_refines`
+//! parents, whose order is known), the votes ranked, the session's comparisons kept and every
+//! judged candidate's rating refitted (`crate::rating`), the best `m` kept; in `judge_refines`
 //! the same stage also critiques each image and proposes its children.
+
+use std::collections::BTreeMap;
 
 use crate::candidate::Candidate;
 use crate::components::{Dimension, PromptRefiner, field, read_children};
 use crate::events::ProgressEvent;
 use crate::params::Plan;
 use crate::ranker::{Ballot, Entrant, ImageRanker, VoteResult};
+use crate::rating::{self, PairResult, RatingScale};
 use crate::{Error, Result};
 
 use super::BeamSearch;
@@ -68,6 +72,8 @@ impl BeamSearch {
                 None => {}
             }
         }
+        self.record_comparisons(at.it, &field.members, &votes);
+        self.refit_ratings();
         if reviews {
             self.take_reviews(&field.members, review_results, dim, k)?;
         }
@@ -124,7 +130,62 @@ impl BeamSearch {
         Ok(())
     }
 
-    /// The best `m` judged members become the pool; the iteration's best is recorded.
+    /// Comparative mode: the votes of this judge stage, per pair, into the session's
+    /// comparisons (replacing those of an earlier run of the same stage).
+    fn record_comparisons(
+        &mut self,
+        it: u32,
+        members: &[Candidate],
+        votes: &[(Ballot, Option<VoteResult>)],
+    ) {
+        let mut pairs: BTreeMap<(usize, usize), (u32, u32)> = BTreeMap::new();
+        for (ballot, result) in votes {
+            if let (Ballot::Pair { first, second, .. }, Some(VoteResult::Pair { first_wins, .. })) =
+                (ballot, result)
+            {
+                let tally = pairs.entry((*first, *second)).or_insert((0, 0));
+                if *first_wins {
+                    tally.0 += 1;
+                } else {
+                    tally.1 += 1;
+                }
+            }
+        }
+        self.state.comparisons.retain(|p| p.iteration != it);
+        for ((first, second), (a_votes, b_votes)) in pairs {
+            let (Some(a), Some(b)) = (members.get(first), members.get(second)) else {
+                continue;
+            };
+            self.state.comparisons.push(PairResult {
+                iteration: it,
+                a: a.id.clone(),
+                b: b.id.clone(),
+                a_votes,
+                b_votes,
+            });
+        }
+    }
+
+    /// Every judged candidate's rating: comparative, the Bradley–Terry fit over all the
+    /// session's comparisons; scoring, its total.
+    fn refit_ratings(&mut self) {
+        match RatingScale::of(self.params.judging) {
+            RatingScale::Elo => {
+                let ratings = rating::fit(&self.state.comparisons);
+                for c in &mut self.state.candidates {
+                    c.rating = ratings.get(&c.id).copied();
+                }
+            }
+            RatingScale::Score => {
+                for c in &mut self.state.candidates {
+                    c.rating = c.verdict.as_ref().map(|v| v.total);
+                }
+            }
+        }
+    }
+
+    /// The best `m` judged members become the pool; the iteration's best (the highest-rated
+    /// candidate of the session so far) is recorded.
     fn keep_the_best(&mut self, it: u32, members: &[Candidate]) -> Result<()> {
         let ids: Vec<String> = members.iter().map(|c| c.id.clone()).collect();
         let mut ranked: Vec<Candidate> = self
@@ -135,14 +196,21 @@ impl BeamSearch {
             .collect();
         ranked.sort_by_key(|c| c.verdict.as_ref().map_or(u32::MAX, |v| v.rank));
         ranked.truncate(self.params.m as usize);
-        let Some(best) = ranked.first() else {
+        if ranked.is_empty() {
+            return Err(Error::Stage {
+                stage: "judge".into(),
+                iteration: it,
+                problem: "no image could be judged".into(),
+            });
+        }
+        self.state.pool = ranked.iter().map(|c| c.id.clone()).collect();
+        let Some(best) = self.state.best_so_far().cloned() else {
             return Err(Error::Stage {
                 stage: "judge".into(),
                 iteration: it,
                 problem: "no image could be judged".into(),
             });
         };
-        self.state.pool = ranked.iter().map(|c| c.id.clone()).collect();
         self.state.best.retain(|(i, _, _)| *i != it);
         self.state.best.push((it, best.id.clone(), best.score()));
         self.state.best_wins.retain(|(i, _, _)| *i != it);
@@ -154,12 +222,18 @@ impl BeamSearch {
         if let Some((won, of)) = wins {
             self.state.best_wins.push((it, won, of));
         }
+        self.state.best_ratings.retain(|(i, _)| *i != it);
+        if let Some(rating) = best.rating {
+            self.state.best_ratings.push((it, rating));
+        }
         self.progress.send(ProgressEvent::IterationJudged {
             session: self.id.clone(),
             iteration: it,
             best_id: best.id.clone(),
             best_score: best.score(),
             wins,
+            best_rating: best.rating,
+            scale: RatingScale::of(self.params.judging),
         });
         Ok(())
     }

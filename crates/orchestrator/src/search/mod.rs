@@ -14,6 +14,7 @@ use crate::cost::{CostReport, Pricing};
 use crate::engines::Engines;
 use crate::events::{Progress, ProgressEvent};
 use crate::params::{SearchParams, StageKind};
+use crate::rating::RatingScale;
 use crate::store::{CheckpointStore, SessionState};
 use crate::{Error, Result};
 
@@ -200,6 +201,8 @@ impl BeamSearch {
             session: self.id.clone(),
             best_id: outcome.best.id.clone(),
             best_score: outcome.best.score(),
+            best_rating: outcome.best.rating,
+            scale: outcome.rating_scale,
             cost: outcome.report.total.cost,
         });
         Ok(outcome)
@@ -326,7 +329,9 @@ impl BeamSearch {
             "stages_done": self.next_stage,
             "stages": self.state.stages,
             "pool": self.state.pool,
-            "best_by_iteration": self.state.best,
+            "rating_scale": RatingScale::of(self.params.judging),
+            "best_by_iteration": self.state.best_by_iteration(),
+            "comparisons": self.state.comparisons,
             "candidates": self.state.candidates,
             "calls": self.state.costs,
             "cost": report,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::candidate::Candidate;
 use crate::cost::{CostReport, CostTracker};
 use crate::params::SearchParams;
+use crate::rating::{PairResult, RatingScale};
 use crate::store::StageRecord;
 use crate::{Error, Result};
 
@@ -29,6 +30,13 @@ pub struct SearchState {
     /// `(iteration, wins, comparisons)`.
     #[serde(default)]
     pub best_wins: Vec<(u32, u32, u32)>,
+    /// The rating of the best of each iteration, as fitted then: `(iteration, rating)`.
+    #[serde(default)]
+    pub best_ratings: Vec<(u32, f64)>,
+    /// Comparative mode: every pair judged in the session, with the votes each side won (the
+    /// evidence the ratings are fitted to). Empty in checkpoints from before ratings.
+    #[serde(default)]
+    pub comparisons: Vec<PairResult>,
 }
 
 impl SearchState {
@@ -47,6 +55,49 @@ impl SearchState {
                 field: "snapshot",
                 problem: format!("its lists name candidate '{id}', which it does not hold"),
             })
+    }
+
+    /// The best judged candidate so far: the highest rating (a candidate without one ranks
+    /// below every rated one), then the earlier place in the current pool, then the id.
+    pub(super) fn best_so_far(&self) -> Option<&Candidate> {
+        let place = |c: &Candidate| self.pool.iter().position(|p| *p == c.id);
+        self.candidates
+            .iter()
+            .filter(|c| c.alive() && c.verdict.is_some())
+            .min_by(|x, y| {
+                let rating = |c: &Candidate| c.rating.unwrap_or(f64::NEG_INFINITY);
+                rating(y)
+                    .total_cmp(&rating(x))
+                    .then_with(|| match (place(x), place(y)) {
+                        (Some(a), Some(b)) => a.cmp(&b),
+                        (Some(_), None) => std::cmp::Ordering::Less,
+                        (None, Some(_)) => std::cmp::Ordering::Greater,
+                        (None, None) => std::cmp::Ordering::Equal,
+                    })
+                    .then_with(|| x.id.cmp(&y.id))
+            })
+    }
+
+    /// The best candidate after each iteration, with its score, wins and rating then.
+    pub fn best_by_iteration(&self) -> Vec<IterationBest> {
+        self.best
+            .iter()
+            .map(|(it, id, score)| IterationBest {
+                iteration: *it,
+                id: id.clone(),
+                score: *score,
+                wins: self
+                    .best_wins
+                    .iter()
+                    .find(|(i, _, _)| i == it)
+                    .map(|(_, won, of)| (*won, *of)),
+                rating: self
+                    .best_ratings
+                    .iter()
+                    .find(|(i, _)| i == it)
+                    .map(|(_, r)| *r),
+            })
+            .collect()
     }
 
     pub(super) fn alive(&self, ids: &[String]) -> Vec<Candidate> {
@@ -75,9 +126,12 @@ pub struct SessionOutcome {
     pub report: CostReport,
     /// The best candidate after each iteration.
     pub best_by_iteration: Vec<IterationBest>,
+    /// The scale of the ratings (`best.rating`, `best_by_iteration[].rating`).
+    pub rating_scale: RatingScale,
 }
 
-/// The best candidate of one iteration, as judged then.
+/// The best candidate after one iteration, as judged then: the highest-rated of the session so
+/// far.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IterationBest {
     /// The iteration (0 = the first expansion).
@@ -89,6 +143,10 @@ pub struct IterationBest {
     /// Comparative mode: the comparisons it won and took part in that iteration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wins: Option<(u32, u32)>,
+    /// Its rating across the session as fitted after this iteration (comparative: Elo-like,
+    /// from every comparison so far; scoring: its total); `None` in sessions from before
+    /// ratings.
+    pub rating: Option<f64>,
 }
 
 /// The outcome of a session whose stages have all run, from its state.
@@ -103,22 +161,7 @@ pub(super) fn outcome_of(
         iteration: params.iterations.saturating_sub(1),
         problem: "no candidate survived".into(),
     };
-    let best_id = state.pool.first().ok_or_else(no_best)?;
-    let best = state.get(best_id).cloned().ok_or_else(no_best)?;
-    let best_by_iteration = state
-        .best
-        .iter()
-        .map(|(it, id, score)| IterationBest {
-            iteration: *it,
-            id: id.clone(),
-            score: *score,
-            wins: state
-                .best_wins
-                .iter()
-                .find(|(i, _, _)| i == it)
-                .map(|(_, won, of)| (*won, *of)),
-        })
-        .collect();
+    let best = state.best_so_far().cloned().ok_or_else(no_best)?;
     Ok(SessionOutcome {
         id: id.to_owned(),
         folder: folder.to_owned(),
@@ -126,6 +169,7 @@ pub(super) fn outcome_of(
         calls: state.stages.iter().map(|s| s.calls).sum(),
         stages: state.stages.clone(),
         report: state.costs.report(),
-        best_by_iteration,
+        best_by_iteration: state.best_by_iteration(),
+        rating_scale: RatingScale::of(params.judging),
     })
 }

@@ -24,7 +24,7 @@ mod report;
 #[cfg(test)]
 mod tests;
 
-pub use report::{SessionReport, SessionSummary};
+pub use report::{BestSoFar, SessionReport, SessionSummary};
 
 /// The history table of the orchestrator's migrations (batch-client keeps `_sqlx_migrations`).
 pub const MIGRATIONS_TABLE: &str = "_orchestrator_migrations";

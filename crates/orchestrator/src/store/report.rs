@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::{SessionRow, SessionState};
 use crate::cost::CostReport;
 use crate::params::{Plan, SearchParams};
+use crate::rating::RatingScale;
 use crate::search::SearchState;
 use crate::{Error, Result};
 
@@ -61,11 +62,43 @@ pub struct SessionSummary {
     pub plan: Option<Plan>,
     /// The stages its plan has, when its parameters can be read.
     pub stages: Option<usize>,
+    /// The best candidate so far and its rating, once an iteration was judged (and its
+    /// checkpoint can be read).
+    pub best: Option<BestSoFar>,
+}
+
+/// A session's best candidate so far, in a line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BestSoFar {
+    /// The candidate.
+    pub id: String,
+    /// Its score in the pool it was last judged in (0-10).
+    pub score: f64,
+    /// Its rating across the session, on `scale` (`None` in sessions from before ratings).
+    pub rating: Option<f64>,
+    /// The scale of `rating`.
+    pub scale: RatingScale,
+}
+
+impl BestSoFar {
+    fn of(params: &SearchParams, state: &SearchState) -> Option<BestSoFar> {
+        let best = (state.best_by_iteration().into_iter()).max_by_key(|b| b.iteration)?;
+        Some(BestSoFar {
+            id: best.id,
+            score: best.score,
+            rating: best.rating,
+            scale: RatingScale::of(params.judging),
+        })
+    }
 }
 
 impl SessionSummary {
     pub(super) fn of(row: &SessionRow) -> SessionSummary {
         let params = row.search_params().ok();
+        let best = params
+            .as_ref()
+            .zip(row.search_state().ok())
+            .and_then(|(p, state)| BestSoFar::of(p, &state));
         SessionSummary {
             id: row.id.clone(),
             idea: row.idea.clone(),
@@ -74,6 +107,7 @@ impl SessionSummary {
             folder: row.folder.clone(),
             plan: params.as_ref().map(|p| p.plan),
             stages: params.map(|p| p.plan.stages(p.iterations).len()),
+            best,
         }
     }
 }

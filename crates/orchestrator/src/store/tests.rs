@@ -257,3 +257,66 @@ async fn a_corrupt_or_foreign_checkpoint_names_the_session_and_the_field() {
         .unwrap_err();
     check(e, "s_bad_params", "params");
 }
+
+#[tokio::test]
+async fn a_checkpoint_from_before_ratings_loads_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SessionStore::open(&dir.path().join("batchbeam.db"))
+        .await
+        .unwrap();
+    let mut params = crate::SearchParams::new("a fox");
+    params.iterations = 1;
+    store
+        .create(
+            "s_old",
+            "a fox",
+            &serde_json::to_string(&params).unwrap(),
+            "/tmp/o",
+        )
+        .await
+        .unwrap();
+    // The state as it was written before ratings: no comparisons, no best ratings, no
+    // candidate ratings.
+    let mut c = crate::Candidate::new(0, 0, None);
+    c.verdict = Some(crate::Verdict {
+        total: 10.0,
+        alignment: 10.0,
+        aesthetic: 10.0,
+        votes: 3,
+        comparisons: 1,
+        wins: 1,
+        rank: 1,
+        reasons: Vec::new(),
+        strengths: Vec::new(),
+        weaknesses: Vec::new(),
+    });
+    let state = crate::SearchState {
+        pool: vec![c.id.clone()],
+        best: vec![(0, c.id.clone(), 10.0)],
+        candidates: vec![c],
+        ..crate::SearchState::default()
+    };
+    let mut snapshot = serde_json::to_value(&state).unwrap();
+    let object = snapshot.as_object_mut().unwrap();
+    assert!(object.remove("comparisons").is_some() && object.remove("best_ratings").is_some());
+    let candidate = snapshot["candidates"][0].as_object_mut().unwrap();
+    assert!(candidate.remove("rating").is_some());
+    store
+        .checkpoint("s_old", 3, &snapshot.to_string())
+        .await
+        .unwrap();
+
+    let best = store.report("s_old").await.unwrap().summary.best.unwrap();
+    assert_eq!(
+        (best.id.as_str(), best.score, best.rating),
+        ("i0c0", 10.0, None)
+    );
+    assert_eq!(best.scale, crate::RatingScale::Elo);
+    let outcome = crate::BeamSearch::finished("s_old", &store)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.best.id, "i0c0");
+    assert_eq!(outcome.best.rating, None);
+    assert_eq!(outcome.best_by_iteration[0].rating, None);
+}
