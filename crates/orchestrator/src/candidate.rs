@@ -22,8 +22,13 @@ pub struct Candidate {
     pub image: Option<String>,
     /// The prompt as the image model rewrote it, when it says.
     pub revised_prompt: Option<String>,
-    /// How it was judged, once judged.
+    /// How it was judged, once judged: the latest judgement (a survivor is judged again as a
+    /// parent in the next iteration's pool).
     pub verdict: Option<Verdict>,
+    /// Every judgement it had, one per pool it was judged in, oldest first: its rank and score
+    /// among the candidates of each iteration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub judged: Vec<Judged>,
     /// Its rating across the session, once judged: in comparative mode the Bradley–Terry fit
     /// over every comparison of the session so far, Elo-like (see [`crate::rating`]); in
     /// scoring mode its 0-10 total ([`crate::RatingScale`]).
@@ -52,6 +57,7 @@ impl Candidate {
             image: None,
             revised_prompt: None,
             verdict: None,
+            judged: Vec::new(),
             rating: None,
             critique: None,
             proposals: Vec::new(),
@@ -68,6 +74,37 @@ impl Candidate {
     pub fn alive(&self) -> bool {
         self.failed.is_none()
     }
+
+    /// How it was judged in iteration `iteration`'s pool: from [`Candidate::judged`], or, for a
+    /// checkpoint written before judgements were kept per pool, its latest verdict when it was
+    /// judged in no later pool (it is then the only one it had).
+    pub fn verdict_in(&self, iteration: u32) -> Option<&Verdict> {
+        match self.judged.iter().find(|j| j.iteration == iteration) {
+            Some(j) => Some(&j.verdict),
+            None if self.judged.is_empty() && self.iteration == iteration => self.verdict.as_ref(),
+            None => None,
+        }
+    }
+
+    /// Records a judgement of iteration `iteration`'s pool (replacing one of the same pool,
+    /// so that a judge stage run again after a resume does not count twice).
+    pub(crate) fn judge(&mut self, iteration: u32, verdict: Verdict) {
+        self.judged.retain(|j| j.iteration != iteration);
+        self.judged.push(Judged {
+            iteration,
+            verdict: verdict.clone(),
+        });
+        self.verdict = Some(verdict);
+    }
+}
+
+/// One judgement of a candidate, in the pool of one iteration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Judged {
+    /// The iteration whose pool it was judged in.
+    pub iteration: u32,
+    /// The judgement.
+    pub verdict: Verdict,
 }
 
 /// A child proposed by a judge (`judge_refines`) or a fused refiner.

@@ -47,7 +47,7 @@ pub mod rating;
 mod search;
 mod store;
 
-pub use candidate::{Candidate, Proposal, Verdict};
+pub use candidate::{Candidate, Judged, Proposal, Verdict};
 pub use components::Dimension;
 pub use components::{
     CritiqueGenerator, ImageGenerator, PromptCombiner, PromptExpander, PromptRefiner,

@@ -135,3 +135,41 @@ async fn the_best_rating_rises_and_ratings_compare_across_iterations() {
     assert_eq!(later_above, SEEDS.len());
     assert!(share >= 0.9, "{share}");
 }
+
+/// Each pool's judgement is kept: a survivor judged again as a parent keeps its rank among its
+/// own iteration's candidates (the dashboard shows each iteration's ranks from it), and each
+/// pool's ranks (its children and the parents carried into it) are exactly 1..=pool size.
+#[tokio::test]
+async fn each_iteration_keeps_its_own_judgements() {
+    let (_, candidates) = session(SEEDS[0]).await;
+    let parents: Vec<&str> = candidates
+        .iter()
+        .filter_map(|c| c.parent.as_deref())
+        .collect();
+    for c in &candidates {
+        let own = c.verdict_in(c.iteration).expect("judged in its own pool");
+        if parents.contains(&c.id.as_str()) {
+            // Judged in its pool, and again in the next one as a parent.
+            let next = c
+                .verdict_in(c.iteration + 1)
+                .expect("judged again as a parent");
+            assert_eq!(c.judged.len(), 2, "{}", c.id);
+            assert_eq!(
+                c.verdict.as_ref(),
+                Some(next),
+                "the latest verdict is the last pool's"
+            );
+            assert!(own.comparisons > 0 && next.comparisons > 0);
+        }
+    }
+    for it in 0..3 {
+        let mut ranks: Vec<u32> = candidates
+            .iter()
+            .filter_map(|c| c.verdict_in(it))
+            .map(|v| v.rank)
+            .collect();
+        ranks.sort_unstable();
+        let n = ranks.len() as u32;
+        assert_eq!(ranks, (1..=n).collect::<Vec<_>>(), "iteration {it}");
+    }
+}

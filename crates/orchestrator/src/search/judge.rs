@@ -65,7 +65,7 @@ impl BeamSearch {
         for (c, verdict) in field.members.iter().zip(ranker.rank(&field.pool, &votes)) {
             let slot = self.state.candidate_mut(&self.id, &c.id)?;
             match verdict {
-                Some(v) => slot.verdict = Some(v),
+                Some(v) => slot.judge(at.it, v),
                 None if slot.verdict.is_none() => {
                     slot.failed = Some("no judge's vote came back".into());
                 }
