@@ -83,7 +83,14 @@ impl Serve {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         fs::write(dir.join("none.toml"), "")?;
         let mut child = Command::new(bin)
-            .args(["serve", "--sim", "--sim-time-scale", "1000", "--addr", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--sim",
+                "--sim-time-scale",
+                "1000",
+                "--addr",
+                "127.0.0.1:0",
+            ])
             .current_dir(dir)
             .env("BATCHBEAM_CONFIG", dir.join("none.toml"))
             .env("BATCHBEAM_API_TOKEN", SERVER_TOKEN)
@@ -95,7 +102,10 @@ impl Serve {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .context("starting batchbeam serve")?;
-        let stderr = child.stderr.take().context("serve's stderr was not piped")?;
+        let stderr = child
+            .stderr
+            .take()
+            .context("serve's stderr was not piped")?;
         let mut log_file =
             fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let (tx, rx) = std::sync::mpsc::channel();

@@ -112,7 +112,9 @@ fn small(prompt: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_job_is_followed_on_the_websocket_to_its_end() {
     let s = start(2).await;
-    let (status, accepted) = s.post("/api/beam-search", small("a lighthouse in a storm")).await;
+    let (status, accepted) = s
+        .post("/api/beam-search", small("a lighthouse in a storm"))
+        .await;
     assert_eq!(status, 202, "{accepted}");
     let job = accepted["jobId"].as_str().unwrap().to_owned();
     assert!(accepted["estimatedCost"].as_f64().unwrap() > 0.0);
@@ -143,13 +145,29 @@ async fn a_batch_job_is_followed_on_the_websocket_to_its_end() {
     let types: Vec<&str> = seen.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types.first(), Some(&"job_queued"), "{types:?}");
     assert_eq!(types.last(), Some(&"job_finished"), "{types:?}");
-    for t in ["job_started", "session_started", "stage_started", "batch_submitted",
-              "job_waiting", "job_resumed", "stage_finished", "iteration_judged", "session_finished"] {
+    for t in [
+        "job_started",
+        "session_started",
+        "stage_started",
+        "batch_submitted",
+        "job_waiting",
+        "job_resumed",
+        "stage_finished",
+        "iteration_judged",
+        "session_finished",
+    ] {
         assert!(types.contains(&t), "no {t} in {types:?}");
     }
     let seqs: Vec<i64> = seen.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
-    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "numbered in order");
-    assert!(seen.iter().all(|e| e["jobId"] == json!(job) && e["at"].as_str().unwrap().ends_with('Z')));
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "numbered in order"
+    );
+    assert!(
+        seen.iter()
+            .all(|e| e["jobId"] == json!(job) && e["at"].as_str().unwrap().ends_with('Z'))
+    );
 
     // A second connection after the end replays the same events.
     let (mut again, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
@@ -191,7 +209,12 @@ async fn a_batch_job_is_followed_on_the_websocket_to_its_end() {
     assert_eq!(iterations[0]["candidates"].as_array().unwrap().len(), 4);
     assert!(tree["cost"]["simulated"].as_bool().unwrap());
     assert_eq!(tree["ratingCurve"].as_array().unwrap().len(), 2);
-    assert!(tree["best"]["imageUrl"].as_str().unwrap().starts_with(&format!("/api/job/{job}/images/")));
+    assert!(
+        tree["best"]["imageUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("/api/job/{job}/images/"))
+    );
 
     let batch = done["batchIds"][0].as_str().unwrap();
     let (status, results) = s.get(&format!("/api/batch/{batch}/results")).await;
@@ -202,7 +225,13 @@ async fn a_batch_job_is_followed_on_the_websocket_to_its_end() {
     let (status, costs) = s.get("/api/costs").await;
     assert_eq!(status, 200);
     assert!(costs["total"].as_f64().unwrap() > 0.0);
-    assert!(costs["byOperation"].as_array().unwrap().iter().any(|l| l["tier"] == "batch"));
+    assert!(
+        costs["byOperation"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["tier"] == "batch")
+    );
 
     let (status, list) = s.get("/api/jobs?status=completed&limit=1").await;
     assert_eq!(status, 200);
@@ -219,14 +248,20 @@ async fn a_batch_job_is_followed_on_the_websocket_to_its_end() {
         .await
         .unwrap();
     let mut samples = 0;
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (name, value) = line.rsplit_once(' ').unwrap();
         assert!(name.starts_with("batchbeam_"), "{line}");
         value.parse::<f64>().unwrap();
         samples += 1;
     }
     assert!(samples > 10);
-    assert!(text.contains("batchbeam_jobs{status=\"completed\"} 1"), "{text}");
+    assert!(
+        text.contains("batchbeam_jobs{status=\"completed\"} 1"),
+        "{text}"
+    );
     // The OpenAI key is in no response, event or database file.
     assert!(!text.contains(SECRET));
     assert!(seen.iter().all(|e| !e.to_string().contains(SECRET)));
@@ -272,7 +307,12 @@ async fn twenty_deferred_jobs_on_two_workers_all_finish() {
 async fn errors_auth_and_paths() {
     let s = start(1).await;
     // No token, a wrong one.
-    let r = s.http.get(format!("{}/api/jobs", s.base)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/api/jobs", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "authentication_error");
@@ -286,22 +326,37 @@ async fn errors_auth_and_paths() {
     assert_eq!(r.status().as_u16(), 401);
     // Open routes.
     for path in ["/health", "/ready", "/metrics"] {
-        let r = s.http.get(format!("{}{path}", s.base)).send().await.unwrap();
+        let r = s
+            .http
+            .get(format!("{}{path}", s.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 200, "{path}");
     }
     // A 400 names the field.
-    let (status, v) = s.post("/api/beam-search", json!({"prompt": "x", "n": 10, "m": 3})).await;
+    let (status, v) = s
+        .post("/api/beam-search", json!({"prompt": "x", "n": 10, "m": 3}))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(v["error"]["param"], "n", "{v}");
     let (status, v) = s.post("/api/beam-search", json!({"prompt": ""})).await;
     assert_eq!(status, 400);
     assert_eq!(v["error"]["param"], "prompt");
-    let (status, v) = s.post("/api/beam-search", json!({"prompt": "x", "plan": "nope"})).await;
+    let (status, v) = s
+        .post("/api/beam-search", json!({"prompt": "x", "plan": "nope"}))
+        .await;
     assert_eq!((status, v["error"]["param"].clone()), (400, json!("plan")));
     let (status, v) = s
-        .post("/api/beam-search", json!({"prompt": "x", "batchWaitMode": "later"}))
+        .post(
+            "/api/beam-search",
+            json!({"prompt": "x", "batchWaitMode": "later"}),
+        )
         .await;
-    assert_eq!((status, v["error"]["param"].clone()), (400, json!("batchWaitMode")));
+    assert_eq!(
+        (status, v["error"]["param"].clone()),
+        (400, json!("batchWaitMode"))
+    );
     let (status, v) = s.post("/api/beam-search", json!({"prompt": 5})).await;
     assert_eq!(status, 400, "{v}");
     // Unknown ids and routes; a wrong method.
@@ -330,7 +385,14 @@ async fn errors_auth_and_paths() {
     // Path traversal, plain, encoded and double-encoded.
     let (_, accepted) = s.post("/api/beam-search", small("a cat")).await;
     let job = accepted["jobId"].as_str().unwrap();
-    for file in ["..%2F..%2Fb.db", "%2e%2e%2fb.db", "%252e%252e%252fb.db", "..", "..%5Cb.db", "i0c0.png%00"] {
+    for file in [
+        "..%2F..%2Fb.db",
+        "%2e%2e%2fb.db",
+        "%252e%252e%252fb.db",
+        "..",
+        "..%5Cb.db",
+        "i0c0.png%00",
+    ] {
         let r = s
             .http
             .get(format!("{}/api/job/{job}/images/{file}", s.base))
