@@ -206,3 +206,22 @@ async fn a_server_killed_mid_batch_finishes_its_jobs_after_a_restart_billing_eac
     sim.kill().unwrap();
     let _ = sim.wait();
 }
+
+#[test]
+fn without_a_token_the_server_refuses_a_non_loopback_address() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_batchbeam"))
+        .args(["serve", "--addr", "0.0.0.0:0"])
+        .current_dir(dir.path())
+        .env("BATCHBEAM_CONFIG", dir.path().join("none.toml"))
+        .env("BATCHBEAM_DB", dir.path().join("b.db"))
+        .env_remove("BATCHBEAM_API_TOKEN")
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("BATCHBEAM_API_TOKEN"), "{err}");
+    assert!(!dir.path().join("b.db").exists(), "nothing was created");
+}
