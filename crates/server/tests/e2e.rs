@@ -151,6 +151,7 @@ async fn a_batch_job_is_followed_on_the_websocket_to_its_end() {
         "stage_started",
         "batch_submitted",
         "job_waiting",
+        "batch_status",
         "job_resumed",
         "stage_finished",
         "iteration_judged",
