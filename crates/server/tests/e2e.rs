@@ -23,6 +23,10 @@ struct Running {
 }
 
 async fn start(workers: usize) -> Running {
+    start_with(workers, Duration::from_secs(30)).await
+}
+
+async fn start_with(workers: usize, request_timeout: Duration) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("b.db");
     let sessions = dir.path().join("sessions");
@@ -50,6 +54,7 @@ async fn start(workers: usize) -> Running {
     config.token = Some(ApiToken::new(TOKEN));
     config.workers = workers;
     config.wait_poll = Duration::from_millis(100);
+    config.request_timeout = request_timeout;
     let server = Server::start(stack, config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -296,6 +301,30 @@ async fn twenty_deferred_jobs_on_two_workers_all_finish() {
         let done = s.until_done(job).await;
         assert_eq!(done["status"], "completed", "{done}");
     }
+    // Pages of 7 list every job once, newest first.
+    let mut listed: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/jobs?limit=7&cursor={c}"),
+            None => "/api/jobs?limit=7".to_owned(),
+        };
+        let (status, page) = s.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        for j in page["jobs"].as_array().unwrap() {
+            listed.push(j["jobId"].as_str().unwrap().to_owned());
+        }
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    // Each once (jobs made in the same millisecond are ordered by id, not by arrival).
+    assert_eq!(listed.len(), jobs.len());
+    let (mut a, mut b) = (listed.clone(), jobs.clone());
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
     // Every job waited on a batch without a worker at least once.
     for job in &jobs {
         let (_, v) = s.get(&format!("/api/job/{job}")).await;
@@ -423,5 +452,38 @@ async fn errors_auth_and_paths() {
     let (status, doc) = s.get("/api/openapi.json").await;
     assert_eq!(status, 200);
     assert!(doc["paths"]["/api/beam-search"].is_object());
+    s.server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_mid_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start_with(1, Duration::from_secs(1)).await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/beam-search HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"prompt\""
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // Never send the rest: the server answers 408 once its timeout passes (generous wait).
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     s.server.stop();
 }
