@@ -119,11 +119,14 @@ async fn a_server_killed_mid_batch_finishes_its_jobs_after_a_restart_billing_eac
     }
     // The clock is frozen: wait until both jobs have a batch out, which cannot finish yet.
     let mut out = false;
+    let mut last = Vec::new();
     for _ in 0..1200 {
         let mut all = true;
+        last.clear();
         for job in &jobs {
             let v = get(&http, &format!("{base}/api/job/{job}")).await;
             all &= !v["batchIds"].as_array().unwrap().is_empty();
+            last.push(v);
         }
         if all {
             out = true;
@@ -131,7 +134,7 @@ async fn a_server_killed_mid_batch_finishes_its_jobs_after_a_restart_billing_eac
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert!(out, "both jobs sent a batch");
+    assert!(out, "both jobs sent a batch: {last:#?}");
     server.kill().unwrap(); // SIGKILL
     server.wait().unwrap();
 
@@ -201,8 +204,14 @@ async fn a_server_killed_mid_batch_finishes_its_jobs_after_a_restart_billing_eac
         0,
         "nothing went to the standard API"
     );
-    server.kill().unwrap();
-    let _ = server.wait();
+    // SIGTERM: a graceful stop, exit 0.
+    let term = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = server.wait().unwrap();
+    assert!(status.success(), "{status:?}");
     sim.kill().unwrap();
     let _ = sim.wait();
 }

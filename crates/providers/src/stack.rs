@@ -274,12 +274,21 @@ impl Stack {
         let mut keys = side.transport.waiting_keys(&prefix);
         keys.sort();
         let ids: Vec<RequestId> = keys.iter().map(|k| RequestId::for_key(k)).collect();
-        let in_flight = side
-            .transport
-            .queue()
-            .in_flight(&ids)
-            .await
-            .map_err(StackError::Queue)?;
+        // A request another session's flush has claimed but not yet submitted has no record
+        // for a moment: ask again briefly so that the batches are named.
+        let mut in_flight = Vec::new();
+        for _ in 0..100 {
+            in_flight = side
+                .transport
+                .queue()
+                .in_flight(&ids)
+                .await
+                .map_err(StackError::Queue)?;
+            if in_flight.iter().all(|(_, record)| record.is_some()) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         let unsettled: Vec<&RequestId> = in_flight.iter().map(|(id, _)| id).collect();
         let keys: Vec<String> = keys
             .into_iter()
