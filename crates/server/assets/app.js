@@ -50,6 +50,13 @@
     });
   }
 
+  /** Replaces an element's children, skipping null and false as h() does. */
+  function fill(el) {
+    el.replaceChildren();
+    appendAll(el, Array.prototype.slice.call(arguments, 1));
+    return el;
+  }
+
   function appendAll(el, kids) {
     kids.forEach(function (k) {
       if (Array.isArray(k)) appendAll(el, k);
@@ -270,7 +277,7 @@
         } }));
     });
     var body = h("div", { class: "card table-wrap", id: "bb-jobs" }, h("div", { class: "empty", text: "Loading…" }));
-    main.replaceChildren(
+    fill(main, 
       h("div", { class: "list-head" }, h("h1", { text: "Searches" }), filters, h("span", { class: "spacer" }), toggle),
       formCard, body);
 
@@ -280,12 +287,12 @@
       api(q).then(function (data) {
         if (!alive) return;
         var jobs = listOf(data, ["data", "jobs", "items"]);
-        body.replaceChildren(jobs.length ? jobsTable(jobs) : h("div", { class: "empty" },
+        fill(body, jobs.length ? jobsTable(jobs) : h("div", { class: "empty" },
           filter ? "No searches in this state." : "No searches yet. Start one with “New search”."));
         if (!jobs.length && !filter) formCard.hidden = false;
       }).catch(function (e) {
         if (!alive) return;
-        body.replaceChildren(h("div", { class: "empty" }, "Could not load the searches: " + e.message));
+        fill(body, h("div", { class: "empty" }, "Could not load the searches: " + e.message));
       }).then(function () {
         if (alive) timer = setTimeout(load, 3000);
       });
@@ -314,7 +321,7 @@
         h("td", { class: "prompt-cell" }, h("a", { href: href, text: j.prompt || id }),
           h("div", { class: "meta" }, h("span", { class: "mono", text: id }), meta.length ? " · " + meta.join(" · ") : "")),
         h("td", {}, badge(j.status), stage.length ? h("div", { class: "small muted", text: stage.join(" · ") }) : null),
-        h("td", { class: "hide-sm", style: "min-width:120px" }, progressBar(j.progress, j.status),
+        h("td", { class: "hide-sm progress-cell" }, progressBar(j.progress, j.status),
           h("div", { class: "small faint num", text: f === null ? "" : Math.round((terminal(j.status) && stateOf(j.status)[0] === "succeeded" ? 1 : f) * 100) + "%" })),
         h("td", { class: "hide-sm small" }, batches),
         h("td", { class: "right num nowrap" }, money(cost.total),
@@ -458,9 +465,9 @@
     var iters = h("div", { id: "bb-iterations" });
     var logList = h("div", { class: "log", id: "bb-log" });
     var logPanel = live ? h("div", { class: "card section", id: "bb-events" },
-      h("div", { class: "panel", style: "padding-bottom:0" }, h("h2", { text: "Events" })), logList) : null;
+      h("div", { class: "panel log-head" }, h("h2", { text: "Events" })), logList) : null;
 
-    main.replaceChildren(head, best, h("div", { class: "split section" }, curve, costs), iters, logPanel);
+    fill(main, head, best, h("div", { class: "split section" }, curve, costs), iters, logPanel);
     if (!live) setConn(null);
     render();
 
@@ -477,7 +484,7 @@
         renderHead();
       }).catch(function (e) {
         if (!alive) return;
-        if (e.status === 404) main.replaceChildren(h("div", { class: "card empty" }, "No job " + id + ". ",
+        if (e.status === 404) fill(main, h("div", { class: "card empty" }, "No job " + id + ". ",
           h("a", { href: "#/", text: "All searches" })));
       });
     }
@@ -629,7 +636,7 @@
       ];
       if (live) stats.push(stat("Batches", String(ids.length), ids.length ? short(ids[ids.length - 1]) : "none yet", ids.join("\n")));
       else stats.push(stat("Session", t.sessionId ? short(t.sessionId) : "–", "static report", t.sessionId));
-      head.replaceChildren(
+      fill(head, 
         h("div", { class: "crumbs" }, live ? h("a", { href: "#/", text: "← All searches" }) : "Report",
           " · ", h("span", { class: "mono", text: id || "" })),
         h("h1", { id: "bb-prompt", text: prompt || "…" }),
@@ -654,22 +661,34 @@
     function renderBest() {
       var b = tree && tree.best;
       if (!b) { best.replaceChildren(); return; }
-      var img = h("img", { alt: "best image, " + b.id, loading: "lazy" });
+      var c = findCandidate(b.id);
+      var img = h("img", { alt: "best image, " + b.id });
       setImage(img, b.imageUrl);
-      best.replaceChildren(h("div", { class: "card best section", id: "bb-best-card" }, img,
+      fill(best, h("div", { class: "card best section", id: "bb-best-card" }, img,
         h("div", {}, h("div", { class: "label" }, "Best prompt · ", h("a", { href: "#", class: "mono",
           onclick: function (e) { e.preventDefault(); focusCandidate(b.id); }, text: b.id }),
           typeof b.rating === "number" ? " · rating " + fmtRating(b.rating) : ""),
-          h("p", { class: "prompt", text: b.prompt || "" }))));
+          h("p", { class: "prompt", text: b.prompt || "" }),
+          c && (c.what || c.how) ? h("div", { class: "parts" }, h("b", { text: "What" }), h("span", { text: c.what || "–" }),
+            h("b", { text: "How" }), h("span", { text: c.how || "–" })) : null,
+          c && c.strengths && c.strengths.length ? h("ul", { class: "plus" }, c.strengths.slice(0, 4).map(function (x) { return h("li", { text: x }); })) : null)));
+    }
+
+    function findCandidate(cid) {
+      var found = null;
+      listOf(tree && tree.iterations, []).forEach(function (it) {
+        listOf(it.candidates, []).forEach(function (c) { if (c.id === cid) found = c; });
+      });
+      return found;
     }
 
     function renderCurve() {
       var pts = curvePoints();
       if (!pts.length) {
-        curve.replaceChildren(h("h2", { text: "Best rating per iteration" }), h("p", { class: "muted small", text: "No iteration judged yet." }));
+        fill(curve, h("h2", { text: "Best rating per iteration" }), h("p", { class: "muted small", text: "No iteration judged yet." }));
         return;
       }
-      var W = 480, H = 200, L = 44, R = 16, T = 18, B = 30;
+      var W = 480, H = 200, L = 52, R = 16, T = 18, B = 30;
       var ys = pts.map(function (p) { return p.y; });
       var lo = Math.min.apply(null, ys), hi = Math.max.apply(null, ys);
       var pad = (hi - lo) * 0.15 || Math.max(1, Math.abs(hi) * 0.02);
@@ -696,7 +715,7 @@
         kids.push(s("text", { class: "val", x: X(p.x), y: Y(p.y) - 10, "text-anchor": "middle", text: fmtRating(p.y) }));
       });
       kids.push(s("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
-      curve.replaceChildren(h("h2", { text: "Best rating per iteration" }),
+      fill(curve, h("h2", { text: "Best rating per iteration" }),
         s("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "best rating per iteration" }, kids));
     }
 
@@ -713,10 +732,10 @@
       var c = tree && tree.cost;
       var rows = c ? listOf(c.byOperation, []) : [];
       if (!rows.length) {
-        costs.replaceChildren(h("h2", { text: "Cost by operation" }), h("p", { class: "muted small", text: "No calls priced yet." }));
+        fill(costs, h("h2", { text: "Cost by operation" }), h("p", { class: "muted small", text: "No calls priced yet." }));
         return;
       }
-      costs.replaceChildren(h("h2", { text: "Cost by operation" }), h("div", { class: "table-wrap" },
+      fill(costs, h("h2", { text: "Cost by operation" }), h("div", { class: "table-wrap" },
         h("table", { class: "cost-table" },
           h("thead", {}, h("tr", {}, h("th", { text: "Operation" }), h("th", { text: "Tier" }), h("th", { class: "right", text: "Calls" }),
             h("th", { class: "right", text: "Cost" }), h("th", { class: "right", text: "All-standard" }), h("th", { class: "right", text: "Saved" }))),
@@ -738,7 +757,7 @@
     function renderIterations() {
       var list = tree ? listOf(tree.iterations, []) : [];
       if (!list.length) {
-        iters.replaceChildren(h("div", { class: "card empty section", text: live ? "The first candidates appear here once they are written." : "This session has no candidates." }));
+        fill(iters, h("div", { class: "card empty section", text: live ? "The first candidates appear here once they are written." : "This session has no candidates." }));
         cards = {};
         return;
       }
@@ -769,7 +788,7 @@
           })));
       });
       Object.keys(cards).forEach(function (k) { if (!seen[k]) delete cards[k]; });
-      iters.replaceChildren.apply(iters, sections);
+      fill(iters, sections);
     }
 
     // A card is rebuilt only when its candidate changed, so images do not reload.
@@ -798,7 +817,8 @@
         : typeof c.rank === "number" ? h("span", { class: "badge cancelled", text: "dropped" }) : null;
       if (mark) wrap.append(h("span", { class: "mark" }, mark));
       var score = typeof c.rating === "number"
-        ? h("span", { class: "score", title: "rating" }, fmtRating(c.rating), typeof c.score === "number" ? h("small", { text: " · " + c.score.toFixed(1) + "/10" }) : null)
+        ? h("span", { class: "score", title: "rating" }, fmtRating(c.rating),
+          typeof c.score === "number" && Math.abs(c.score - c.rating) > 1e-9 ? h("small", { text: " · " + c.score.toFixed(1) + "/10" }) : null)
         : typeof c.score === "number" ? h("span", { class: "score", title: "score" }, c.score.toFixed(1), h("small", { text: "/10" })) : null;
       var prompt = h("div", { class: "prompt", title: "click to expand", text: c.prompt || (running ? "writing…" : ""),
         onclick: function () { prompt.classList.toggle("open"); } });
@@ -889,7 +909,7 @@
     var footer = document.getElementById("bb-footer");
     if (footer) footer.textContent = "A static report written by batchbeam run; images are read from the images/ folder beside it.";
     if (STATIC_TREE.error && !STATIC_TREE.iterations) {
-      main.replaceChildren(h("div", { class: "card empty", text: STATIC_TREE.error }));
+      fill(main, h("div", { class: "card empty", text: STATIC_TREE.error }));
     } else {
       route();
     }
