@@ -5,6 +5,7 @@
 mod bench;
 mod bench_queue;
 mod bench_session;
+mod browser;
 mod ci;
 mod conformance;
 mod demo;
@@ -49,6 +50,8 @@ enum Command {
     Conformance,
     /// Show what the batchbeam binary can do so far, end to end, on generated files.
     Demo,
+    /// The dashboard in Debian's chromium (scripts/browser); screenshots in target/screenshots.
+    Browser,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,5 +65,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { what } => bench::run(&root, &what),
         Command::Demo => demo::run(&root),
         Command::Conformance => conformance::run(&root),
+        Command::Browser => browser::run(&root),
     }
 }
