@@ -311,8 +311,10 @@
       if (p.iterations) meta.push(p.iterations + " iterations");
       if (p.plan) meta.push(p.plan);
       var stage = [];
-      if (typeof j.iteration === "number") stage.push("iteration " + j.iteration);
-      if (j.stage) stage.push(words(j.stage));
+      if (!terminal(j.status) || stateOf(j.status)[0] === "failed") {
+        if (typeof j.iteration === "number") stage.push("iteration " + j.iteration);
+        if (j.stage) stage.push(words(j.stage));
+      }
       var f = fraction(j.progress);
       var batches = batchList(j);
       var cost = j.cost || {};
@@ -325,7 +327,7 @@
           h("div", { class: "small faint num", text: f === null ? "" : Math.round((terminal(j.status) && stateOf(j.status)[0] === "succeeded" ? 1 : f) * 100) + "%" })),
         h("td", { class: "hide-sm small" }, batches),
         h("td", { class: "right num nowrap" }, money(cost.total),
-          h("div", { class: "small faint" }, typeof cost.allStandard === "number" ? "of " + money(cost.allStandard) + (saved !== null ? " · −" + saved + "%" : "") : "")),
+          h("div", { class: "small faint" }, typeof cost.allStandard === "number" ? "of " + money(cost.allStandard) + (saved !== null ? " · saved " + saved + "%" : "") : "")),
         h("td", { class: "hide-sm small muted nowrap", title: j.createdAt || j.created || "", text: ago(j.createdAt || j.created) }));
     });
     return h("table", { class: "jobs" },
@@ -463,7 +465,7 @@
     var curve = h("div", { class: "card panel curve", id: "bb-curve" });
     var costs = h("div", { class: "card panel", id: "bb-costs" });
     var iters = h("div", { id: "bb-iterations" });
-    var logList = h("div", { class: "log", id: "bb-log" });
+    var logList = h("div", { class: "log", id: "bb-log" }, h("div", { class: "ev-empty muted small", text: "Waiting for the job's events…" }));
     var logPanel = live ? h("div", { class: "card section", id: "bb-events" },
       h("div", { class: "panel log-head" }, h("h2", { text: "Events" })), logList) : null;
 
@@ -592,6 +594,8 @@
         h("span", { class: "t", title: ev.at || "", text: clock(ev.at) }),
         h("span", { class: "ty" + kind, text: words(ev.type) }),
         h("span", { class: "d", text: describeEvent(ev) }));
+      var placeholder = logList.querySelector(".ev-empty");
+      if (placeholder) placeholder.remove();
       logList.prepend(row);
       while (logList.children.length > 300) logList.lastChild.remove();
     }
@@ -614,7 +618,7 @@
       var cost = t.cost || j.cost || null;
       var nIter = p.iterations;
       var stageBits = [];
-      if (typeof j.iteration === "number") stageBits.push("iteration " + (j.iteration + 1) + (nIter ? " of " + nIter : ""));
+      if (!terminal(st) && typeof j.iteration === "number") stageBits.push("iteration " + j.iteration + (nIter ? " (of 0–" + (nIter - 1) + ")" : ""));
       if (j.stage && !terminal(st)) stageBits.push(words(j.stage));
       var f = fraction(j.progress);
       if (stateOf(st)[0] === "succeeded") f = 1;
@@ -665,7 +669,7 @@
       var img = h("img", { alt: "best image, " + b.id });
       setImage(img, b.imageUrl);
       fill(best, h("div", { class: "card best section", id: "bb-best-card" }, img,
-        h("div", {}, h("div", { class: "label" }, "Best prompt · ", h("a", { href: "#", class: "mono",
+        h("div", {}, h("div", { class: "label" }, (live && !terminal(status()) ? "Best so far · " : "Best prompt · "), h("a", { href: "#", class: "mono",
           onclick: function (e) { e.preventDefault(); focusCandidate(b.id); }, text: b.id }),
           typeof b.rating === "number" ? " · rating " + fmtRating(b.rating) : ""),
           h("p", { class: "prompt", text: b.prompt || "" }),
