@@ -474,9 +474,9 @@
     render();
 
     if (live) {
-      loadJob();
       loadTree();
-      connect();
+      // The socket opens once the API has answered, so that a token asked for is known.
+      loadJob().then(connect);
     }
 
     function loadJob() {
@@ -616,9 +616,8 @@
       document.title = "batchbeam · " + (prompt || id);
       var p = t.params || j.params || {};
       var cost = t.cost || j.cost || null;
-      var nIter = p.iterations;
       var stageBits = [];
-      if (!terminal(st) && typeof j.iteration === "number") stageBits.push("iteration " + j.iteration + (nIter ? " (of 0–" + (nIter - 1) + ")" : ""));
+      if (!terminal(st) && typeof j.iteration === "number") stageBits.push("iteration " + j.iteration);
       if (j.stage && !terminal(st)) stageBits.push(words(j.stage));
       var f = fraction(j.progress);
       if (stateOf(st)[0] === "succeeded") f = 1;
@@ -696,15 +695,16 @@
       var ys = pts.map(function (p) { return p.y; });
       var lo = Math.min.apply(null, ys), hi = Math.max.apply(null, ys);
       var pad = (hi - lo) * 0.15 || Math.max(1, Math.abs(hi) * 0.02);
-      lo -= pad; hi += pad;
+      var step = niceStep((hi - lo + 2 * pad) / 3);
+      lo = Math.floor((lo - pad) / step) * step;
+      hi = Math.ceil((hi + pad) / step) * step;
       var maxIt = Math.max(1, pts[pts.length - 1].x, (tree.params && tree.params.iterations - 1) || 0);
       var X = function (x) { return L + (W - L - R) * (maxIt ? x / maxIt : 0.5); };
       var Y = function (y) { return T + (H - T - B) * (1 - (y - lo) / (hi - lo)); };
       var kids = [];
-      for (var g = 0; g <= 3; g++) {
-        var gv = lo + ((hi - lo) * g) / 3;
+      for (var gv = lo; gv <= hi + step / 2; gv += step) {
         kids.push(s("line", { class: "grid", x1: L, x2: W - R, y1: Y(gv), y2: Y(gv) }));
-        kids.push(s("text", { x: L - 6, y: Y(gv) + 4, "text-anchor": "end", text: fmtRating(gv) }));
+        kids.push(s("text", { x: L - 6, y: Y(gv) + 4, "text-anchor": "end", text: tick(gv, step) }));
       }
       for (var it = 0; it <= maxIt; it++) {
         kids.push(s("text", { x: X(it), y: H - 8, "text-anchor": "middle", text: "it " + it }));
@@ -721,6 +721,16 @@
       kids.push(s("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
       fill(curve, h("h2", { text: "Best rating per iteration" }),
         s("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "best rating per iteration" }, kids));
+    }
+
+    function niceStep(raw) {
+      var mag = Math.pow(10, Math.floor(Math.log10(raw || 1)));
+      var f = raw / mag;
+      return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
+    }
+
+    function tick(v, step) {
+      return step >= 1 ? String(Math.round(v)) : v.toFixed(step >= 0.1 ? 1 : 2);
     }
 
     function curvePoints() {
