@@ -287,6 +287,13 @@ impl BatchRequestQueue {
         }
     }
 
+    /// Those of `ids` not finished yet (neither done nor failed), each with the batch-client
+    /// record carrying it now (`None` while it waits for a flush or the standard API): what a
+    /// caller that put a session aside asks before taking it up again.
+    pub async fn in_flight(&self, ids: &[RequestId]) -> Result<Vec<(RequestId, Option<String>)>> {
+        self.inner.store.in_flight(ids).await
+    }
+
     /// After a restart: adopts the records of flushes that died mid-submit (found by their
     /// [`METADATA_DISPATCH`] metadata; requests without one go back to pending, since nothing
     /// was sent for them), lets the manager carry every unfinished record on, and wakes the

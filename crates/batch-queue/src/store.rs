@@ -165,6 +165,11 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     fn release_dispatch(&self, dispatch: &str) -> impl Future<Output = Result<()>> + Send;
     /// Requests neither done nor failed.
     fn unfinished(&self) -> impl Future<Output = Result<usize>> + Send;
+    /// Those of `ids` neither done nor failed, with the record carrying each (if any).
+    fn in_flight(
+        &self,
+        ids: &[RequestId],
+    ) -> impl Future<Output = Result<Vec<(RequestId, Option<String>)>>> + Send;
     /// The records the queue submitted and has not settled.
     fn open_records(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// The requests riding in `record_id`, with the batch ids that carried them before.
@@ -424,6 +429,26 @@ impl QueueStore for SqliteQueueStore {
         .await
         .map_err(Error::store)?;
         Ok(count(row.try_get(0).map_err(Error::store)?))
+    }
+
+    async fn in_flight(&self, ids: &[RequestId]) -> Result<Vec<(RequestId, Option<String>)>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT id, record_id FROM queue_requests WHERE id IN ({marks}) AND state NOT IN ('done', 'failed') ORDER BY seq"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.as_str().to_owned());
+            }
+            for row in query.fetch_all(&self.pool).await.map_err(Error::store)? {
+                let id: String = row.try_get("id").map_err(Error::store)?;
+                let record: Option<String> = row.try_get("record_id").map_err(Error::store)?;
+                out.push((RequestId::from(id), record));
+            }
+        }
+        Ok(out)
     }
 
     async fn open_records(&self) -> Result<Vec<String>> {

@@ -5,20 +5,16 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use batch_client::{BatchJobManager, ClientConfig, OpenAiClient};
+use anyhow::bail;
 use batch_format::ImageDetail;
-use batch_queue::BatchRequestQueue;
 use clap::{Args, Subcommand};
-use openai_sim::{SimConfig, SimHandle};
 use orchestrator::{
     BeamSearch, CheckpointStore, Engines, Hybrid, JudgingMode, Plan, Pricing, ProgressEvent,
     Routing, SearchParams, SessionOutcome, SessionStore, Turnaround, estimate,
 };
-use providers::{Operation, ProviderFactory, RoleModels, Settings, Tier};
+use providers::{Operation, RoleModels, Settings, Stack, StackOptions, Tier};
 
 /// Where sessions and their database live, and how to reach the models.
 #[derive(Args, Clone)]
@@ -241,7 +237,8 @@ fn db_path(db: Option<&Path>) -> anyhow::Result<PathBuf> {
 struct Rig {
     engines: Engines,
     store: SessionStore,
-    _sim: Option<SimHandle>,
+    /// The connections (and the simulator) kept alive while the session runs.
+    _stack: Stack,
     /// Whether the models are openai-sim's (nothing is billed), and why.
     simulated: Option<&'static str>,
     pricing: Pricing,
@@ -259,90 +256,49 @@ struct Rig {
 }
 
 async fn rig(place: &Place, settings: Settings) -> anyhow::Result<Rig> {
-    let mut config = settings.providers.clone();
-    let batch_configured = config.batch.enabled;
-    if place.batch {
-        config.batch.enabled = true;
+    if (place.sim || settings.openai.api_key.is_none())
+        && !(place.sim_time_scale.is_finite() && place.sim_time_scale > 0.0)
+    {
+        bail!("--sim-time-scale must be more than zero");
     }
-    let no_key = settings.openai.api_key.is_none();
-    let simulated = if place.sim {
-        Some("--sim")
-    } else {
-        no_key.then_some("OPENAI_API_KEY is not set")
-    };
-    let (client, sim) = if simulated.is_some() {
-        if !(place.sim_time_scale.is_finite() && place.sim_time_scale > 0.0) {
-            bail!("--sim-time-scale must be more than zero");
-        }
-        let sim = openai_sim::spawn(
-            SimConfig::default()
-                .with_addr(([127, 0, 0, 1], 0).into())
-                .with_time_scale(place.sim_time_scale)
-                .with_seed(config.simulated_seed),
-        )
-        .await
-        .context("starting openai-sim")?;
-        // Batches on the simulator finish in seconds: poll accordingly.
-        config.batch.poll_interval_ms = config.batch.poll_interval_ms.min(200);
-        let client = ClientConfig::new(sim.base_url(), batch_client::ApiKey::new("sk-sim"));
-        (client, Some(sim))
-    } else {
-        // Every call that is retried says so on stderr (a dead OPENAI_BASE_URL is not silent).
-        let client = settings
-            .client_config()?
-            .with_retry_notice(crate::batch_remote::retry_printer());
-        (client, None)
-    };
     let pricing = match &place.pricing {
         Some(path) => Pricing::builtin().with_overrides(Pricing::load(path)?),
         None => Pricing::builtin(),
     };
-    let (db, data_dir) = (&settings.data.db, &settings.data.files);
+    let stack = Stack::open(
+        &settings,
+        StackOptions {
+            sim: place.sim,
+            sim_time_scale: place.sim_time_scale,
+            batch: place.batch,
+            always_queue: place.deadline.is_some(),
+            // Every call that is retried says so on stderr (a dead OPENAI_BASE_URL is not silent).
+            retry_notice: Some(crate::batch_remote::retry_printer()),
+        },
+    )
+    .await?;
+    let config = stack.factory.config().clone();
     let deadline = place
         .deadline
         .or_else(|| config.batch.hybrid_mode.then(|| config.batch.max_wait()));
-    let batch_used = deadline.is_some()
-        || Operation::ALL
-            .iter()
-            .any(|op| config.tier_for(*op) == providers::Tier::Batch);
-    let mut factory = ProviderFactory::new(config.clone()).with_client(client.clone());
-    let store = if batch_used {
-        let manager = BatchJobManager::open(
-            OpenAiClient::new(client.clone())?,
-            db,
-            config.manager_config(data_dir),
-        )
-        .await
-        .with_context(|| format!("opening {}", db.display()))?;
-        let store = SessionStore::new(manager.store().pool().clone()).await?;
-        let queue = Arc::new(
-            BatchRequestQueue::new(
-                Arc::new(manager),
-                OpenAiClient::new(client)?,
-                config.queue_config(),
-            )
-            .await?,
-        );
-        queue.resume().await?;
-        factory = factory.with_queue(queue);
-        store
-    } else {
-        SessionStore::open(db).await?
+    let store = match &stack.pool {
+        Some(pool) => SessionStore::new(pool.clone()).await?,
+        None => SessionStore::open(&settings.data.db).await?,
     };
     let hybrid = deadline.map(|deadline| Hybrid {
         deadline,
         turnaround: Turnaround::default(),
     });
-    let mut engines = Engines::from_factory(&factory, hybrid)?;
+    let mut engines = Engines::from_factory(&stack.factory, hybrid)?;
     engines.priced_by(&pricing);
     Ok(Rig {
         engines,
         store,
-        _sim: sim,
-        simulated,
+        simulated: stack.simulated,
+        batch_configured: stack.batch_configured,
+        _stack: stack,
         pricing,
         models: config.models.clone(),
-        batch_configured,
         deadline,
         cost_tracking: config.batch.cost_tracking,
         sessions: settings.data.sessions.clone(),

@@ -49,6 +49,17 @@ impl BatchTransport {
         &self.queue
     }
 
+    /// The keys starting with `prefix` of the keyed calls stored and not answered yet (a
+    /// session's calls: `session/`), as its running calls hold them.
+    pub fn waiting_keys(&self, prefix: &str) -> Vec<String> {
+        self.stored
+            .borrow()
+            .iter()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
     async fn carry(
         &self,
         op: Operation,

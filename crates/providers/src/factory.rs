@@ -54,6 +54,13 @@ impl ProviderFactory {
         self
     }
 
+    /// The same connections (API client, batch transport) under another configuration: one
+    /// stack serving jobs that each choose their tiers.
+    pub fn with_config(mut self, config: ProvidersConfig) -> ProviderFactory {
+        self.config = config;
+        self
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ProvidersConfig {
         &self.config

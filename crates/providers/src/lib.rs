@@ -28,6 +28,7 @@ mod error;
 mod factory;
 mod provider;
 pub mod settings;
+pub mod stack;
 mod tier;
 mod traits;
 pub mod transport;
@@ -40,9 +41,10 @@ pub use error::{ProviderError, Result};
 pub use factory::{ProviderFactory, Providers};
 pub use provider::{Delivered, OpenAiProvider, RoleModels, Transport};
 pub use settings::{
-    BatchMode, BatchSettings, CONFIG_FILE, ConfigError, DataSettings, OpenAiSettings,
-    ProvidersConfig, SETTINGS, Settings,
+    ApiToken, BatchMode, BatchSettings, CONFIG_FILE, ConfigError, DataSettings, OpenAiSettings,
+    ProvidersConfig, SETTINGS, ServerSettings, Settings,
 };
+pub use stack::{BatchInfo, BatchLine, SessionWait, Stack, StackError, StackOptions};
 pub use tier::{Operation, Role, Tier, UnknownTier};
 pub use traits::{ImageProvider, LlmProvider, VisionProvider};
 #[cfg(feature = "mocks")]

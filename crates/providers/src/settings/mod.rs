@@ -268,6 +268,63 @@ impl DataSettings {
     }
 }
 
+/// The bearer token of `batchbeam serve` (`BATCHBEAM_API_TOKEN`): a secret whose `Debug` is
+/// redacted; compare it with [`ApiToken::matches`] (constant time).
+#[derive(Clone)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    /// A token.
+    pub fn new(token: impl Into<String>) -> ApiToken {
+        ApiToken(token.into())
+    }
+
+    /// Whether `given` is the token, in time that does not depend on where they differ.
+    pub fn matches(&self, given: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), given.as_bytes());
+        let mut diff = u8::from(a.len() != b.len());
+        for (i, x) in a.iter().enumerate() {
+            // Compare against the given bytes cycled, so that the work is the token's length.
+            let y = b.get(i % b.len().max(1)).copied().unwrap_or(0);
+            diff |= x ^ y;
+        }
+        diff == 0
+    }
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken([REDACTED])")
+    }
+}
+
+/// `batchbeam serve`'s settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// `--addr` / `BATCHBEAM_ADDR` / `server.addr` (127.0.0.1:8080).
+    pub addr: std::net::SocketAddr,
+    /// `BATCHBEAM_API_TOKEN` (environment only): without it the server binds loopback only.
+    pub api_token: Option<ApiToken>,
+    /// `--workers` / `BATCHBEAM_WORKERS` / `server.workers` (4).
+    pub workers: usize,
+    /// `BATCHBEAM_BODY_LIMIT_BYTES` / `server.body_limit_bytes` (65536).
+    pub body_limit_bytes: usize,
+    /// `BATCHBEAM_REQUEST_TIMEOUT_SECS` / `server.request_timeout_secs` (30).
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_token: None,
+            workers: 4,
+            body_limit_bytes: 65_536,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Every setting, read once: the providers' configuration, the API's and the data folders.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -277,6 +334,8 @@ pub struct Settings {
     pub openai: OpenAiSettings,
     /// Where data goes.
     pub data: DataSettings,
+    /// `batchbeam serve`.
+    pub server: ServerSettings,
 }
 
 impl Settings {
@@ -342,10 +401,42 @@ impl Settings {
         if let Some(sessions) = r.text("data.sessions")? {
             data.sessions = PathBuf::from(sessions);
         }
+        let api_token = match vars("BATCHBEAM_API_TOKEN").filter(|t| !t.trim().is_empty()) {
+            Some(t) if t.trim().chars().count() < 16 => {
+                return Err(ConfigError::Invalid {
+                    name: "BATCHBEAM_API_TOKEN".to_owned(),
+                    // Never shown, even when refused.
+                    value: "[REDACTED]".to_owned(),
+                    allowed: table::Rule::Token.allowed(),
+                });
+            }
+            Some(t) => Some(ApiToken::new(t.trim())),
+            None => None,
+        };
+        let mut server = ServerSettings {
+            api_token,
+            ..ServerSettings::default()
+        };
+        if let Some(addr) = r.text("server.addr")? {
+            server.addr = addr
+                .trim()
+                .parse()
+                .map_err(|_| r.invalid("server.addr", &addr))?;
+        }
+        if let Some(n) = r.whole("server.workers")? {
+            server.workers = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = r.whole("server.body_limit_bytes")? {
+            server.body_limit_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(s) = r.positive("server.request_timeout_secs")? {
+            server.request_timeout = Duration::from_secs_f64(s);
+        }
         Ok(Settings {
             providers,
             openai,
             data,
+            server,
         })
     }
 

@@ -215,6 +215,7 @@ impl Reader<'_> {
             let ok = match rule {
                 Rule::Model => !v.is_empty() && !v.contains(char::is_whitespace),
                 Rule::HttpUrl => v.starts_with("http://") || v.starts_with("https://"),
+                Rule::Addr => v.parse::<std::net::SocketAddr>().is_ok(),
                 _ => !v.is_empty(),
             };
             ok.then(|| v.to_owned())

@@ -39,6 +39,10 @@ pub enum Rule {
     SqliteUrl,
     /// A secret: read from the environment only, never shown.
     Secret,
+    /// A bearer token clients must send: read from the environment only, never shown.
+    Token,
+    /// A socket address, `host:port`.
+    Addr,
 }
 
 impl Rule {
@@ -70,6 +74,9 @@ impl Rule {
                 "a sqlite: URL naming a file (a URL of another scheme is ignored)".to_owned()
             }
             Rule::Secret => "the API key (environment only, never shown)".to_owned(),
+            Rule::Token => "a token of 16 or more characters (environment only, never shown)"
+                .to_owned(),
+            Rule::Addr => "an address and port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080".to_owned(),
         }
     }
 }
@@ -357,6 +364,55 @@ pub const SETTINGS: &[Setting] = &[
             unit: "",
         },
         "seed of the simulated models",
+    ),
+    Setting {
+        var: "BATCHBEAM_ADDR",
+        key: Some("server.addr"),
+        flag: Some("--addr"),
+        default: "`127.0.0.1:8080`",
+        rule: Rule::Addr,
+        about: "where `batchbeam serve` listens; without `BATCHBEAM_API_TOKEN` only a loopback address is allowed",
+    },
+    Setting {
+        var: "BATCHBEAM_API_TOKEN",
+        key: None,
+        flag: None,
+        default: "unset (loopback only, no auth)",
+        rule: Rule::Token,
+        about: "the bearer token every `/api` request to `batchbeam serve` must send",
+    },
+    Setting {
+        var: "BATCHBEAM_WORKERS",
+        key: Some("server.workers"),
+        flag: Some("--workers"),
+        default: "`4`",
+        rule: Rule::Whole {
+            min: 1,
+            max: 1024,
+            unit: "",
+        },
+        about: "jobs `batchbeam serve` runs at once (a job waiting on its batches holds none)",
+    },
+    s(
+        "BATCHBEAM_BODY_LIMIT_BYTES",
+        "server.body_limit_bytes",
+        "`65536`",
+        Rule::Whole {
+            min: 1024,
+            max: 16_777_216,
+            unit: "bytes",
+        },
+        "the largest request body the server reads (413 above)",
+    ),
+    s(
+        "BATCHBEAM_REQUEST_TIMEOUT_SECS",
+        "server.request_timeout_secs",
+        "`30`",
+        Rule::Positive {
+            max: 3600.0,
+            unit: "seconds",
+        },
+        "a request (headers and body) taking longer is answered 408",
     ),
 ];
 
