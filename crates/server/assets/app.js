@@ -459,6 +459,7 @@
     var reconnectTimer = null;
     var refreshTimer = null;
     var jobTimer = null;
+    var ended = false;
 
     var head = h("div", { class: "card job-head", id: "bb-head" });
     var best = h("div", { id: "bb-best" });
@@ -547,7 +548,7 @@
     function onClose() {
       ws = null;
       if (!alive) return;
-      if (terminal(status())) {
+      if (ended || terminal(status())) {
         setConn(null);
         return;
       }
@@ -579,6 +580,8 @@
 
     function onEvent(ev) {
       addLog(ev);
+      // The server closes the socket after the job's last event: no reconnecting then.
+      if (ev.type === "job_finished" || ev.type === "job_failed" || ev.type === "job_cancelled") ended = true;
       if (REFRESH_TREE[ev.type]) scheduleTree();
       scheduleJob();
       if (ev.type === "stage_started" && job) {
