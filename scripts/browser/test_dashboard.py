@@ -7,7 +7,8 @@ import os
 import re
 import subprocess
 import threading
-import time
+
+import pytest
 
 from conftest import PageWatch
 
@@ -67,7 +68,16 @@ def scroll_through(page):
     page.wait_for_timeout(200)
 
 
+def has_serve(batchbeam):
+    """Whether this binary has `serve` (the server lands on its own branch; until it is merged
+    here, clap refuses the subcommand and this test says so instead of failing)."""
+    probe = subprocess.run([str(batchbeam), "serve", "--help"], capture_output=True, text=True)
+    return not (probe.returncode == 2 and "unrecognized subcommand" in probe.stderr)
+
+
 def test_a_search_started_from_the_form_is_followed_live(batchbeam, scratch, screenshots, browser):
+    if not has_serve(batchbeam):
+        pytest.skip("this batchbeam has no `serve` command yet")
     server = Server(batchbeam, scratch)
     try:
         context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")

@@ -166,7 +166,7 @@
     if (tokenPrompt) return tokenPrompt;
     tokenPrompt = new Promise(function (resolve) {
       var input = h("input", { type: "password", id: "bb-token", autocomplete: "off",
-        placeholder: "BATCHBEAM_API_TOKEN" });
+        placeholder: "BATCHBEAM_API_TOKEN", "aria-label": "API token" });
       var overlay;
       function save(e) {
         e.preventDefault();
