@@ -165,6 +165,7 @@ impl Stack {
                 .is_none()
                 .then_some("OPENAI_API_KEY is not set")
         };
+        #[cfg_attr(not(feature = "simulated"), allow(unused_mut))]
         let mut sim_url = None;
         #[cfg(feature = "simulated")]
         let mut sim_handle = None;
