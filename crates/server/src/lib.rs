@@ -2,4 +2,5 @@
 //! /api/job/{id}`, ...), jobs kept in the database and run by a bounded pool of workers, and
 //! live progress over WebSocket. See `docs/server.md`.
 
+pub mod dashboard;
 pub mod view;

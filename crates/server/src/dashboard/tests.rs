@@ -93,3 +93,106 @@ fn a_report_is_self_contained_and_its_tree_cannot_break_out() {
         serde_json::from_str::<serde_json::Value>(&json).unwrap()
     );
 }
+
+/// A small tree, as `SessionTree::of_session` makes them.
+fn tree() -> SessionTree {
+    use crate::view::{
+        CostLine, CurvePoint, TreeBest, TreeCandidate, TreeCost, TreeIteration, TreeParams,
+    };
+    let candidate = |id: &str, parent: Option<&str>| TreeCandidate {
+        id: id.into(),
+        iteration: if parent.is_some() { 1 } else { 0 },
+        parent: parent.map(Into::into),
+        what: "a lighthouse".into(),
+        how: "oil on canvas".into(),
+        prompt: "a lighthouse </script> & oil".into(),
+        image_url: Some(format!("images/{id}.png")),
+        rating: Some(7.5),
+        score: Some(7.5),
+        rank: Some(1),
+        reasons: vec!["A is preferred".into()],
+        strengths: vec!["shows the storm".into()],
+        weaknesses: vec![],
+        critique: None,
+        failed: None,
+        survived: true,
+    };
+    SessionTree {
+        job_id: String::new(),
+        session_id: "s_1".into(),
+        prompt: "a lighthouse in a storm".into(),
+        status: "completed".into(),
+        params: TreeParams {
+            n: 1,
+            m: 1,
+            iterations: 2,
+            plan: "fused".into(),
+            judging: "comparative".into(),
+            ensemble: 3,
+            seed: 7,
+        },
+        iterations: vec![
+            TreeIteration {
+                iteration: 0,
+                best_id: Some("i0c0".into()),
+                best_rating: Some(7.5),
+                candidates: vec![candidate("i0c0", None)],
+            },
+            TreeIteration {
+                iteration: 1,
+                best_id: Some("i1c0".into()),
+                best_rating: Some(7.5),
+                candidates: vec![candidate("i1c0", Some("i0c0"))],
+            },
+        ],
+        best: Some(TreeBest {
+            id: "i1c0".into(),
+            prompt: "a lighthouse".into(),
+            rating: Some(7.5),
+            image_url: Some("images/i1c0.png".into()),
+        }),
+        rating_curve: vec![CurvePoint {
+            iteration: 0,
+            best_rating: Some(7.5),
+        }],
+        cost: TreeCost {
+            total: 1.0,
+            all_standard: 2.0,
+            saved: 1.0,
+            simulated: true,
+            by_operation: vec![CostLine {
+                operation: "judge".into(),
+                tier: "batch".into(),
+                calls: 3,
+                cost: 1.0,
+                standard_cost: 2.0,
+            }],
+        },
+    }
+}
+
+#[test]
+fn the_report_embeds_the_tree_with_the_names_the_script_reads() {
+    let html = report_html(&tree());
+    let start = html.find(r#"type="application/json">"#).unwrap() + 24;
+    let end = start + html[start..].find("</script>").unwrap();
+    let back: serde_json::Value = serde_json::from_str(&html[start..end]).unwrap();
+    assert_eq!(back, serde_json::to_value(tree()).unwrap());
+    // The names app.js reads, so that a rename on either side fails here.
+    for key in [
+        "sessionId",
+        "ratingCurve",
+        "bestRating",
+        "bestId",
+        "imageUrl",
+        "allStandard",
+        "byOperation",
+        "standardCost",
+        "survived",
+    ] {
+        assert!(html[start..end].contains(&format!("\"{key}\"")), "{key}");
+        assert!(APP_JS.contains(key), "app.js reads {key}");
+    }
+    assert!(html[start..end].contains("images/i1c0.png"));
+    assert!(!html[start..end].contains("</script>"));
+}
