@@ -787,7 +787,10 @@
       var running = live && !terminal(status());
       var seen = {};
       var sections = list.slice().reverse().map(function (it) {
+        // Survivors first: an earlier iteration's survivors were judged again as parents in the
+        // next pool, so their rank is the later one.
         var cands = listOf(it.candidates, []).slice().sort(function (a, b) {
+          if (!!a.survived !== !!b.survived) return a.survived ? -1 : 1;
           var ra = typeof a.rank === "number" ? a.rank : 1e9, rb = typeof b.rank === "number" ? b.rank : 1e9;
           return ra - rb || String(a.id).localeCompare(String(b.id), undefined, { numeric: true });
         });
