@@ -1,0 +1,716 @@
+//! Jobs: what a client asks for ([`BeamSearchRequest`]), checked by the orchestrator's own
+//! rules; a bounded pool of workers running them; and the waiter, one task that takes a job
+//! parked on its batches back to the queue once they are settled, so that a job waiting on
+//! the Batch API holds no worker and no task.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use orchestrator::{
+    BeamSearch, Engines, Hybrid, JudgingMode, Plan, Pricing, ProgressEvent, SearchParams,
+    SessionOutcome, SessionStore, Turnaround,
+};
+use providers::{Operation, Stack, Tier};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tokio::sync::{Mutex, mpsc, watch};
+
+use crate::error::ApiError;
+use crate::events::EventHub;
+use crate::store::{JobRow, JobStatus, JobStore};
+use crate::view::rating_of;
+
+/// `POST /api/beam-search`: the guide's request. Absent fields take the orchestrator's
+/// defaults.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BeamSearchRequest {
+    /// The idea to find the best image prompt for.
+    pub prompt: String,
+    /// Candidates per iteration (1-64, a multiple of `m`; 9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    /// Survivors per iteration (3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub m: Option<u32>,
+    /// Iterations, counting the first expansion (1-20; 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<u32>,
+    /// `classic`, `fused` (default) or `judge_refines`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// `scoring` or `comparative` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judging: Option<String>,
+    /// Votes per judgement (1-9; 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<u32>,
+    /// Seed of the calls and the A/B swaps (0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Send every operation to the Batch API (default: `BATCH_API_ENABLED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_batch: Option<bool>,
+    /// `deferred` (default: the job holds no worker while its batch waits) or `poll`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_wait_mode: Option<String>,
+    /// Hybrid mode: finish within this long (`90m`, `6h`, `1d`, or seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+}
+
+/// How a batch-mode job waits on its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitMode {
+    /// Parked without a worker until the batches are settled.
+    Deferred,
+    /// The worker waits.
+    Poll,
+}
+
+/// A request checked: the search parameters and how to run them.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The parameters, validated.
+    pub params: SearchParams,
+    /// Batch for every operation.
+    pub use_batch: bool,
+    /// How to wait.
+    pub wait: WaitMode,
+    /// Hybrid mode's deadline.
+    pub deadline: Option<Duration>,
+}
+
+impl BeamSearchRequest {
+    /// The request checked by the orchestrator's own rules; a 400 names the field.
+    pub fn check(&self, batch_default: bool) -> Result<Checked, ApiError> {
+        let mut params = SearchParams::new(self.prompt.clone());
+        if let Some(n) = self.n {
+            params.n = n;
+        }
+        if let Some(m) = self.m {
+            params.m = m;
+        }
+        if let Some(i) = self.iterations {
+            params.iterations = i;
+        }
+        if let Some(e) = self.ensemble {
+            params.ensemble = e;
+        }
+        if let Some(s) = self.seed {
+            params.seed = s;
+        }
+        if let Some(p) = &self.plan {
+            params.plan = p
+                .parse::<Plan>()
+                .map_err(|e| ApiError::bad_param("plan", e.to_string()))?;
+        }
+        if let Some(j) = &self.judging {
+            params.judging = j
+                .parse::<JudgingMode>()
+                .map_err(|e| ApiError::bad_param("judging", e.to_string()))?;
+        }
+        params.validate().map_err(|e| match &e {
+            orchestrator::Error::Param { name, .. } => {
+                let field = if *name == "idea" { "prompt" } else { name };
+                ApiError::bad_param(field, e.to_string())
+            }
+            _ => ApiError::bad_param("prompt", e.to_string()),
+        })?;
+        let wait = match self.batch_wait_mode.as_deref() {
+            None | Some("deferred") => WaitMode::Deferred,
+            Some("poll") => WaitMode::Poll,
+            Some(other) => {
+                return Err(ApiError::bad_param(
+                    "batchWaitMode",
+                    format!("'{other}' is not one of deferred, poll"),
+                ));
+            }
+        };
+        let deadline = match &self.deadline {
+            Some(d) => Some(
+                parse_duration(d).map_err(|problem| ApiError::bad_param("deadline", problem))?,
+            ),
+            None => None,
+        };
+        Ok(Checked {
+            params,
+            use_batch: self.use_batch.unwrap_or(batch_default),
+            wait,
+            deadline,
+        })
+    }
+}
+
+/// `90s`, `45m`, `6h`, `2d` or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(
+        t.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(t.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 90s, 45m, 6h or 2d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        _ => return Err(format!("'{s}': the unit must be s, m, h or d")),
+    };
+    if !(secs.is_finite() && secs > 0.0 && secs <= 30.0 * 86_400.0) {
+        return Err(format!("'{s}' must be more than zero and at most 30 days"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Counters the metrics show.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Times the waiter looked at the waiting jobs' batches.
+    pub polls: AtomicU64,
+    /// Errors met asking the stack about batches.
+    pub poll_errors: AtomicU64,
+    /// Error responses given (4xx and 5xx).
+    pub api_errors: AtomicU64,
+    /// Workers running.
+    pub workers_up: AtomicUsize,
+}
+
+/// Everything the handlers and workers share.
+#[derive(Debug)]
+pub struct App {
+    /// The stack the searches run on.
+    pub stack: Arc<Stack>,
+    /// Jobs and events.
+    pub jobs: Arc<dyn JobStore>,
+    /// Sessions (checkpoints).
+    pub sessions: SessionStore,
+    /// Events.
+    pub events: EventHub,
+    /// Prices.
+    pub pricing: Pricing,
+    /// Where sessions write their folders.
+    pub sessions_dir: PathBuf,
+    /// Workers configured.
+    pub workers: usize,
+    /// How often the waiter looks at waiting jobs.
+    pub wait_poll: Duration,
+    /// This process, as a lease owner.
+    pub owner: String,
+    /// Counters.
+    pub counters: Counters,
+    queue: mpsc::UnboundedSender<String>,
+    /// Cancel switches of the jobs running here.
+    running: std::sync::Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// Serialises writes of a job's row between its worker and the API.
+    pub row_lock: Mutex<()>,
+    /// Stops the workers and the waiter.
+    stop: watch::Sender<bool>,
+}
+
+impl App {
+    /// Shared state; the receiver is the workers' queue.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        stack: Arc<Stack>,
+        jobs: Arc<dyn JobStore>,
+        sessions: SessionStore,
+        pricing: Pricing,
+        sessions_dir: PathBuf,
+        workers: usize,
+        wait_poll: Duration,
+    ) -> (Arc<App>, mpsc::UnboundedReceiver<String>) {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let app = App {
+            stack,
+            events: EventHub::new(jobs.clone()),
+            jobs,
+            sessions,
+            pricing,
+            sessions_dir,
+            workers,
+            wait_poll,
+            owner: format!("srv_{}", ulid::Ulid::new().to_string().to_lowercase()),
+            counters: Counters::default(),
+            queue,
+            running: std::sync::Mutex::new(HashMap::new()),
+            row_lock: Mutex::new(()),
+            stop: watch::channel(false).0,
+        };
+        (Arc::new(app), rx)
+    }
+
+    /// Whether the models are simulated.
+    pub fn simulated(&self) -> bool {
+        self.stack.simulated.is_some()
+    }
+
+    /// Puts a job on the workers' queue.
+    pub fn enqueue(&self, id: &str) {
+        let _ = self.queue.send(id.to_owned());
+    }
+
+    /// Tells the workers and the waiter to stop (jobs stay resumable).
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Stops a running job here, if it runs here.
+    pub fn cancel_running(&self, id: &str) {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = running.get(id) {
+            let _ = tx.send(true);
+        }
+    }
+
+    /// What a search of `checked` would cost, priced as it would run.
+    pub fn estimate(&self, checked: &Checked) -> f64 {
+        let config = self.config_for(checked.use_batch);
+        let models = config.models.clone();
+        let tier_of = |op: Operation| {
+            if checked.deadline.is_some() {
+                Tier::Batch
+            } else {
+                config.tier_for(op)
+            }
+        };
+        orchestrator::estimate::estimate(&checked.params, 0, &models, &self.pricing, &tier_of).cost
+    }
+
+    fn config_for(&self, use_batch: bool) -> providers::ProvidersConfig {
+        let mut config = self.stack.factory.config().clone();
+        config.batch.enabled = use_batch;
+        config
+    }
+
+    /// Hours a job's batches may take (`BATCH_MAX_WAIT_HOURS` in batch mode, else 0).
+    pub fn wait_hours(&self, use_batch: bool) -> f64 {
+        if use_batch {
+            self.stack.factory.config().batch.max_wait_hours
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Starts `n` workers on the queue and the waiter.
+pub fn spawn_workers(app: &Arc<App>, rx: mpsc::UnboundedReceiver<String>) {
+    let rx = Arc::new(Mutex::new(rx));
+    for _ in 0..app.workers {
+        let (app, rx) = (app.clone(), rx.clone());
+        tokio::spawn(async move {
+            app.counters.workers_up.fetch_add(1, Ordering::SeqCst);
+            let mut stop = app.stop.subscribe();
+            loop {
+                let next = {
+                    let mut rx = rx.lock().await;
+                    tokio::select! {
+                        id = rx.recv() => id,
+                        () = stopped(&mut stop) => None,
+                    }
+                };
+                let Some(id) = next else { break };
+                if let Err(e) = run_job(&app, &id, stop.clone()).await {
+                    tracing::warn!(job = %id, error = %e, "job stopped");
+                }
+                let stopping = *stop.borrow();
+                if stopping {
+                    break;
+                }
+            }
+            app.counters.workers_up.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        let mut stop = app.stop.subscribe();
+        let mut states: HashMap<String, String> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(app.wait_poll) => {}
+                () = stopped(&mut stop) => break,
+            }
+            app.counters.polls.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = wake_settled(&app, &mut states).await {
+                app.counters.poll_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "waiter");
+            }
+        }
+    });
+}
+
+/// Takes every job parked on settled batches back to the queue; reports batch status changes.
+async fn wake_settled(
+    app: &Arc<App>,
+    states: &mut HashMap<String, String>,
+) -> Result<(), crate::Error> {
+    for row in app.jobs.with_status(&[JobStatus::Waiting]).await? {
+        for batch in &row.batch_ids {
+            if let Some(info) = app.stack.batch(batch).await? {
+                let now = info
+                    .remote_status
+                    .clone()
+                    .unwrap_or_else(|| info.state.clone());
+                if states.get(batch) != Some(&now) {
+                    states.insert(batch.clone(), now.clone());
+                    let fields = json!({"batchId": batch, "status": now, "state": info.state,
+                        "completed": info.completed, "failed": info.failed, "total": info.total});
+                    if let Value::Object(map) = fields {
+                        app.events.publish(&row.id, "batch_status", map).await?;
+                    }
+                }
+            }
+        }
+        if app.stack.unsettled(&row.wait_keys).await? == 0 {
+            let _lock = app.row_lock.lock().await;
+            let Some(mut row) = app.jobs.get(&row.id).await? else {
+                continue;
+            };
+            if row.status != JobStatus::Waiting {
+                continue;
+            }
+            row.status = JobStatus::Queued;
+            row.batch_id = None;
+            row.wait_keys.clear();
+            row.updated_at_ms = providers::now_ms();
+            app.jobs.save(&row).await?;
+            app.enqueue(&row.id);
+        }
+    }
+    Ok(())
+}
+
+/// Resolves once the switch is on (or its sender is gone).
+async fn stopped(switch: &mut watch::Receiver<bool>) {
+    let _ = switch.wait_for(|on| *on).await;
+}
+
+fn map_of(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Updates the row of `id` under the row lock, unless a client cancelled it meanwhile.
+async fn update(
+    app: &App,
+    id: &str,
+    f: impl FnOnce(&mut JobRow),
+) -> Result<Option<JobRow>, crate::Error> {
+    let _lock = app.row_lock.lock().await;
+    let Some(mut row) = app.jobs.get(id).await? else {
+        return Ok(None);
+    };
+    if row.status == JobStatus::Cancelled {
+        return Ok(None);
+    }
+    f(&mut row);
+    row.updated_at_ms = providers::now_ms();
+    app.jobs.save(&row).await?;
+    Ok(Some(row))
+}
+
+/// Runs (or resumes) job `id` until it finishes, fails, is cancelled, or (deferred batch
+/// mode) parks on its stage's batches.
+async fn run_job(
+    app: &Arc<App>,
+    id: &str,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), crate::Error> {
+    let Some(row) = app.jobs.get(id).await? else {
+        return Ok(());
+    };
+    if row.status.is_final() || row.status == JobStatus::Waiting {
+        return Ok(());
+    }
+    let request: BeamSearchRequest = serde_json::from_str(&row.request)
+        .map_err(|e| crate::Error::Store(format!("job {id}: its request: {e}")))?;
+    let checked = match request.check(false) {
+        Ok(c) => c,
+        Err(e) => {
+            fail(app, id, &e.body.error.message).await?;
+            return Ok(());
+        }
+    };
+    let resumed = row.session_id.is_some();
+    let (cancel_tx, mut cancel) = watch::channel(false);
+    app.running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.to_owned(), cancel_tx);
+    let result = drive(app, id, row, checked, resumed, &mut cancel, &mut stop).await;
+    app.running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(id);
+    if let Err(e) = result {
+        fail(app, id, &e.to_string()).await?;
+    }
+    Ok(())
+}
+
+async fn fail(app: &App, id: &str, message: &str) -> Result<(), crate::Error> {
+    let now = providers::now_ms();
+    if update(app, id, |r| {
+        r.status = JobStatus::Failed;
+        r.error = Some(message.to_owned());
+        r.finished_at_ms = Some(now);
+        r.owner = None;
+        r.lease_until = None;
+    })
+    .await?
+    .is_some()
+    {
+        app.events
+            .publish(id, "job_failed", map_of(json!({"error": message})))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The best candidate of an outcome, as the job shows it.
+fn best_json(job: &str, outcome: &SessionOutcome) -> Value {
+    let file = outcome
+        .best
+        .image
+        .as_deref()
+        .map(|i| i.rsplit('/').next().unwrap_or(i).to_owned());
+    json!({
+        "id": outcome.best.id,
+        "prompt": outcome.best.combined,
+        "rating": rating_of(&outcome.best),
+        "imageUrl": file.map(|f| format!("/api/job/{job}/images/{f}")),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    app: &Arc<App>,
+    id: &str,
+    row: JobRow,
+    checked: Checked,
+    resumed: bool,
+    cancel: &mut watch::Receiver<bool>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), crate::Error> {
+    let config = app.config_for(checked.use_batch);
+    let factory = app.stack.factory_for(config);
+    let hybrid = checked.deadline.map(|deadline| Hybrid {
+        deadline,
+        turnaround: Turnaround::default(),
+    });
+    let mut engines = Engines::from_factory(&factory, hybrid)?;
+    engines.priced_by(&app.pricing);
+    let now = providers::now_ms();
+    let search = match &row.session_id {
+        Some(session) => {
+            if let Some(outcome) = BeamSearch::finished(session, &app.sessions).await? {
+                return finish(app, id, &outcome).await;
+            }
+            BeamSearch::resume(session, engines, app.sessions.clone()).await?
+        }
+        None => {
+            BeamSearch::start(
+                checked.params.clone(),
+                engines,
+                app.sessions.clone(),
+                &app.sessions_dir,
+            )
+            .await?
+        }
+    };
+    let mut search = search.with_pricing(app.pricing.clone());
+    if let Some(d) = checked.deadline {
+        let elapsed = Duration::from_millis(u64::try_from(now - row.created_at_ms).unwrap_or(0));
+        search = search.with_deadline(d.saturating_sub(elapsed).max(Duration::from_secs(1)));
+    }
+    let session = search.id().to_owned();
+    let stages = i64::try_from(search.params().plan.stages(search.params().iterations).len())
+        .unwrap_or(0);
+    let Some(_) = update(app, id, |r| {
+        r.status = JobStatus::Running;
+        r.session_id = Some(session.clone());
+        r.stages = stages;
+        r.started_at_ms.get_or_insert(now);
+        r.owner = Some(app.owner.clone());
+        r.lease_until = Some(now + 60_000);
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    let kind = if resumed { "job_resumed" } else { "job_started" };
+    app.events
+        .publish(
+            id,
+            kind,
+            map_of(json!({"sessionId": session, "stages": stages})),
+        )
+        .await?;
+    let mut progress = search.progress().subscribe();
+    let run = search.run();
+    tokio::pin!(run);
+    let mut listening = true;
+    loop {
+        tokio::select! {
+            outcome = &mut run => {
+                // Events sent before the end, not yet read.
+                while let Ok(event) = progress.try_recv() {
+                    on_progress(app, id, &session, &event).await?;
+                }
+                return match outcome {
+                    Ok(outcome) => finish(app, id, &outcome).await,
+                    Err(e) => Err(e.into()),
+                };
+            }
+            event = progress.recv(), if listening => match event {
+                Ok(event) => {
+                    on_progress(app, id, &session, &event).await?;
+                    if matches!(event, ProgressEvent::BatchSubmitted { .. }) {
+                        let wait = app.stack.session_wait(&session).await?;
+                        let parked = checked.wait == WaitMode::Deferred && !wait.keys.is_empty();
+                        let batch_ids = wait.batch_ids.clone();
+                        let updated = update(app, id, |r| {
+                            for b in &batch_ids {
+                                if !r.batch_ids.contains(b) {
+                                    r.batch_ids.push(b.clone());
+                                }
+                            }
+                            r.batch_id = batch_ids.first().cloned();
+                            if parked {
+                                r.status = JobStatus::Waiting;
+                                r.wait_keys = wait.keys.clone();
+                                r.owner = None;
+                                r.lease_until = None;
+                            }
+                        })
+                        .await?;
+                        if updated.is_none() {
+                            return Ok(());
+                        }
+                        if parked {
+                            app.events
+                                .publish(
+                                    id,
+                                    "job_waiting",
+                                    map_of(json!({"batchIds": wait.batch_ids, "requests": wait.keys.len()})),
+                                )
+                                .await?;
+                            // Dropping the search here is safe: its calls are in the queue's
+                            // database and its stages checkpointed; a resume attaches to them.
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => listening = false,
+            },
+            () = stopped(cancel) => return Ok(()),
+            () = stopped(stop) => {
+                // Shutting down: the job goes back to the queue on the next start.
+                let _ = update(app, id, |r| {
+                    r.status = JobStatus::Queued;
+                    r.owner = None;
+                    r.lease_until = None;
+                })
+                .await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Stores and forwards a progress event, and moves the job's counters.
+async fn on_progress(
+    app: &App,
+    id: &str,
+    _session: &str,
+    event: &ProgressEvent,
+) -> Result<(), crate::Error> {
+    app.events.progress(id, event).await?;
+    match event {
+        ProgressEvent::StageStarted { iteration, .. } => {
+            let it = i64::from(*iteration);
+            update(app, id, |r| r.iteration = it).await?;
+        }
+        ProgressEvent::StageFinished {
+            index, batch_ids, ..
+        } => {
+            let done = i64::try_from(*index).unwrap_or(0) + 1;
+            let batch_ids = batch_ids.clone();
+            update(app, id, |r| {
+                r.stage = r.stage.max(done);
+                for b in batch_ids {
+                    if !r.batch_ids.contains(&b) {
+                        r.batch_ids.push(b);
+                    }
+                }
+                r.batch_id = None;
+                r.lease_until = Some(providers::now_ms() + 60_000);
+            })
+            .await?;
+        }
+        ProgressEvent::IterationJudged { best_id, .. } => {
+            let best = best_id.clone();
+            let session = _session.to_owned();
+            let candidate = match app.sessions.session(&session).await? {
+                Some(row) => row
+                    .search_state()
+                    .ok()
+                    .and_then(|s| s.candidates.into_iter().find(|c| c.id == best)),
+                None => None,
+            };
+            if let Some(c) = candidate {
+                let file = c
+                    .image
+                    .as_deref()
+                    .map(|i| i.rsplit('/').next().unwrap_or(i).to_owned());
+                let value = json!({"id": c.id, "prompt": c.combined, "rating": rating_of(&c),
+                    "imageUrl": file.map(|f| format!("/api/job/{id}/images/{f}"))});
+                update(app, id, |r| r.best = Some(value)).await?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn finish(app: &App, id: &str, outcome: &SessionOutcome) -> Result<(), crate::Error> {
+    let best = best_json(id, outcome);
+    let total = &outcome.report.total;
+    let cost = json!({"total": total.cost, "allStandard": total.standard_cost,
+        "saved": total.standard_cost - total.cost});
+    let now = providers::now_ms();
+    let (b, c) = (best.clone(), cost.clone());
+    let stages = i64::try_from(outcome.stages.len()).unwrap_or(0);
+    if update(app, id, |r| {
+        r.status = JobStatus::Completed;
+        r.best = Some(b);
+        r.cost = Some(c);
+        r.stage = stages;
+        r.stages = stages;
+        r.batch_id = None;
+        r.wait_keys.clear();
+        r.finished_at_ms = Some(now);
+        r.owner = None;
+        r.lease_until = None;
+    })
+    .await?
+    .is_some()
+    {
+        app.events
+            .publish(
+                id,
+                "job_finished",
+                map_of(json!({"best": best, "cost": cost})),
+            )
+            .await?;
+    }
+    Ok(())
+}
