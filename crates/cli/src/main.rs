@@ -3,6 +3,7 @@
 mod batch;
 mod batch_remote;
 mod run;
+mod serve;
 mod settings;
 mod sim;
 
@@ -35,6 +36,8 @@ enum Command {
     Cost(run::CostCommand),
     /// Run openai-sim, the local OpenAI-compatible server with simulated models.
     Sim(sim::SimArgs),
+    /// Serve the job API (POST /api/beam-search, ...), its workers and live progress.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Sessions(args) => async_main(run::sessions(args)),
         Command::Cost(cmd) => async_main(run::cost(cmd)),
         Command::Sim(args) => async_main(sim::run(args)).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => async_main(serve::serve(args)),
     };
     match outcome {
         Ok(code) => code,

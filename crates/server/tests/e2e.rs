@@ -2,6 +2,9 @@
 //! HTTP, followed on the WebSocket (replay, then live) to the end, their images, tree and costs
 //! fetched; many deferred jobs on two workers all finish; auth, errors and path traversal.
 
+// Helpers outside `#[test]` functions may panic too: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use futures_util::StreamExt;
