@@ -29,14 +29,18 @@ class Server:
         self.log_path = scratch / "serve.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [str(batchbeam), "serve", "--sim", "--addr", "127.0.0.1:0",
+            [str(batchbeam), "serve", "--sim", "--sim-time-scale", "1000", "--addr", "127.0.0.1:0",
              "--db", str(scratch / "batchbeam.db"), "--sessions", str(scratch / "sessions")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log, env=env, text=True)
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.PIPE, env=env, text=True)
         self.url = None
         found = threading.Event()
 
+        # It says `batchbeam serve: http://127.0.0.1:PORT/ …` on stderr; all of it goes to the log.
         def read():
-            for line in self.proc.stdout:
+            for line in self.proc.stderr:
+                if not self.log.closed:
+                    self.log.write(line)
+                    self.log.flush()
                 m = re.search(r"http://127\.0\.0\.1:\d+", line)
                 if m and not found.is_set():
                     self.url = m.group(0)
