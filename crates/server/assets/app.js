@@ -287,6 +287,7 @@
       api(q).then(function (data) {
         if (!alive) return;
         var jobs = listOf(data, ["data", "jobs", "items"]);
+        learnPrompts(jobs, function () { if (alive) fill(body, jobsTable(jobs)); });
         fill(body, jobs.length ? jobsTable(jobs) : h("div", { class: "empty" },
           filter ? "No searches in this state." : "No searches yet. Start one with “New search”."));
         if (!jobs.length && !filter) formCard.hidden = false;
@@ -313,14 +314,15 @@
       var stage = [];
       if (!terminal(j.status) || stateOf(j.status)[0] === "failed") {
         if (typeof j.iteration === "number") stage.push("iteration " + j.iteration);
-        if (j.stage) stage.push(words(j.stage));
+        var sw = stageWords(j);
+        if (sw) stage.push(sw);
       }
       var f = fraction(j.progress);
       var batches = batchList(j);
       var cost = j.cost || {};
       var saved = pct(cost.saved, cost.allStandard);
       return h("tr", { "data-job": id, onclick: function (e) { if (!e.target.closest("a")) location.hash = href; } },
-        h("td", { class: "prompt-cell" }, h("a", { href: href, text: j.prompt || id }),
+        h("td", { class: "prompt-cell" }, h("a", { href: href, text: j.prompt || prompts[id] || id }),
           h("div", { class: "meta" }, h("span", { class: "mono", text: id }), meta.length ? " · " + meta.join(" · ") : "")),
         h("td", {}, badge(j.status), stage.length ? h("div", { class: "small muted", text: stage.join(" · ") }) : null),
         h("td", { class: "hide-sm progress-cell" }, progressBar(j.progress, j.status),
@@ -335,6 +337,29 @@
         h("th", { class: "hide-sm", text: "Progress" }), h("th", { class: "hide-sm", text: "Batches" }),
         h("th", { class: "right", text: "Cost" }), h("th", { class: "hide-sm", text: "Created" }))),
       h("tbody", {}, rows));
+  }
+
+  /** "stage 3 of 9" from a job's stage counter, or its stage's name when it is one. */
+  function stageWords(j) {
+    if (typeof j.stage === "number") {
+      if (typeof j.stages === "number" && j.stages > 0) return "stage " + Math.min(j.stage + 1, j.stages) + " of " + j.stages;
+      return null;
+    }
+    return j.stage ? words(j.stage) : null;
+  }
+
+  // A job's idea, by job id: the list's items do not carry it, a job's tree does (it never
+  // changes, so each is asked for once, once the job has a session).
+  var prompts = {};
+  function learnPrompts(jobs, redraw) {
+    jobs.forEach(function (j) {
+      var id = j.jobId || j.id;
+      if (j.prompt || prompts[id] !== undefined || !j.sessionId) return;
+      prompts[id] = null;
+      api("api/job/" + encodeURIComponent(id) + "/tree").then(function (t) {
+        if (t && t.prompt) { prompts[id] = t.prompt; redraw(); }
+      }).catch(function () { delete prompts[id]; });
+    });
   }
 
   /** The batches of a job: states when the server gives them, else ids. */
@@ -460,6 +485,7 @@
     var refreshTimer = null;
     var jobTimer = null;
     var ended = false;
+    var liveStage = "";
 
     var head = h("div", { class: "card job-head", id: "bb-head" });
     var best = h("div", { id: "bb-best" });
@@ -475,9 +501,12 @@
     render();
 
     if (live) {
-      loadTree();
-      // The socket opens once the API has answered, so that a token asked for is known.
-      loadJob().then(connect);
+      // The tree exists once the job has a session; the socket opens once the API has
+      // answered, so that a token asked for is known.
+      loadJob().then(function () {
+        if (hasSession()) loadTree();
+        connect();
+      });
     }
 
     function loadJob() {
@@ -507,6 +536,10 @@
     function scheduleJob() {
       clearTimeout(jobTimer);
       jobTimer = setTimeout(loadJob, 150);
+    }
+
+    function hasSession() {
+      return !!(job && (job.sessionId || tree));
     }
 
     function status() {
@@ -566,7 +599,7 @@
         loadJob().then(function () {
           if (!alive) return;
           var after = job ? [job.status, job.stage, job.iteration].join("|") : "";
-          if (after !== before) loadTree();
+          if (after !== before && hasSession()) loadTree();
           if (terminal(status())) { stopPolling(); return; }
           pollTimer = setTimeout(tick, 3000);
         });
@@ -584,11 +617,12 @@
       if (ev.type === "job_finished" || ev.type === "job_failed" || ev.type === "job_cancelled") ended = true;
       if (REFRESH_TREE[ev.type]) scheduleTree();
       scheduleJob();
-      if (ev.type === "stage_started" && job) {
-        job.stage = ev.stage || job.stage;
-        if (typeof ev.iteration === "number") job.iteration = ev.iteration;
+      if (ev.type === "stage_started") {
+        liveStage = [ev.stage && words(ev.stage), ev.tier && "on " + ev.tier].filter(Boolean).join(" ");
+        if (job && typeof ev.iteration === "number") job.iteration = ev.iteration;
         renderHead();
       }
+      if (ev.type === "batch_submitted") { liveStage += " · waiting for the batch"; renderHead(); }
     }
 
     function addLog(ev) {
@@ -621,7 +655,11 @@
       var cost = t.cost || j.cost || null;
       var stageBits = [];
       if (!terminal(st) && typeof j.iteration === "number") stageBits.push("iteration " + j.iteration);
-      if (j.stage && !terminal(st)) stageBits.push(words(j.stage));
+      if (!terminal(st)) {
+        if (liveStage) stageBits.push(liveStage);
+        var sw = stageWords(j);
+        if (sw && sw !== liveStage) stageBits.push(sw);
+      }
       var f = fraction(j.progress);
       if (stateOf(st)[0] === "succeeded") f = 1;
       var saved = cost ? pct(cost.saved, cost.allStandard) : null;
@@ -900,24 +938,43 @@
     };
   }
 
-  /** One line for an event: its interesting fields, in words. */
+  /** One line for an event: its interesting fields, in words. The orchestrator's progress
+   * events carry snake_case fields, the job's own camelCase: both are read. */
   function describeEvent(ev) {
-    var skip = { seq: 1, at: 1, jobId: 1, type: 1, sessionId: 1 };
+    var f = function (camelName, snake) {
+      return ev[camelName] !== undefined ? ev[camelName] : snake ? ev[snake] : undefined;
+    };
+    var num = function (v) { return typeof v === "number"; };
+    var bestId = f("bestId", "best_id");
+    var bestScore = f("bestScore", "best_score");
+    var wins = f("wins");
+    var batchIds = f("batchIds", "batch_ids");
     switch (ev.type) {
       case "stage_started":
-        return [ev.stage && words(ev.stage), typeof ev.iteration === "number" && "iteration " + ev.iteration,
-          ev.tier && "on " + ev.tier, typeof ev.calls === "number" && ev.calls + " calls"].filter(Boolean).join(", ");
+        return [ev.stage && words(ev.stage), num(ev.iteration) && "iteration " + ev.iteration,
+          ev.tier && "on " + ev.tier, num(ev.calls) && ev.calls + " calls",
+          num(ev.reused) && ev.reused > 0 && ev.reused + " from checkpoints"].filter(Boolean).join(", ");
       case "batch_submitted":
-        return [typeof ev.requests === "number" && ev.requests + " requests", ev.batchId || (ev.batchIds && ev.batchIds.join(", "))].filter(Boolean).join(" · ");
+        return [num(ev.requests) && ev.requests + " requests submitted to the Batch API", f("batchId", "batch_id")].filter(Boolean).join(" · ");
       case "stage_finished":
-        return [ev.stage && words(ev.stage), typeof ev.succeeded === "number" && ev.succeeded + " ok",
-          typeof ev.failed === "number" && ev.failed + " failed", typeof ev.seconds === "number" && ev.seconds.toFixed(1) + " s"].filter(Boolean).join(", ");
+        return [ev.stage && words(ev.stage), num(ev.succeeded) && ev.succeeded + " ok",
+          num(ev.failed) && ev.failed + " failed", num(ev.seconds) && ev.seconds.toFixed(1) + " s",
+          Array.isArray(batchIds) && batchIds.length && batchIds.map(short).join(", ")].filter(Boolean).join(", ");
       case "iteration_judged":
-        return ["iteration " + ev.iteration, ev.bestId && "best " + ev.bestId,
-          typeof ev.bestRating === "number" ? "rating " + fmtRating(ev.bestRating) : typeof ev.bestScore === "number" ? "score " + ev.bestScore.toFixed(1) : null].filter(Boolean).join(", ");
+        return ["iteration " + ev.iteration, bestId && "best " + bestId,
+          Array.isArray(wins) && "won " + wins[0] + " of " + wins[1],
+          num(f("bestRating", "best_rating")) ? "rating " + fmtRating(f("bestRating", "best_rating")) : num(bestScore) ? "score " + bestScore.toFixed(1) : null]
+          .filter(Boolean).join(", ");
+      case "session_finished":
+        return [bestId && "best " + bestId, num(bestScore) && "score " + bestScore.toFixed(1),
+          num(ev.cost) && "cost " + money(ev.cost)].filter(Boolean).join(", ");
       default:
-        return Object.keys(ev).filter(function (k) { return !skip[k] && ev[k] !== null && typeof ev[k] !== "object"; })
-          .map(function (k) { return words(k) + " " + (typeof ev[k] === "number" && !Number.isInteger(ev[k]) ? ev[k].toFixed(2) : ev[k]); }).join(", ");
+        return Object.keys(ev).filter(function (k) {
+          return !{ seq: 1, at: 1, jobId: 1, type: 1, session: 1, sessionId: 1 }[k] && ev[k] !== null && typeof ev[k] !== "object";
+        }).map(function (k) {
+          var v = ev[k];
+          return words(k).replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCase() + " " + (num(v) && !Number.isInteger(v) ? v.toFixed(2) : v);
+        }).join(", ");
     }
   }
 
