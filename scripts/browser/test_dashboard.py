@@ -159,6 +159,7 @@ def test_a_search_started_from_the_form_is_followed_live(batchbeam, scratch, scr
 
         scroll_through(page)
         page.screenshot(path=str(screenshots / "dashboard-job.png"), full_page=True)
+        page.locator("#bb-events").screenshot(path=str(screenshots / "dashboard-events.png"))
         page.emulate_media(color_scheme="dark")
         page.screenshot(path=str(screenshots / "dashboard-job-dark.png"))
         page.emulate_media(color_scheme="light")
@@ -168,6 +169,8 @@ def test_a_search_started_from_the_form_is_followed_live(batchbeam, scratch, scr
         page.screenshot(path=str(screenshots / "dashboard-jobs.png"), full_page=True)
         page.locator(".filters button[data-status=failed]").click()
         page.locator("#bb-jobs .empty").wait_for(timeout=30_000)
+        page.locator(".filters button[data-status=completed]").click()
+        page.locator(f'tr[data-job="{job_id}"]').wait_for(timeout=30_000)
         page.locator(".filters button[data-status='']").click()
         page.locator(f'tr[data-job="{job_id}"]').wait_for(timeout=30_000)
         watch.check()

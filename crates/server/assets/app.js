@@ -251,7 +251,7 @@
   // ---------- the job list ----------
 
   var FILTERS = [["", "All"], ["queued", "Queued"], ["running", "Running"], ["waiting", "Waiting for batch"],
-    ["succeeded", "Succeeded"], ["failed", "Failed"], ["cancelled", "Cancelled"]];
+    ["completed", "Succeeded"], ["failed", "Failed"], ["cancelled", "Cancelled"]];
 
   function listView() {
     var alive = true;
