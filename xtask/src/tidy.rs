@@ -287,7 +287,8 @@ const HEAVY_ALLOWED: &[(&str, &[&str])] = &[
     ("providers", &["hyper", "tiktoken-rs"]),
     // image: judge images are downscaled before they are sent.
     ("orchestrator", &["hyper", "image", "tiktoken-rs"]),
-    ("server", &[]),
+    // The server is a web server (axum, hyper) over the orchestrator (image) and providers.
+    ("server", &["axum", "hyper", "image", "tiktoken-rs"]),
 ];
 
 /// The packages `krate` pulls in through normal and build dependencies with its default
@@ -432,6 +433,32 @@ fn the_orchestrator_sees_providers_only() {
         },
     ]);
     assert_eq!(caught.len(), 2, "{caught:#?}");
+}
+
+/// The server, like the orchestrator, sees the batch queue and the HTTP client only through
+/// providers (its `Stack`): it may not name them, not even to test.
+#[test]
+fn the_server_sees_orchestrator_and_providers_only() {
+    let metadata = MetadataCommand::new()
+        .manifest_path(crate::util::project_root().join("Cargo.toml"))
+        .no_deps()
+        .exec()
+        .expect("cargo metadata");
+    let server = metadata
+        .workspace_packages()
+        .into_iter()
+        .find(|p| p.name.as_str() == "server")
+        .expect("a server package");
+    let named: Vec<String> = server
+        .dependencies
+        .iter()
+        .filter(|d| ORCHESTRATOR_BANNED.contains(&d.name.as_str()))
+        .map(|d| d.name.to_string())
+        .collect();
+    assert!(
+        named.is_empty(),
+        "server depends on {named:?}: it goes through providers' Stack and the orchestrator"
+    );
 }
 
 /// What reads the environment (or has clap read it for a flag).

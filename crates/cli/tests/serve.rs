@@ -35,6 +35,10 @@ fn start_sim(dir: &Path) -> (Child, String) {
 }
 
 /// `batchbeam serve` on a free port against the simulator at `sim`; its base URL.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is handed back: the test kills it and waits for it"
+)]
 fn start_server(dir: &Path, sim: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_batchbeam"))
         .args(["serve", "--addr", "127.0.0.1:0", "--workers", "2"])
@@ -57,7 +61,10 @@ fn start_server(dir: &Path, sim: &str) -> (Child, String) {
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "serve stopped early");
+        if err.read_line(&mut line).unwrap() == 0 {
+            let status = child.wait();
+            panic!("serve stopped early: {status:?}");
+        }
         if let Some(rest) = line.split("http://").nth(1)
             && line.starts_with("batchbeam serve:")
         {

@@ -279,7 +279,7 @@ impl App {
                 config.tier_for(op)
             }
         };
-        orchestrator::estimate::estimate(&checked.params, 0, &models, &self.pricing, &tier_of).cost
+        orchestrator::estimate::estimate(&checked.params, 0, &models, &self.pricing, tier_of).cost
     }
 
     fn config_for(&self, use_batch: bool) -> providers::ProvidersConfig {
