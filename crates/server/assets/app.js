@@ -878,8 +878,12 @@
         ? h("span", { class: "score", title: "rating" }, fmtRating(c.rating),
           typeof c.score === "number" && Math.abs(c.score - c.rating) > 1e-9 ? h("small", { text: " · " + c.score.toFixed(1) + "/10" }) : null)
         : typeof c.score === "number" ? h("span", { class: "score", title: "score" }, c.score.toFixed(1), h("small", { text: "/10" })) : null;
-      var prompt = h("div", { class: "prompt", title: "click to expand", text: c.prompt || (running ? "writing…" : ""),
-        onclick: function () { prompt.classList.toggle("open"); } });
+      var prompt = h("div", { class: "prompt", title: "show all of it", role: "button", tabindex: 0, "aria-expanded": "false",
+        text: c.prompt || (running ? "writing…" : ""),
+        onclick: togglePrompt, onkeydown: function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); togglePrompt(); } } });
+      function togglePrompt() {
+        prompt.setAttribute("aria-expanded", String(prompt.classList.toggle("open")));
+      }
       var lineage = [];
       if (c.parent) lineage.push("from ", parentLink(c.parent));
       if (kids.length) {
