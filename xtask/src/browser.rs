@@ -67,12 +67,15 @@ fn ensure_chromium() -> anyhow::Result<()> {
     exec(Command::new("apt-get").args(["update", "-qq"]))?;
     exec(
         Command::new("apt-get")
+            // Without recommends chromium brings no font: the screenshots would be tofu.
             .args([
                 "install",
                 "-y",
                 "-qq",
                 "--no-install-recommends",
                 "chromium",
+                "fonts-dejavu-core",
+                "fonts-liberation",
             ])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
