@@ -1,6 +1,7 @@
 //! `cargo xtask conformance`: the official `openai` Python SDK drives a real `batchbeam sim`
 //! (scripts/conformance), proving the simulator behaves as OpenAI does to an unmodified client;
-//! then schemathesis fuzzes it with the official spec.
+//! then schemathesis fuzzes it with the official spec, and `batchbeam serve` with the document
+//! the server generates (`/api/openapi.json`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -57,7 +58,117 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     }
     let fuzzed = fuzz(root, &python, &target, &sim.base_url);
     drop(sim);
-    fuzzed
+    fuzzed?;
+    fuzz_server(&python, &target, &bin)
+}
+
+/// The bearer token of the server under test.
+const SERVER_TOKEN: &str = "conformance-server-token-0123456789";
+/// The server's log, in the target directory.
+const SERVER_LOG: &str = "conformance-server.log";
+/// Examples per operation against the server: each accepted `POST /api/beam-search` starts a
+/// real (simulated) job, so fewer than against the simulator.
+const SERVER_EXAMPLES: &str = "25";
+
+/// A `batchbeam serve --sim` child process, killed when dropped.
+struct Serve {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Serve {
+    fn start(bin: &Path, dir: &Path, log: &Path) -> anyhow::Result<Serve> {
+        use std::io::{BufRead, BufReader, Write};
+        let _ = fs::remove_dir_all(dir);
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        fs::write(dir.join("none.toml"), "")?;
+        let mut child = Command::new(bin)
+            .args([
+                "serve",
+                "--sim",
+                "--sim-time-scale",
+                "1000",
+                "--addr",
+                "127.0.0.1:0",
+            ])
+            .current_dir(dir)
+            .env("BATCHBEAM_CONFIG", dir.join("none.toml"))
+            .env("BATCHBEAM_API_TOKEN", SERVER_TOKEN)
+            .env("BATCHBEAM_DB", dir.join("server.db"))
+            .env("BATCHBEAM_SESSIONS", dir.join("sessions"))
+            .env_remove("OPENAI_API_KEY")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("starting batchbeam serve")?;
+        let stderr = child
+            .stderr
+            .take()
+            .context("serve's stderr was not piped")?;
+        let mut log_file =
+            fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(log_file, "{line}");
+                if let Some(rest) = line.strip_prefix("batchbeam serve: http://") {
+                    let addr = rest.split('/').next().unwrap_or_default().to_owned();
+                    let _ = tx.send(format!("http://{addr}"));
+                }
+            }
+        });
+        let mut serve = Serve {
+            child,
+            url: String::new(),
+        };
+        match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(url) => {
+                serve.url = url;
+                Ok(serve)
+            }
+            Err(_) => bail!(
+                "batchbeam serve did not announce its address; its log is in {}",
+                log.display()
+            ),
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Schemathesis against `batchbeam serve` with the document the server generates itself
+/// (`/api/openapi.json`, utoipa): no 5xx and no response that breaks the document.
+fn fuzz_server(python: &Path, target: &Path, bin: &Path) -> anyhow::Result<()> {
+    let log = target.join(SERVER_LOG);
+    let serve = Serve::start(bin, &target.join("conformance-server"), &log)?;
+    let schemathesis = python.with_file_name("schemathesis");
+    let mut run = Command::new(&schemathesis);
+    run.current_dir(target)
+        .arg("run")
+        .arg(format!("{}/api/openapi.json", serve.url))
+        .args(["--url", &serve.url])
+        .args(["-H", &format!("Authorization: Bearer {SERVER_TOKEN}")])
+        .args(["--phases", "examples,coverage,fuzzing"])
+        .args(["--max-examples", SERVER_EXAMPLES])
+        .args(["--checks", "not_a_server_error,response_schema_conformance"])
+        .args(["--workers", "1", "--generation-deterministic", "--no-color"]);
+    println!(
+        "conformance: schemathesis against batchbeam serve ({SERVER_EXAMPLES} examples per operation)"
+    );
+    let result = exec(&mut run).with_context(|| {
+        format!(
+            "schemathesis found responses of batchbeam serve that break its own document; its log is in {}",
+            log.display()
+        )
+    });
+    drop(serve);
+    result
 }
 
 /// Operations the fuzzer tries per API operation and phase: deterministic generation, so a run

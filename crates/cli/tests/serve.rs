@@ -19,7 +19,14 @@ const TOKEN: &str = "serve-test-token-0123456789";
 /// `batchbeam sim` on a free port with a frozen clock; its root URL.
 fn start_sim(dir: &Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_batchbeam"))
-        .args(["sim", "--addr", "127.0.0.1:0", "--time-scale", "0", "--json"])
+        .args([
+            "sim",
+            "--addr",
+            "127.0.0.1:0",
+            "--time-scale",
+            "0",
+            "--json",
+        ])
         .arg("--data-dir")
         .arg(dir.join("sim"))
         .stdout(Stdio::piped())
@@ -180,11 +187,41 @@ async fn a_server_killed_mid_batch_finishes_its_jobs_after_a_restart_billing_eac
         "{stats}"
     );
     // Every request was run and billed once, and each is a call the sessions account for.
-    assert_eq!(stats["batch_requests_billed"], stats["batch_requests_executed"]);
-    assert_eq!(stats["batch_requests_billed"].as_u64().unwrap(), batch_calls, "{stats}");
-    assert_eq!(stats["sync_requests"].as_u64().unwrap(), 0, "nothing went to the standard API");
+    assert_eq!(
+        stats["batch_requests_billed"],
+        stats["batch_requests_executed"]
+    );
+    assert_eq!(
+        stats["batch_requests_billed"].as_u64().unwrap(),
+        batch_calls,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["sync_requests"].as_u64().unwrap(),
+        0,
+        "nothing went to the standard API"
+    );
     server.kill().unwrap();
     let _ = server.wait();
     sim.kill().unwrap();
     let _ = sim.wait();
+}
+
+#[test]
+fn without_a_token_the_server_refuses_a_non_loopback_address() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_batchbeam"))
+        .args(["serve", "--addr", "0.0.0.0:0"])
+        .current_dir(dir.path())
+        .env("BATCHBEAM_CONFIG", dir.path().join("none.toml"))
+        .env("BATCHBEAM_DB", dir.path().join("b.db"))
+        .env_remove("BATCHBEAM_API_TOKEN")
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("BATCHBEAM_API_TOKEN"), "{err}");
+    assert!(!dir.path().join("b.db").exists(), "nothing was created");
 }

@@ -188,14 +188,8 @@ fn job_view(app: &App, r: &JobRow) -> JobView {
         batch_id: r.batch_id.clone(),
         batch_ids: r.batch_ids.clone(),
         estimated_completion_time: eta.map(crate::events::rfc3339),
-        best: r
-            .best
-            .clone()
-            .and_then(|b| serde_json::from_value(b).ok()),
-        cost: r
-            .cost
-            .clone()
-            .and_then(|c| serde_json::from_value(c).ok()),
+        best: r.best.clone().and_then(|b| serde_json::from_value(b).ok()),
+        cost: r.cost.clone().and_then(|c| serde_json::from_value(c).ok()),
         error: r.error.clone(),
         created_at: crate::events::rfc3339(r.created_at_ms),
     }
@@ -247,7 +241,8 @@ pub(crate) async fn beam_search(
             &id,
             "job_queued",
             match json!({"prompt": req.prompt, "useBatch": checked.use_batch,
-                "estimatedCost": estimated_cost}) {
+                "estimatedCost": estimated_cost})
+            {
                 Value::Object(m) => m,
                 _ => Default::default(),
             },
@@ -291,7 +286,9 @@ pub(crate) async fn list_jobs(
         Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
             ApiError::bad_param(
                 "status",
-                format!("'{s}' is not one of queued, running, waiting, completed, failed, cancelled"),
+                format!(
+                    "'{s}' is not one of queued, running, waiting, completed, failed, cancelled"
+                ),
             )
         })?),
     };
@@ -305,7 +302,8 @@ pub(crate) async fn list_jobs(
     let after = match q.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => {
-            let bad = || ApiError::bad_param("cursor", format!("'{c}' is not a cursor this server gave"));
+            let bad =
+                || ApiError::bad_param("cursor", format!("'{c}' is not a cursor this server gave"));
             let (ms, id) = c.split_once('.').ok_or_else(bad)?;
             let ms = ms.parse::<i64>().map_err(|_| bad())?;
             if !valid_job_id(id) {
@@ -751,8 +749,11 @@ async fn auth(
     let given = bearer.or(from_query);
     match given {
         Some(g) if token.matches(&g) => Ok(next.run(req).await),
-        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "the bearer token is not this server's")
-            .with_code("invalid_api_key")),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the bearer token is not this server's",
+        )
+        .with_code("invalid_api_key")),
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "this server needs `Authorization: Bearer <BATCHBEAM_API_TOKEN>`",
@@ -763,11 +764,9 @@ async fn auth(
 
 /// The `token` of a query string.
 fn serde_urlencoded_token(q: &str) -> Option<String> {
-    axum::extract::Query::<WsQuery>::try_from_uri(
-        &format!("/?{q}").parse().ok()?,
-    )
-    .ok()
-    .and_then(|Query(w)| w.token)
+    axum::extract::Query::<WsQuery>::try_from_uri(&format!("/?{q}").parse().ok()?)
+        .ok()
+        .and_then(|Query(w)| w.token)
 }
 
 /// Every error response becomes OpenAI's error body (axum's own 404, 405, 413, 408... are
@@ -793,10 +792,7 @@ async fn openai_errors(State(app): State<Arc<App>>, req: Request, next: Next) ->
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let message = if text.trim().is_empty() {
-        status
-            .canonical_reason()
-            .unwrap_or("error")
-            .to_owned()
+        status.canonical_reason().unwrap_or("error").to_owned()
     } else {
         text
     };

@@ -329,7 +329,7 @@ pub fn spawn_workers(app: &Arc<App>, rx: mpsc::UnboundedReceiver<String>) {
     let app = app.clone();
     tokio::spawn(async move {
         let mut stop = app.stop.subscribe();
-        let mut states: HashMap<String, String> = HashMap::new();
+        let mut states: HashMap<String, (String, bool)> = HashMap::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(app.wait_poll) => {}
@@ -347,17 +347,33 @@ pub fn spawn_workers(app: &Arc<App>, rx: mpsc::UnboundedReceiver<String>) {
 /// Takes every job parked on settled batches back to the queue; reports batch status changes.
 async fn wake_settled(
     app: &Arc<App>,
-    states: &mut HashMap<String, String>,
+    states: &mut HashMap<String, (String, bool)>,
 ) -> Result<(), crate::Error> {
-    for row in app.jobs.with_status(&[JobStatus::Waiting]).await? {
-        for batch in &row.batch_ids {
+    let mut seen: Vec<String> = Vec::new();
+    for row in app
+        .jobs
+        .with_status(&[JobStatus::Waiting, JobStatus::Running])
+        .await?
+    {
+        // A waiting job's batches, and the one a running (poll-mode) job waits on now.
+        let watched: Vec<&String> = if row.status == JobStatus::Waiting {
+            row.batch_ids.iter().collect()
+        } else {
+            row.batch_id.iter().collect()
+        };
+        for batch in watched {
+            seen.push(batch.clone());
+            if states.get(batch).is_some_and(|(_, settled)| *settled) {
+                continue; // nothing more will change
+            }
             if let Some(info) = app.stack.batch(batch).await? {
                 let now = info
                     .remote_status
                     .clone()
                     .unwrap_or_else(|| info.state.clone());
-                if states.get(batch) != Some(&now) {
-                    states.insert(batch.clone(), now.clone());
+                let changed = states.get(batch).map(|(s, _)| s) != Some(&now);
+                states.insert(batch.clone(), (now.clone(), info.settled));
+                if changed {
                     let fields = json!({"batchId": batch, "status": now, "state": info.state,
                         "completed": info.completed, "failed": info.failed, "total": info.total});
                     if let Value::Object(map) = fields {
@@ -366,7 +382,7 @@ async fn wake_settled(
                 }
             }
         }
-        if app.stack.unsettled(&row.wait_keys).await? == 0 {
+        if row.status == JobStatus::Waiting && app.stack.unsettled(&row.wait_keys).await? == 0 {
             let _lock = app.row_lock.lock().await;
             let Some(mut row) = app.jobs.get(&row.id).await? else {
                 continue;
@@ -382,6 +398,8 @@ async fn wake_settled(
             app.enqueue(&row.id);
         }
     }
+    // Forget the batches no job watches any more.
+    states.retain(|b, _| seen.contains(b));
     Ok(())
 }
 
@@ -531,8 +549,14 @@ async fn drive(
         search = search.with_deadline(d.saturating_sub(elapsed).max(Duration::from_secs(1)));
     }
     let session = search.id().to_owned();
-    let stages = i64::try_from(search.params().plan.stages(search.params().iterations).len())
-        .unwrap_or(0);
+    let stages = i64::try_from(
+        search
+            .params()
+            .plan
+            .stages(search.params().iterations)
+            .len(),
+    )
+    .unwrap_or(0);
     let Some(_) = update(app, id, |r| {
         r.status = JobStatus::Running;
         r.session_id = Some(session.clone());
@@ -545,7 +569,11 @@ async fn drive(
     else {
         return Ok(());
     };
-    let kind = if resumed { "job_resumed" } else { "job_started" };
+    let kind = if resumed {
+        "job_resumed"
+    } else {
+        "job_started"
+    };
     app.events
         .publish(
             id,

@@ -385,12 +385,13 @@ impl JobStore for SqliteJobStore {
     }
 
     async fn last_seq(&self, job: &str) -> Result<i64, Error> {
-        let row =
-            sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM server_job_events WHERE job_id = ?")
-                .bind(job.to_owned())
-                .fetch_one(&self.pool)
-                .await
-                .map_err(store_err)?;
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(seq), 0) AS s FROM server_job_events WHERE job_id = ?",
+        )
+        .bind(job.to_owned())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_err)?;
         row.try_get("s").map_err(store_err)
     }
 

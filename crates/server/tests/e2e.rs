@@ -23,6 +23,10 @@ struct Running {
 }
 
 async fn start(workers: usize) -> Running {
+    start_with(workers, Duration::from_secs(30)).await
+}
+
+async fn start_with(workers: usize, request_timeout: Duration) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("b.db");
     let sessions = dir.path().join("sessions");
@@ -50,6 +54,7 @@ async fn start(workers: usize) -> Running {
     config.token = Some(ApiToken::new(TOKEN));
     config.workers = workers;
     config.wait_poll = Duration::from_millis(100);
+    config.request_timeout = request_timeout;
     let server = Server::start(stack, config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -112,7 +117,9 @@ fn small(prompt: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_job_is_followed_on_the_websocket_to_its_end() {
     let s = start(2).await;
-    let (status, accepted) = s.post("/api/beam-search", small("a lighthouse in a storm")).await;
+    let (status, accepted) = s
+        .post("/api/beam-search", small("a lighthouse in a storm"))
+        .await;
     assert_eq!(status, 202, "{accepted}");
     let job = accepted["jobId"].as_str().unwrap().to_owned();
     assert!(accepted["estimatedCost"].as_f64().unwrap() > 0.0);
@@ -143,13 +150,30 @@ async fn a_batch_job_is_followed_on_the_websocket_to_its_end() {
     let types: Vec<&str> = seen.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types.first(), Some(&"job_queued"), "{types:?}");
     assert_eq!(types.last(), Some(&"job_finished"), "{types:?}");
-    for t in ["job_started", "session_started", "stage_started", "batch_submitted",
-              "job_waiting", "job_resumed", "stage_finished", "iteration_judged", "session_finished"] {
+    for t in [
+        "job_started",
+        "session_started",
+        "stage_started",
+        "batch_submitted",
+        "job_waiting",
+        "batch_status",
+        "job_resumed",
+        "stage_finished",
+        "iteration_judged",
+        "session_finished",
+    ] {
         assert!(types.contains(&t), "no {t} in {types:?}");
     }
     let seqs: Vec<i64> = seen.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
-    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "numbered in order");
-    assert!(seen.iter().all(|e| e["jobId"] == json!(job) && e["at"].as_str().unwrap().ends_with('Z')));
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "numbered in order"
+    );
+    assert!(
+        seen.iter()
+            .all(|e| e["jobId"] == json!(job) && e["at"].as_str().unwrap().ends_with('Z'))
+    );
 
     // A second connection after the end replays the same events.
     let (mut again, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
@@ -191,7 +215,12 @@ async fn a_batch_job_is_followed_on_the_websocket_to_its_end() {
     assert_eq!(iterations[0]["candidates"].as_array().unwrap().len(), 4);
     assert!(tree["cost"]["simulated"].as_bool().unwrap());
     assert_eq!(tree["ratingCurve"].as_array().unwrap().len(), 2);
-    assert!(tree["best"]["imageUrl"].as_str().unwrap().starts_with(&format!("/api/job/{job}/images/")));
+    assert!(
+        tree["best"]["imageUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("/api/job/{job}/images/"))
+    );
 
     let batch = done["batchIds"][0].as_str().unwrap();
     let (status, results) = s.get(&format!("/api/batch/{batch}/results")).await;
@@ -202,7 +231,13 @@ async fn a_batch_job_is_followed_on_the_websocket_to_its_end() {
     let (status, costs) = s.get("/api/costs").await;
     assert_eq!(status, 200);
     assert!(costs["total"].as_f64().unwrap() > 0.0);
-    assert!(costs["byOperation"].as_array().unwrap().iter().any(|l| l["tier"] == "batch"));
+    assert!(
+        costs["byOperation"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["tier"] == "batch")
+    );
 
     let (status, list) = s.get("/api/jobs?status=completed&limit=1").await;
     assert_eq!(status, 200);
@@ -219,14 +254,20 @@ async fn a_batch_job_is_followed_on_the_websocket_to_its_end() {
         .await
         .unwrap();
     let mut samples = 0;
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (name, value) = line.rsplit_once(' ').unwrap();
         assert!(name.starts_with("batchbeam_"), "{line}");
         value.parse::<f64>().unwrap();
         samples += 1;
     }
     assert!(samples > 10);
-    assert!(text.contains("batchbeam_jobs{status=\"completed\"} 1"), "{text}");
+    assert!(
+        text.contains("batchbeam_jobs{status=\"completed\"} 1"),
+        "{text}"
+    );
     // The OpenAI key is in no response, event or database file.
     assert!(!text.contains(SECRET));
     assert!(seen.iter().all(|e| !e.to_string().contains(SECRET)));
@@ -260,6 +301,30 @@ async fn twenty_deferred_jobs_on_two_workers_all_finish() {
         let done = s.until_done(job).await;
         assert_eq!(done["status"], "completed", "{done}");
     }
+    // Pages of 7 list every job once, newest first.
+    let mut listed: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/jobs?limit=7&cursor={c}"),
+            None => "/api/jobs?limit=7".to_owned(),
+        };
+        let (status, page) = s.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        for j in page["jobs"].as_array().unwrap() {
+            listed.push(j["jobId"].as_str().unwrap().to_owned());
+        }
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    // Each once (jobs made in the same millisecond are ordered by id, not by arrival).
+    assert_eq!(listed.len(), jobs.len());
+    let (mut a, mut b) = (listed.clone(), jobs.clone());
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
     // Every job waited on a batch without a worker at least once.
     for job in &jobs {
         let (_, v) = s.get(&format!("/api/job/{job}")).await;
@@ -272,7 +337,12 @@ async fn twenty_deferred_jobs_on_two_workers_all_finish() {
 async fn errors_auth_and_paths() {
     let s = start(1).await;
     // No token, a wrong one.
-    let r = s.http.get(format!("{}/api/jobs", s.base)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/api/jobs", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "authentication_error");
@@ -286,22 +356,37 @@ async fn errors_auth_and_paths() {
     assert_eq!(r.status().as_u16(), 401);
     // Open routes.
     for path in ["/health", "/ready", "/metrics"] {
-        let r = s.http.get(format!("{}{path}", s.base)).send().await.unwrap();
+        let r = s
+            .http
+            .get(format!("{}{path}", s.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 200, "{path}");
     }
     // A 400 names the field.
-    let (status, v) = s.post("/api/beam-search", json!({"prompt": "x", "n": 10, "m": 3})).await;
+    let (status, v) = s
+        .post("/api/beam-search", json!({"prompt": "x", "n": 10, "m": 3}))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(v["error"]["param"], "n", "{v}");
     let (status, v) = s.post("/api/beam-search", json!({"prompt": ""})).await;
     assert_eq!(status, 400);
     assert_eq!(v["error"]["param"], "prompt");
-    let (status, v) = s.post("/api/beam-search", json!({"prompt": "x", "plan": "nope"})).await;
+    let (status, v) = s
+        .post("/api/beam-search", json!({"prompt": "x", "plan": "nope"}))
+        .await;
     assert_eq!((status, v["error"]["param"].clone()), (400, json!("plan")));
     let (status, v) = s
-        .post("/api/beam-search", json!({"prompt": "x", "batchWaitMode": "later"}))
+        .post(
+            "/api/beam-search",
+            json!({"prompt": "x", "batchWaitMode": "later"}),
+        )
         .await;
-    assert_eq!((status, v["error"]["param"].clone()), (400, json!("batchWaitMode")));
+    assert_eq!(
+        (status, v["error"]["param"].clone()),
+        (400, json!("batchWaitMode"))
+    );
     let (status, v) = s.post("/api/beam-search", json!({"prompt": 5})).await;
     assert_eq!(status, 400, "{v}");
     // Unknown ids and routes; a wrong method.
@@ -330,7 +415,14 @@ async fn errors_auth_and_paths() {
     // Path traversal, plain, encoded and double-encoded.
     let (_, accepted) = s.post("/api/beam-search", small("a cat")).await;
     let job = accepted["jobId"].as_str().unwrap();
-    for file in ["..%2F..%2Fb.db", "%2e%2e%2fb.db", "%252e%252e%252fb.db", "..", "..%5Cb.db", "i0c0.png%00"] {
+    for file in [
+        "..%2F..%2Fb.db",
+        "%2e%2e%2fb.db",
+        "%252e%252e%252fb.db",
+        "..",
+        "..%5Cb.db",
+        "i0c0.png%00",
+    ] {
         let r = s
             .http
             .get(format!("{}/api/job/{job}/images/{file}", s.base))
@@ -360,5 +452,38 @@ async fn errors_auth_and_paths() {
     let (status, doc) = s.get("/api/openapi.json").await;
     assert_eq!(status, 200);
     assert!(doc["paths"]["/api/beam-search"].is_object());
+    s.server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_mid_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start_with(1, Duration::from_secs(1)).await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/beam-search HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"prompt\""
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // Never send the rest: the server answers 408 once its timeout passes (generous wait).
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     s.server.stop();
 }

@@ -74,8 +74,9 @@ impl Rule {
                 "a sqlite: URL naming a file (a URL of another scheme is ignored)".to_owned()
             }
             Rule::Secret => "the API key (environment only, never shown)".to_owned(),
-            Rule::Token => "a token of 16 or more characters (environment only, never shown)"
-                .to_owned(),
+            Rule::Token => {
+                "a token of 16 or more characters (environment only, never shown)".to_owned()
+            }
             Rule::Addr => "an address and port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080".to_owned(),
         }
     }

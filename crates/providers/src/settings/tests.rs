@@ -482,3 +482,38 @@ fn the_documented_table_is_the_codes() {
     let rows = doc.lines().filter(|l| l.starts_with("| `")).count();
     assert_eq!(rows, SETTINGS.len(), "docs/configuration.md has extra rows");
 }
+
+#[test]
+fn the_server_settings_read_their_variables_and_the_token_never_shows() {
+    let s = load_all(None, &[], &[]).unwrap();
+    assert_eq!(s.server.addr.to_string(), "127.0.0.1:8080");
+    assert_eq!(s.server.workers, 4);
+    assert!(s.server.api_token.is_none());
+    let token = "tok-SERVER-0123456789abcdef";
+    let env = [
+        ("BATCHBEAM_API_TOKEN", token),
+        ("BATCHBEAM_ADDR", "0.0.0.0:9000"),
+        ("BATCHBEAM_WORKERS", "16"),
+        ("BATCHBEAM_BODY_LIMIT_BYTES", "2048"),
+        ("BATCHBEAM_REQUEST_TIMEOUT_SECS", "2.5"),
+    ];
+    let s = load_all(None, &env, &[("server.workers", "2".to_owned())]).unwrap();
+    assert_eq!(s.server.addr.to_string(), "0.0.0.0:9000");
+    assert_eq!(s.server.workers, 2, "the flag wins");
+    assert_eq!(s.server.body_limit_bytes, 2048);
+    assert_eq!(s.server.request_timeout, Duration::from_millis(2500));
+    let t = s.server.api_token.clone().unwrap();
+    assert!(t.matches(token));
+    assert!(!t.matches("tok-SERVER-0123456789abcdeX"));
+    assert!(!t.matches(""));
+    assert!(!t.matches(&format!("{token}x")));
+    assert!(!format!("{s:?}").contains(token));
+    // A short token is refused without showing it; a bad address names its variable.
+    let err = load_all(None, &[("BATCHBEAM_API_TOKEN", "short-secret")], &[]).unwrap_err();
+    assert!(!err.to_string().contains("short-secret"), "{err}");
+    assert!(err.to_string().contains("BATCHBEAM_API_TOKEN"));
+    let err = load_all(None, &[("BATCHBEAM_ADDR", "localhost")], &[]).unwrap_err();
+    assert!(err.to_string().contains("BATCHBEAM_ADDR"), "{err}");
+    let err = load_all(None, &[("BATCHBEAM_WORKERS", "0")], &[]).unwrap_err();
+    assert!(err.to_string().contains("BATCHBEAM_WORKERS"), "{err}");
+}
