@@ -73,6 +73,11 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
             Box::new(crate::conformance::run),
         ),
         (
+            "browser",
+            "the dashboard in Debian's chromium: a live search from the form, and a report.html",
+            Box::new(crate::browser::run),
+        ),
+        (
             "snapshots",
             "no pending insta snapshots",
             Box::new(snapshots),

@@ -24,7 +24,7 @@ const SIM_LOG: &str = "conformance-sim.log";
 /// Makes the venv, builds and starts the simulator, runs pytest against it, stops it.
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let suite = root.join("scripts/conformance");
-    let python = ensure_venv(root, &suite.join("requirements.txt"))?;
+    let python = ensure_venv(&root.join(".venv"), &suite.join("requirements.txt"))?;
 
     build_workspace(root)?;
     let target = target_dir(root)?;
@@ -212,10 +212,10 @@ fn fuzz(root: &Path, python: &Path, target: &Path, base_url: &str) -> anyhow::Re
     })
 }
 
-/// `.venv/bin/python` with the suite's requirements installed, reusing the venv while
-/// `requirements.txt` is unchanged.
-fn ensure_venv(root: &Path, requirements: &Path) -> anyhow::Result<PathBuf> {
-    let venv = root.join(".venv");
+/// `<venv>/bin/python` with `requirements` installed, reusing the venv while the requirements
+/// are unchanged (the conformance suite's `.venv`, the browser test's under the target folder).
+pub(crate) fn ensure_venv(venv: &Path, requirements: &Path) -> anyhow::Result<PathBuf> {
+    let venv = venv.to_path_buf();
     let python = venv.join("bin/python");
     let stamp = venv.join(STAMP);
     if !python.exists() {
@@ -252,8 +252,8 @@ fn ensure_venv(root: &Path, requirements: &Path) -> anyhow::Result<PathBuf> {
     Ok(python)
 }
 
-/// Installs Debian's `python3-venv` with apt-get, as root; elsewhere says what to install.
-fn install_venv_module() -> anyhow::Result<()> {
+/// Whether this process may install Debian packages: root, with apt-get.
+pub(crate) fn can_apt_install() -> bool {
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -263,7 +263,12 @@ fn install_venv_module() -> anyhow::Result<()> {
         .stdout(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !(root && apt) {
+    root && apt
+}
+
+/// Installs Debian's `python3-venv` with apt-get, as root; elsewhere says what to install.
+fn install_venv_module() -> anyhow::Result<()> {
+    if !can_apt_install() {
         bail!(
             "python3 cannot create a venv: install its venv module (on Debian or Ubuntu: `sudo apt-get install python3-venv`) and run again"
         );

@@ -5,6 +5,7 @@
 mod bench;
 mod bench_queue;
 mod bench_session;
+mod browser;
 mod ci;
 mod conformance;
 mod demo;
@@ -57,6 +58,8 @@ enum Command {
     },
     /// Show what the batchbeam binary can do so far, end to end, on generated files.
     Demo,
+    /// The dashboard in Debian's chromium (scripts/browser); screenshots in target/screenshots.
+    Browser,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,5 +74,6 @@ fn main() -> anyhow::Result<()> {
         Command::Demo => demo::run(&root),
         Command::Pg { command } => postgres::with_server(&command),
         Command::Conformance => conformance::run(&root),
+        Command::Browser => browser::run(&root),
     }
 }

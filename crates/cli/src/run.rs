@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use batch_format::ImageDetail;
 use clap::{Args, Subcommand};
 use orchestrator::{
@@ -428,6 +428,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for line in opening_lines(&rig, &args.place, &params, 0) {
         writeln!(err, "{line}")?;
     }
+    let store = rig.store.clone();
     let mut search = BeamSearch::start(params, rig.engines, rig.store, &rig.sessions)
         .await?
         .with_pricing(rig.pricing);
@@ -453,7 +454,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         cost: rig.cost_tracking,
         simulated: rig.simulated.is_some(),
     };
-    drive(search, shown).await
+    drive(search, shown, store).await
 }
 
 /// How the outcome is shown.
@@ -505,10 +506,10 @@ pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
         cost: rig.cost_tracking,
         simulated: rig.simulated.is_some(),
     };
-    drive(search, shown).await
+    drive(search, shown, rig.store).await
 }
 
-async fn drive(search: BeamSearch, shown: Shown) -> anyhow::Result<ExitCode> {
+async fn drive(search: BeamSearch, shown: Shown, store: SessionStore) -> anyhow::Result<ExitCode> {
     let mut events = search.progress().subscribe();
     let printer = tokio::spawn(async move {
         let tty = std::io::stderr().is_terminal();
@@ -521,8 +522,38 @@ async fn drive(search: BeamSearch, shown: Shown) -> anyhow::Result<ExitCode> {
     });
     let outcome = search.run().await;
     printer.abort();
-    show(&outcome?, shown)?;
+    let outcome = outcome?;
+    // The report is a view of what session.json already holds: a failure to write it is said,
+    // and the session still succeeded.
+    let report = write_report(&store, &outcome, shown.simulated).await;
+    show(&outcome, shown)?;
+    match report {
+        Ok(path) if shown.json => eprintln!("report: {}", path.display()),
+        Ok(path) => println!("report: {}", path.display()),
+        Err(e) => eprintln!("warning: report.html was not written: {e:#}"),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `report.html` into the session folder, beside `session.json` and `images/`: the
+/// dashboard's job view, static, with the session tree embedded and image links relative to
+/// the folder. Returns its path.
+async fn write_report(
+    store: &SessionStore,
+    outcome: &SessionOutcome,
+    simulated: bool,
+) -> anyhow::Result<PathBuf> {
+    use server::view::{ImageUrls, SessionTree};
+    let row = store
+        .session(&outcome.id)
+        .await?
+        .with_context(|| format!("session {} is not in the database", outcome.id))?;
+    let tree = SessionTree::of_session(&row, ImageUrls::Relative)?.for_job("completed", simulated);
+    let path = outcome.folder.join("report.html");
+    tokio::fs::write(&path, server::dashboard::report_html(&tree))
+        .await
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 /// The outcome on stdout: one JSON object, or text.

@@ -337,3 +337,40 @@ fn commands_that_only_read_create_nothing_and_speak_json() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_finished_run_writes_report_html_beside_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
+    let mut args = vec!["run", "a lighthouse </script> in a storm"];
+    args.extend(TINY);
+    let out = batchbeam(dir.path(), &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let path = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("report: "))
+        .unwrap_or_else(|| panic!("no report line in {stdout}"));
+    let report = dir.path().join(path);
+    let folder = report.parent().unwrap();
+    assert!(folder.join("session.json").is_file() && folder.join("images").is_dir());
+    let html = std::fs::read_to_string(&report).unwrap();
+    // Self-contained: the tree embedded, images beside it, nothing from a server.
+    assert!(html.contains(r#"<script id="bb-tree" type="application/json">"#));
+    assert!(
+        html.contains(r#""imageUrl":"images/i0c"#),
+        "images relative to the folder"
+    );
+    assert!(!html.contains("assets/app.js") && !html.contains("/api/job/"));
+    // The idea's `</script>` cannot end the embedded tree.
+    assert_eq!(html.matches("</script>").count(), 2);
+    // With --json, stdout stays one JSON object and the path goes to stderr.
+    args.push("--json");
+    let out = batchbeam(dir.path(), &args);
+    let _: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        text(&out.stderr).contains("report: "),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -841,10 +841,11 @@ pub fn router(app: Arc<App>, config: &crate::ServerConfig) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics));
-    // The dashboard (GET / and /assets/*) is merged here: `.merge(crate::dashboard::router())`.
+    // The dashboard: GET / and /assets/{file}, open (the page asks for the token itself).
     Router::new()
         .merge(api)
         .merge(open)
+        .merge(crate::dashboard::router())
         .fallback(not_found)
         .with_state(app.clone())
         .layer(axum::extract::DefaultBodyLimit::max(config.body_limit))

@@ -7,6 +7,7 @@
 //! neither the batch queue nor the HTTP client.
 
 pub mod api;
+pub mod dashboard;
 mod error;
 pub mod events;
 pub mod jobs;
