@@ -16,6 +16,16 @@ use serde_json::{Value, json};
 
 const TOKEN: &str = "serve-test-token-0123456789";
 
+/// A child process killed when dropped, so that a failing test leaves none behind.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `batchbeam sim` on a free port with a frozen clock; its root URL.
 fn start_sim(dir: &Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_batchbeam"))
@@ -98,8 +108,10 @@ async fn get(http: &reqwest::Client, url: &str) -> Value {
 async fn a_server_killed_mid_batch_finishes_its_jobs_after_a_restart_billing_each_request_once() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("none.toml"), "").unwrap();
-    let (mut sim, sim_url) = start_sim(dir.path());
-    let (mut server, base) = start_server(dir.path(), &sim_url);
+    let (sim, sim_url) = start_sim(dir.path());
+    let _sim = Proc(sim);
+    let (server, base) = start_server(dir.path(), &sim_url);
+    let mut server = Proc(server);
     let http = reqwest::Client::new();
     let mut jobs = Vec::new();
     for mode in ["poll", "deferred"] {
@@ -135,10 +147,11 @@ async fn a_server_killed_mid_batch_finishes_its_jobs_after_a_restart_billing_eac
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(out, "both jobs sent a batch: {last:#?}");
-    server.kill().unwrap(); // SIGKILL
-    server.wait().unwrap();
+    server.0.kill().unwrap(); // SIGKILL
+    server.0.wait().unwrap();
 
-    let (mut server, base) = start_server(dir.path(), &sim_url);
+    let (server, base) = start_server(dir.path(), &sim_url);
+    let mut server = Proc(server);
     let mut done = Vec::new();
     for _ in 0..2400 {
         http.post(format!("{sim_url}/sim/clock/advance?seconds=1800"))
@@ -206,14 +219,12 @@ async fn a_server_killed_mid_batch_finishes_its_jobs_after_a_restart_billing_eac
     );
     // SIGTERM: a graceful stop, exit 0.
     let term = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
-    let status = server.wait().unwrap();
+    let status = server.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    sim.kill().unwrap();
-    let _ = sim.wait();
 }
 
 #[test]
