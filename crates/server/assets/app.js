@@ -760,8 +760,12 @@
         kids.push(s("text", { class: "val", x: X(p.x), y: Y(p.y) - 10, "text-anchor": "middle", text: fmtRating(p.y) }));
       });
       kids.push(s("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
+      var scaleNote = tree.ratingScale === "elo"
+        ? "One scale for the whole session: 1500 is the first iteration's average, +400 is ten times the odds of being preferred."
+        : tree.ratingScale === "score" ? "The judges' 0–10 score." : null;
       fill(curve, h("h2", { text: "Best rating per iteration" }),
-        s("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "best rating per iteration" }, kids));
+        s("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "best rating per iteration" }, kids),
+        scaleNote ? h("p", { class: "muted small", text: scaleNote }) : null);
     }
 
     function niceStep(raw) {

@@ -39,10 +39,10 @@ fn word<T: Serialize>(t: &T) -> String {
     }
 }
 
-/// A candidate's rating: the one place the tree reads it, so that it switches to the
-/// session-wide rating in one line once candidates carry one.
+/// A candidate's rating on the session's one scale (Elo-like in comparative mode, its 0-10
+/// score in scoring mode; see the orchestrator's `rating`).
 pub fn rating_of(c: &Candidate) -> Option<f64> {
-    c.verdict.as_ref().map(|v| v.total)
+    c.rating
 }
 
 /// The parameters a tree shows.
@@ -217,6 +217,10 @@ pub struct SessionTree {
     pub best: Option<TreeBest>,
     /// The best rating after each judged iteration.
     pub rating_curve: Vec<CurvePoint>,
+    /// What the ratings mean: `elo` (comparative judging: one Bradley–Terry fit over the
+    /// session's comparisons; 1500 is the first expansion's average, +400 is ten times the
+    /// odds of being preferred) or `score` (scoring judging: the judges' 0-10 total).
+    pub rating_scale: String,
     /// The cost so far.
     pub cost: TreeCost,
 }
@@ -248,7 +252,9 @@ impl SessionTree {
                     iterations.len() - 1
                 }
             };
-            let v = c.verdict.as_ref();
+            // Its judgement among its own iteration's candidates (a survivor is judged again
+            // in the next pool, as a parent).
+            let v = c.verdict_in(c.iteration);
             iterations[at].candidates.push(TreeCandidate {
                 id: c.id.clone(),
                 iteration: c.iteration,
@@ -319,6 +325,7 @@ impl SessionTree {
             iterations,
             best,
             rating_curve,
+            rating_scale: word(&orchestrator::RatingScale::of(params.judging)),
             cost: TreeCost::of(&state.costs.report(), false),
         })
     }

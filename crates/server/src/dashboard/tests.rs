@@ -155,6 +155,7 @@ fn tree() -> SessionTree {
             iteration: 0,
             best_rating: Some(7.5),
         }],
+        rating_scale: "elo".into(),
         cost: TreeCost {
             total: 1.0,
             all_standard: 2.0,
@@ -182,6 +183,7 @@ fn the_report_embeds_the_tree_with_the_names_the_script_reads() {
     for key in [
         "sessionId",
         "ratingCurve",
+        "ratingScale",
         "bestRating",
         "bestId",
         "imageUrl",
