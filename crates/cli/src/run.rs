@@ -15,6 +15,8 @@ use orchestrator::{
     RatingScale, Routing, SearchParams, SessionOutcome, SessionStore, Turnaround, estimate,
 };
 use providers::{Operation, RoleModels, Settings, Stack, StackOptions, Tier};
+// One rule for a deadline, the server's and the CLI's: `90s`, `45m`, `6h`, `2d`, at most 30 days.
+use server::jobs::parse_duration;
 
 /// Where sessions and their database live, and how to reach the models.
 #[derive(Args, Clone)]
@@ -205,28 +207,6 @@ fn duration_words(d: Duration) -> String {
     }
 }
 
-/// `90s`, `45m`, `6h`, `2d` or a number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, unit) = t.split_at(
-        t.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(t.len()),
-    );
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration like 90s, 45m, 6h or 2d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86_400.0,
-        _ => return Err(format!("'{s}': the unit must be s, m, h or d")),
-    };
-    if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("'{s}' must be more than zero"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
 
 /// The database: `--db` over the settings.
 fn db_path(db: Option<&Path>) -> anyhow::Result<PathBuf> {
@@ -871,5 +851,6 @@ mod tests {
         assert!(parse_duration("5w").unwrap_err().contains("unit"));
         assert!(parse_duration("0m").is_err());
         assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("31d").is_err(), "a deadline is at most 30 days");
     }
 }
