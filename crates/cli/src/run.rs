@@ -207,7 +207,6 @@ fn duration_words(d: Duration) -> String {
     }
 }
 
-
 /// The database: `--db` over the settings.
 fn db_path(db: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(crate::settings::load(db, None)?.data.db)
@@ -851,6 +850,9 @@ mod tests {
         assert!(parse_duration("5w").unwrap_err().contains("unit"));
         assert!(parse_duration("0m").is_err());
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("31d").is_err(), "a deadline is at most 30 days");
+        assert!(
+            parse_duration("31d").is_err(),
+            "a deadline is at most 30 days"
+        );
     }
 }

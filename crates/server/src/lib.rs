@@ -11,6 +11,7 @@ pub mod dashboard;
 mod error;
 pub mod events;
 pub mod jobs;
+mod listen;
 mod metrics;
 mod openapi;
 pub mod store;
@@ -27,6 +28,7 @@ use tokio::net::TcpListener;
 
 pub use error::{ApiError, Error, ErrorBody, ErrorObject};
 pub use jobs::BeamSearchRequest;
+pub use listen::serve;
 pub use openapi::ApiDoc;
 pub use store::{JobRow, JobStatus, JobStore, SqliteJobStore};
 
@@ -41,7 +43,8 @@ pub struct ServerConfig {
     pub workers: usize,
     /// The largest request body read.
     pub body_limit: usize,
-    /// Slower requests are answered 408.
+    /// Slower requests are answered 408; a request head (the line and headers) not all in by
+    /// then closes the connection.
     pub request_timeout: Duration,
     /// Where sessions write their folders.
     pub sessions_dir: PathBuf,
@@ -83,6 +86,8 @@ impl ServerConfig {
 pub struct Server {
     app: Arc<jobs::App>,
     router: axum::Router,
+    /// How long a request's head may take to arrive (the request timeout).
+    head_timeout: Duration,
 }
 
 impl std::fmt::Debug for Server {
@@ -125,7 +130,11 @@ impl Server {
         }
         jobs::spawn_workers(&app, rx);
         let router = api::router(app.clone(), &config);
-        Ok(Server { app, router })
+        Ok(Server {
+            app,
+            router,
+            head_timeout: config.request_timeout,
+        })
     }
 
     /// The router (for tests, or to serve on a listener of one's own).
@@ -141,12 +150,11 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let app = self.app.clone();
-        axum::serve(listener, self.router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                app.stop();
-            })
-            .await?;
+        serve(listener, self.router, self.head_timeout, async move {
+            shutdown.await;
+            app.stop();
+        })
+        .await;
         self.app.stop();
         Ok(())
     }

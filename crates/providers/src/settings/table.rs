@@ -413,7 +413,7 @@ pub const SETTINGS: &[Setting] = &[
             max: 3600.0,
             unit: "seconds",
         },
-        "a request (headers and body) taking longer is answered 408",
+        "a request head slower than this closes the connection; a slower body or handler is answered 408",
     ),
 ];
 
