@@ -104,6 +104,8 @@ pub struct CostView {
 pub struct JobView {
     /// The job.
     pub job_id: String,
+    /// The idea it searches a prompt for, as it was submitted.
+    pub prompt: String,
     /// `queued`, `running`, `waiting`, `completed`, `failed`, `cancelled`.
     pub status: JobStatus,
     /// The session, once started.
@@ -154,6 +156,7 @@ pub struct ListQuery {
 }
 
 fn job_view(app: &App, r: &JobRow) -> JobView {
+    let request = serde_json::from_str::<BeamSearchRequest>(&r.request).ok();
     let progress = match (r.status, r.stages) {
         (JobStatus::Completed, _) => 1.0,
         (_, 0) => 0.0,
@@ -166,10 +169,7 @@ fn job_view(app: &App, r: &JobRow) -> JobView {
         let per_stage_ms = match (r.started_at_ms, r.stage) {
             (Some(start), done) if done > 0 => (providers::now_ms() - start) / done,
             _ => {
-                let batch = serde_json::from_str::<BeamSearchRequest>(&r.request)
-                    .ok()
-                    .and_then(|q| q.use_batch)
-                    .unwrap_or(false);
+                let batch = request.as_ref().and_then(|q| q.use_batch).unwrap_or(false);
                 if batch { 3_600_000 } else { 60_000 }
             }
         };
@@ -179,6 +179,7 @@ fn job_view(app: &App, r: &JobRow) -> JobView {
     let _ = app;
     JobView {
         job_id: r.id.clone(),
+        prompt: request.map(|q| q.prompt).unwrap_or_default(),
         status: r.status,
         session_id: r.session_id.clone(),
         stage: r.stage,

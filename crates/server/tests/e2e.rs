@@ -192,6 +192,8 @@ async fn a_batch_job_is_followed_on_the_websocket_to_its_end() {
     let done = s.until_done(&job).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["progress"], json!(1.0));
+    // The job says what it searches for (the list and the page show it without its tree).
+    assert_eq!(done["prompt"], "a lighthouse in a storm", "{done}");
     assert!(!done["batchIds"].as_array().unwrap().is_empty(), "{done}");
     let cost = &done["cost"];
     assert!(cost["total"].as_f64().unwrap() > 0.0);
