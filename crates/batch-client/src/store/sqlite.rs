@@ -28,14 +28,7 @@ impl SqliteStore {
                 .await
                 .map_err(|e| Error::io(parent, e))?;
         }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        Self::connect(options).await
+        Self::connect(SqliteConnectOptions::new().filename(path), true).await
     }
 
     /// Opens the database at `path`, which must exist (it is not created), and runs the
@@ -54,29 +47,24 @@ impl SqliteStore {
             }
             Err(e) => return Err(Error::io(path, e)),
         }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(false)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        Self::connect(options).await
+        Self::connect(SqliteConnectOptions::new().filename(path), false).await
     }
 
     /// Opens a `sqlite:` URL, as `DATABASE_URL` names it.
     pub async fn open_url(url: &str) -> Result<SqliteStore> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(Error::store)?
-            .create_if_missing(true)
+        let options = SqliteConnectOptions::from_str(url).map_err(Error::store)?;
+        Self::connect(options, true).await
+    }
+
+    /// Connects with the settings every opening shares (WAL, synced commits, a busy timeout,
+    /// foreign keys) and runs the migrations.
+    async fn connect(options: SqliteConnectOptions, create: bool) -> Result<SqliteStore> {
+        let options = options
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        Self::connect(options).await
-    }
-
-    async fn connect(options: SqliteConnectOptions) -> Result<SqliteStore> {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
