@@ -46,9 +46,11 @@ pub(crate) fn split_lines(mut rest: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// under it.
 pub(crate) const MAX_LINE_BYTES: usize = 4 << 20;
 
-/// One line as a capped reader hands it out.
+/// One line as a capped reader ([`for_each_jsonl_line`]) hands it out.
+///
+/// [`for_each_jsonl_line`]: crate::for_each_jsonl_line
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Line<'a> {
+pub enum Line<'a> {
     /// The line, with its newline (the last line of a file may lack one).
     Whole(&'a [u8]),
     /// A line longer than the cap: only its length (newline included) is known.
@@ -127,8 +129,9 @@ impl LineCarry {
 
 /// Calls `f` with each line of `reader`, newline included (the last line may lack one); a line
 /// longer than `max` is read past and handed over as [`Line::TooLong`]. Lines that fit in the
-/// reader's buffer are handed out in place; only those cut by a refill are copied, up to `max`.
-pub(crate) fn for_each_line<R: BufRead>(
+/// reader's buffer are handed out in place; only those cut by a refill are copied, up to `max`,
+/// so memory stays bounded by the reader's buffer and `max` whatever the input.
+pub fn for_each_line<R: BufRead>(
     mut reader: R,
     max: usize,
     mut f: impl FnMut(Line<'_>),

@@ -58,6 +58,7 @@ pub use image::{
     ImageBackground, ImageGenerationRequest, ImageModeration, ImageOutputFormat, ImageQuality,
     ImageResponseFormat, ImageStyle,
 };
+pub use jsonl::{Line as JsonlLine, for_each_line as for_each_jsonl_line};
 pub use line::{BatchRequestLine, Method, RequestBody};
 pub use model::{
     ModelCapabilities, Normalization, NormalizationAction, NormalizationReason, capabilities,

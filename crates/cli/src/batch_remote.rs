@@ -86,6 +86,10 @@ pub(crate) struct SubmitArgs {
     /// Most bytes per batch input file; bigger inputs are split into shards.
     #[arg(long, default_value_t = 200 * 1024 * 1024)]
     max_bytes: u64,
+    /// The longest line checked, in bytes; a longer one makes the file invalid and is read
+    /// past without being held (raise it for requests with large inline images).
+    #[arg(long, default_value_t = 4 << 20)]
+    max_line_bytes: usize,
     #[command(flatten)]
     common: Common,
 }
@@ -400,6 +404,7 @@ async fn submit(
         max_lines: args.max_lines,
         max_bytes: args.max_bytes,
         new: args.new,
+        max_line_bytes: args.max_line_bytes,
     };
     let outcome = match manager.submit_file(&args.file, options).await {
         Ok(outcome) => outcome,

@@ -101,7 +101,9 @@ pub(super) struct Scanned {
 }
 
 /// Reads a JSONL file once: validates every line, collects the custom ids and, when `hash`,
-/// the SHA-256 of its bytes. Invalid input is every problem found (up to 1000).
+/// the SHA-256 of its bytes. Invalid input is every problem found (up to 1000). No line over
+/// `options.max_line_bytes` is held: it is a `line_too_large` problem, read past (and hashed)
+/// without being kept, so memory stays bounded whatever the file holds.
 pub(super) fn scan_input_blocking(
     path: &Path,
     options: ValidationOptions,
@@ -112,32 +114,42 @@ pub(super) fn scan_input_blocking(
     struct Id {
         custom_id: Option<String>,
     }
+    /// Hashes every byte read through it, lines too long to be held included.
+    struct Hashing<R> {
+        inner: R,
+        hasher: Option<sha2::Sha256>,
+    }
+    impl<R: std::io::Read> std::io::Read for Hashing<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            if let Some(h) = &mut self.hasher {
+                h.update(&buf[..n]);
+            }
+            Ok(n)
+        }
+    }
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut hashing = Hashing {
+        inner: file,
+        hasher: hash.then(sha2::Sha256::new),
+    };
+    let reader = BufReader::with_capacity(1 << 20, &mut hashing);
+    let max_line = options.max_line_bytes;
     let mut validator = Validator::new(options);
-    let mut hasher = hash.then(sha2::Sha256::new);
     let mut problems = Problems::default();
     let mut ids = Vec::new();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        if let Some(h) = &mut hasher {
-            h.update(&line);
-        }
-        validator.push_line(&line, |p| problems.push(p));
-        if let Ok(Id {
-            custom_id: Some(id),
-        }) = serde_json::from_slice::<Id>(&line)
+    batch_format::for_each_jsonl_line(reader, max_line, |line| {
+        validator.push_capped(line, |p| problems.push(p));
+        if let JsonlLine::Whole(line) = line
+            && let Ok(Id {
+                custom_id: Some(id),
+            }) = serde_json::from_slice::<Id>(line)
         {
             ids.push(id);
         }
-    }
+    })
+    .map_err(|e| Error::io(path, e))?;
+    let hasher = hashing.hasher;
     let summary = validator.finish(|p| problems.push(p));
     if problems.total > 0 || !summary.is_valid() {
         return Err(Error::InvalidInput(problems.kept));

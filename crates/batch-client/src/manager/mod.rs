@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use batch_format::{Problem, Shard, ShardLimits, ShardManifest, ValidationOptions, Validator};
+use batch_format::{
+    JsonlLine, Problem, Shard, ShardLimits, ShardManifest, ValidationOptions, Validator,
+};
 use rand::Rng;
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;

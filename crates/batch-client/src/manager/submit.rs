@@ -69,6 +69,10 @@ pub struct SubmitOptions {
     pub max_bytes: u64,
     /// Submit even when the same content was submitted before (a new batch, billed again).
     pub new: bool,
+    /// The longest line checked, in bytes: a longer one makes the file invalid
+    /// (`line_too_large`) and is read past without being held. 4 MiB by default; raise it for
+    /// requests with large inline images (OpenAI takes a line as long as the file).
+    pub max_line_bytes: usize,
 }
 
 impl Default for SubmitOptions {
@@ -78,6 +82,7 @@ impl Default for SubmitOptions {
             max_lines: 50_000,
             max_bytes: 200 * 1024 * 1024,
             new: false,
+            max_line_bytes: ValidationOptions::default().max_line_bytes,
         }
     }
 }
@@ -268,6 +273,7 @@ impl<S: JobStore> BatchJobManager<S> {
         let unlimited = ValidationOptions {
             max_lines: u64::MAX,
             max_bytes: u64::MAX,
+            max_line_bytes: options.max_line_bytes,
             ..ValidationOptions::default()
         };
         let scanned =

@@ -184,3 +184,66 @@ async fn a_crash_after_any_step_of_a_file_submit_is_finished_by_submitting_it_ag
         }
     }
 }
+
+#[tokio::test]
+async fn a_line_over_the_cap_is_refused_by_its_line_and_submitted_once_the_cap_allows_it() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manager = manager(&sim, dir.path()).await;
+    // Line 2 carries a 5 MB prompt (an inline image would be as long): over the 4 MiB cap.
+    let long = "a lighthouse ".repeat(400_000);
+    let mut text = String::new();
+    for (i, content) in ["short", &long, "short again"].iter().enumerate() {
+        text.push_str(&format!(
+            "{{\"custom_id\":\"r-{i}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"{content}\"}}]}}}}\n"
+        ));
+    }
+    let file = dir.path().join("long.jsonl");
+    std::fs::write(&file, text).unwrap();
+
+    let err = manager
+        .submit_file(&file, SubmitOptions::default())
+        .await
+        .unwrap_err();
+    let Error::InvalidInput(problems) = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].line, Some(2));
+    assert_eq!(problems[0].code.as_str(), "line_too_large");
+    assert!(manager.list().await.unwrap().is_empty(), "nothing stored");
+
+    let outcome = manager
+        .submit_file(
+            &file,
+            SubmitOptions {
+                max_line_bytes: 8 << 20,
+                ..SubmitOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ids = &outcome.records[0].manifest.custom_ids;
+    assert_eq!(ids, &["r-0", "r-1", "r-2"]);
+    // The content key is the file's SHA-256, long line included: the same file attaches.
+    let again = manager
+        .submit_file(
+            &file,
+            SubmitOptions {
+                max_line_bytes: 8 << 20,
+                ..SubmitOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(again.attached);
+    let sha = {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(std::fs::read(&file).unwrap());
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert_eq!(outcome.submission.sha256, sha);
+}

@@ -79,6 +79,16 @@ impl Validator {
         self.push(Line::capped(line, max), max, on_problem);
     }
 
+    /// Validates the next line as [`for_each_jsonl_line`] hands it out, capped at
+    /// [`ValidationOptions::max_line_bytes`]: a line too long to be held is a `line_too_large`
+    /// problem.
+    ///
+    /// [`for_each_jsonl_line`]: crate::for_each_jsonl_line
+    pub fn push_capped(&mut self, line: Line<'_>, on_problem: impl FnMut(Problem)) {
+        let max = self.opts.max_line_bytes;
+        self.push(line, max, on_problem);
+    }
+
     /// Validates the next line as a capped reader hands it out: one too long to be held (over
     /// `max` bytes) is a `line_too_large` problem.
     pub(super) fn push(&mut self, line: Line<'_>, max: usize, on_problem: impl FnMut(Problem)) {
