@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -23,37 +22,105 @@ use crate::jobs::{App, BeamSearchRequest};
 use crate::store::{JobRow, JobStatus};
 use crate::view::{ImageUrls, SessionTree};
 
-/// JSON in, with every rejection as an [`ApiError`].
+/// JSON in, with every rejection as an [`ApiError`]: a body that is not JSON is a 400 saying
+/// where it breaks; one of the wrong shape is a 400 whose `param` is the field at fault (an
+/// unknown field, a missing one, or the one holding a value of the wrong type), never a value;
+/// another content type is a 415; a body over the limit is a 413.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !is_json(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Expected a request with `Content-Type: application/json`",
+            ));
         }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+        parse_json(&bytes).map(ApiJson)
     }
 }
 
-fn json_rejection(r: JsonRejection) -> ApiError {
-    let status = r.status();
-    let message = r.body_text();
-    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
-        StatusCode::BAD_REQUEST
-    } else {
-        status
+/// `application/json`, or another `application/…+json`, with or without parameters.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
     };
-    let mut e = ApiError::new(status, message.clone());
-    // serde names the field in "... at line 1 column 9" messages only loosely; take the
-    // `field` of "unknown field `x`" / "missing field `x`" / "invalid type ... for key `x`".
-    if let Some(start) = message.find('`')
-        && let Some(len) = message[start + 1..].find('`')
-    {
-        e.body.error.param = Some(message[start + 1..start + 1 + len].to_owned());
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|s| s.ends_with("+json"))
+}
+
+/// `bytes`, a JSON object, as a `T`, or the 400 that names what is wrong and where. (serde
+/// would also read a struct from an array of its fields in order: not a form this API takes.)
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "The request body must be a JSON object",
+        ));
     }
-    e
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let e = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) => {
+            return de.end().map(|()| v).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("The request body is not valid JSON: {e}"),
+                )
+            });
+        }
+        Err(e) => e,
+    };
+    let inner = e.inner();
+    if !inner.is_data() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("The request body is not valid JSON: {inner}"),
+        ));
+    }
+    let message = inner.to_string();
+    // The field: the first step of the path to the fault, else the one serde names
+    // ("unknown field `x`", "missing field `x`").
+    let field = e
+        .path()
+        .iter()
+        .next()
+        .and_then(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            _ => None,
+        })
+        .or_else(|| {
+            ["unknown field `", "missing field `"]
+                .iter()
+                .find_map(|lead| {
+                    let rest = message.strip_prefix(lead)?;
+                    Some(rest[..rest.find('`')?].to_owned())
+                })
+        });
+    let path = e.path().to_string();
+    let text = if path == "." {
+        message
+    } else {
+        format!("{path}: {message}")
+    };
+    let mut error = ApiError::new(StatusCode::BAD_REQUEST, text);
+    error.body.error.param = field;
+    Err(error)
 }
 
 /// `202` answer of `POST /api/beam-search`.

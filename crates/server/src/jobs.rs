@@ -26,7 +26,7 @@ use crate::view::rating_of;
 /// `POST /api/beam-search`: the guide's request. Absent fields take the orchestrator's
 /// defaults.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BeamSearchRequest {
     /// The idea to find the best image prompt for.
     pub prompt: String,
