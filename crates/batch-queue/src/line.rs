@@ -66,9 +66,16 @@ pub(crate) fn check(id: &RequestId, request: QueuedRequest) -> Result<CheckedBod
     })
 }
 
-/// batch-format's validator on one line, as the first line of a file.
+/// batch-format's validator on one line, as the first line of a file. The line is in memory
+/// already, so the only cap on its length is the batch file's: a request with large inline
+/// images is a valid line as long as it fits a batch (the streaming validators' 4 MiB cap
+/// bounds what they read, not what a caller holds).
 fn validate(json: &str) -> Result<()> {
-    let mut validator = Validator::new(ValidationOptions::default());
+    let defaults = ValidationOptions::default();
+    let mut validator = Validator::new(ValidationOptions {
+        max_line_bytes: usize::try_from(defaults.max_bytes).unwrap_or(usize::MAX),
+        ..defaults
+    });
     let mut problems = Vec::new();
     validator.push_line(json.as_bytes(), |p| problems.push(p.to_string()));
     let summary = validator.finish(|p| problems.push(p.to_string()));
@@ -128,5 +135,37 @@ mod tests {
         let mut line = Vec::new();
         push_line(&mut line, id.as_str(), checked.endpoint, &checked.body);
         assert_eq!(String::from_utf8(line).unwrap(), format!("{expect}\n"));
+    }
+
+    #[test]
+    fn a_request_with_large_inline_images_is_accepted_and_a_broken_one_is_not() {
+        use batch_format::{ContentPart, ImageUrl};
+        // Two 3 MB data URLs: a 6 MB line, over the streaming validators' 4 MiB cap.
+        let image = format!("data:image/png;base64,{}", "iVBORw0K".repeat(375_000));
+        let parts = vec![
+            ContentPart::Text {
+                text: "Which is closer to the idea?".to_owned(),
+            },
+            ContentPart::ImageUrl {
+                image_url: ImageUrl {
+                    url: image.clone(),
+                    detail: None,
+                },
+            },
+            ContentPart::ImageUrl {
+                image_url: ImageUrl {
+                    url: image,
+                    detail: None,
+                },
+            },
+        ];
+        let request =
+            ChatOptions::new("gpt-4o-mini").into_request(vec![Message::user_parts(parts)]);
+        let checked = check(&RequestId::from("rq_big"), QueuedRequest::Chat(request)).unwrap();
+        assert!(checked.body.len() > 6_000_000);
+
+        let empty = ChatOptions::new("gpt-4o-mini").into_request(Vec::new());
+        let err = check(&RequestId::from("rq_bad"), QueuedRequest::Chat(empty)).unwrap_err();
+        assert!(matches!(err, Error::InvalidRequest(_)), "{err}");
     }
 }
