@@ -143,7 +143,11 @@ def test_a_search_started_from_the_form_is_followed_live(batchbeam, scratch, scr
             JOB_TIMEOUT_S, "the job has succeeded and its last iteration's images have loaded")
         # The live view shows what the brief asks of it.
         assert page.locator("#bb-log .ev").count() > 0, "the event log shows the job's events"
-        assert page.locator("#bb-curve svg circle").count() == 2
+        # The final tree follows the job's end (the page fetches it when it sees the end).
+        wait_until(
+            page,
+            "() => document.querySelectorAll('#bb-curve svg circle').length === 2",
+            30, "the rating curve shows both iterations of the ended job")
         assert page.locator("#bb-costs tbody tr").count() >= 1
         assert page.locator("section[data-iteration='0'] .cand").count() == 4
         assert page.locator(".lineage a").count() > 0

@@ -512,7 +512,11 @@
     function loadJob() {
       return api("api/job/" + encodeURIComponent(id)).then(function (j) {
         if (!alive) return;
+        var wasOver = terminal(status());
         job = j;
+        // The job's end can be seen before the tree's last refresh: fetch the final tree now,
+        // so that the page never shows an ended job with the tree of a stage before.
+        if (!wasOver && terminal(status()) && hasSession()) loadTree();
         renderHead();
       }).catch(function (e) {
         if (!alive) return;
