@@ -426,6 +426,7 @@ impl ImageGenerator {
             prompt: c.combined.clone(),
             size: self.size.clone(),
             quality: self.quality.clone(),
+            seed: None,
             key: None,
         }
     }

@@ -297,16 +297,19 @@ impl Pricing {
         }
     }
 
-    /// `call` with its actual cost (on `call.tier`) and its all-standard cost.
+    /// `call` with its actual cost (on `call.tier`; $0 when the request cache answered it,
+    /// the cost on its tier then in [`PricedCall::cache_saved`]) and its all-standard cost.
     pub fn price(&self, call: Call) -> Result<PricedCall, PricingError> {
         let cost = self.call_cost(&call, call.tier)?;
         let standard_cost = self.call_cost(&call, Tier::Standard)?;
         Ok(PricedCall {
             call,
             cost,
+            cache_saved: None,
             standard_cost,
             unpriced: None,
-        })
+        }
+        .settled())
     }
 
     /// `call` priced as well as the table allows: on its own tier ([`Pricing::price`]); when
@@ -322,12 +325,15 @@ impl Pricing {
             Ok(standard) => PricedCall {
                 call,
                 cost: standard,
+                cache_saved: None,
                 standard_cost: standard,
                 unpriced: Some(format!("{problem}: priced at standard")),
-            },
+            }
+            .settled(),
             Err(e) => PricedCall {
                 call,
                 cost: 0.0,
+                cache_saved: None,
                 standard_cost: 0.0,
                 unpriced: Some(format!("{e}: counted at $0")),
             },

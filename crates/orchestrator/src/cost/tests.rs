@@ -680,3 +680,43 @@ fn numbers_are_grouped_and_dollars_signed() {
     assert!(!is_snapshot_suffix("2024-07-18"));
     assert!(is_size("1024x1536") && !is_size("1024x") && !is_size("x1") && !is_size("1x2x3"));
 }
+
+#[test]
+fn a_cached_answer_costs_nothing_and_says_what_it_saved() {
+    let p = Pricing::builtin();
+    let mut t = CostTracker::new();
+    let u = usage(1_000_000, None, 1_000_000, None);
+    let sent = Call::chat(Operation::Judge, Tier::Batch, "gpt-4o-mini", u);
+    t.record(&p, sent.clone());
+    let cached = t.record(&p, sent.clone().from_cache(true)).clone();
+    assert_close(cached.cost, 0.0);
+    assert_close(cached.cache_saved.unwrap(), 0.375); // what batch would have charged again
+    assert_close(cached.standard_cost, 0.75);
+    let report = t.report();
+    // Calls made plus cached; the cost is only the call made.
+    assert_eq!(report.total.calls, 2);
+    assert_eq!(report.total.cached_calls, 1);
+    assert_eq!(report.total.sent_calls(), 1);
+    assert_close(report.total.cost, 0.375);
+    assert_close(report.total.cache_saved, 0.375);
+    // The cached row is its own, apart from the batch row.
+    assert_eq!(report.rows.len(), 2, "{report}");
+    assert_eq!(report.tier_totals(Tier::Batch).calls, 1);
+    assert_eq!(report.cached_totals().calls, 1);
+    assert_close(report.cached_totals().cost, 0.0);
+    let text = report.to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("judge") && l.contains("cached")),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "cached: 1 of 2 calls answered from the request cache at $0 ($0.375000 not spent)"
+        ),
+        "{text}"
+    );
+    // It survives the session file.
+    let back: CostTracker = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+    assert_eq!(back, t);
+}
