@@ -122,7 +122,7 @@ pub struct JsonReply {
 /// A question about images whose answer must be JSON matching a schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VisionJsonRequest {
-    /// The conversation; the images follow the user message's text.
+    /// The conversation; the images come before the user message's text.
     pub chat: ChatRequest,
     /// The images, as PNG or JPEG bytes, in the order they are shown.
     #[serde(skip)]

@@ -33,6 +33,9 @@ pub struct CostTotals {
     /// USD the cached calls would have cost sent again on their tiers.
     #[serde(default)]
     pub cache_saved: f64,
+    /// USD OpenAI's prompt cache saved (the `cached` input tokens at their discount).
+    #[serde(default)]
+    pub prompt_cache_saved: f64,
 }
 
 impl CostTotals {
@@ -47,6 +50,7 @@ impl CostTotals {
         self.standard_cost += c.standard_cost;
         self.cached_calls += u64::from(c.call.cached);
         self.cache_saved += c.cache_saved.unwrap_or(0.0);
+        self.prompt_cache_saved += c.prompt_cache_saved.unwrap_or(0.0);
     }
 
     /// Calls actually sent: the calls less those the request cache answered.
@@ -76,6 +80,7 @@ impl AddAssign for CostTotals {
         self.standard_cost += rhs.standard_cost;
         self.cached_calls += rhs.cached_calls;
         self.cache_saved += rhs.cache_saved;
+        self.prompt_cache_saved += rhs.prompt_cache_saved;
     }
 }
 
@@ -282,6 +287,17 @@ impl fmt::Display for CostReport {
                 grouped(t.cached_calls),
                 grouped(t.calls),
                 usd(t.cache_saved)
+            )?;
+        }
+        // The prompt cache of the calls sent (a cached answer's tokens were its first call's).
+        let sent = self.sum(|r| !r.cached);
+        if sent.cached_tokens > 0 {
+            writeln!(
+                f,
+                "prompt cache: {} of {} input tokens sent were cached by OpenAI, {} saved",
+                grouped(sent.cached_tokens),
+                grouped(sent.input_tokens),
+                usd(sent.prompt_cache_saved)
             )?;
         }
         for note in &self.notes {

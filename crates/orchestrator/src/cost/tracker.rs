@@ -97,6 +97,10 @@ pub struct PricedCall {
     /// For a cached answer: what it would have cost sent again on its tier (the saving).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_saved: Option<f64>,
+    /// USD OpenAI's prompt cache saved on it: its cached input tokens at the input rate less
+    /// the cached-input rate (on its tier). `None` when no input token was cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_cache_saved: Option<f64>,
     /// USD had the same usage been priced at the standard tier.
     pub standard_cost: f64,
     /// Why the call is not priced at its own tier's prices, when it is not: a tier the table
@@ -112,6 +116,8 @@ impl PricedCall {
         if self.call.cached {
             self.cache_saved = Some(self.cost);
             self.cost = 0.0;
+            // Nothing was sent: no prompt cache was used.
+            self.prompt_cache_saved = None;
         }
         self
     }
