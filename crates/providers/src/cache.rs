@@ -155,7 +155,7 @@ impl RequestCache {
 
     /// How many answers are stored.
     pub async fn len(&self) -> Result<u64> {
-        self.store.len().await
+        self.store.count().await
     }
 
     /// Whether no answer is stored.

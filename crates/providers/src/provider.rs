@@ -91,6 +91,10 @@ pub struct OpenAiProvider {
 }
 
 /// A body on its way to a transport.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one lives for one call and moves into the transport: boxing buys nothing"
+)]
 enum Body {
     Chat(ChatCompletionRequest),
     Image(ImageGenerationRequest),

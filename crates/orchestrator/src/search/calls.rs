@@ -166,7 +166,10 @@ impl BeamSearch {
         });
         stage.batch_ids = self.send_fresh(at, tier, specs, &mut answers).await?;
         self.price(&answers.records);
-        if !answers.fresh.is_empty() {
+        // A stage the request cache answered whole says nothing of how fast its tier is.
+        let sent =
+            (answers.fresh.iter()).any(|&i| answers.records[i].as_ref().is_none_or(|r| !r.cached));
+        if sent {
             self.engines.observe(tier, started.elapsed());
         }
         self.finish_stage(at, stage, &answers.out, started).await?;

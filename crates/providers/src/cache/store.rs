@@ -50,7 +50,7 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
     async fn remove(&self, key: &str) -> Result<()>;
 
     /// How many entries there are.
-    async fn len(&self) -> Result<u64>;
+    async fn count(&self) -> Result<u64>;
 }
 
 fn store_error(e: impl fmt::Display) -> ProviderError {
@@ -141,7 +141,7 @@ impl CacheStore for SqliteCacheStore {
         Ok(())
     }
 
-    async fn len(&self) -> Result<u64> {
+    async fn count(&self) -> Result<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM request_cache")
             .fetch_one(&self.pool)
             .await
