@@ -16,7 +16,7 @@ use batch_queue::{BatchRequestQueue, QueueConfig};
 use openai_sim::SimHandle;
 use orchestrator::{Backend, Engines, Hybrid, SearchParams, SessionStore};
 use providers::transport::SimulatedTransport;
-use providers::{OpenAiProvider, ProviderFactory, ProvidersConfig, RoleModels, Tier};
+use providers::{OpenAiProvider, ProviderFactory, ProvidersConfig, RequestCache, RoleModels, Tier};
 
 /// The API key the suites give the simulator.
 pub const KEY: &str = "sk-test-suite-0000";
@@ -76,6 +76,22 @@ pub async fn batch_rig_with(
     config: ProvidersConfig,
     hybrid: Option<Hybrid>,
 ) -> BatchRig {
+    open_batch_rig(sim, dir, config, hybrid, false).await
+}
+
+/// The batch set-up in `dir` with the request cache in its database (images in
+/// `dir/request-cache`), used as `config.cache` says: what `batchbeam run --batch` assembles.
+pub async fn cached_batch_rig(sim: &SimHandle, dir: &Path, config: ProvidersConfig) -> BatchRig {
+    open_batch_rig(sim, dir, config, None, true).await
+}
+
+async fn open_batch_rig(
+    sim: &SimHandle,
+    dir: &Path,
+    config: ProvidersConfig,
+    hybrid: Option<Hybrid>,
+    cache: bool,
+) -> BatchRig {
     let mut manager_config = ManagerConfig::new(dir.join("files"));
     manager_config.poll_interval = Duration::from_millis(5);
     manager_config.poll_ceiling = Duration::from_millis(20);
@@ -90,9 +106,15 @@ pub async fn batch_rig_with(
             .await
             .unwrap(),
     );
-    let factory = ProviderFactory::new(config)
+    let mut factory = ProviderFactory::new(config)
         .with_client(client_config(sim))
         .with_queue(Arc::clone(&queue));
+    if cache {
+        let cache = RequestCache::sqlite(pool.clone(), dir.join("request-cache"))
+            .await
+            .unwrap();
+        factory = factory.with_cache(cache);
+    }
     let engines = Engines::from_factory(&factory, hybrid).unwrap();
     BatchRig {
         engines,

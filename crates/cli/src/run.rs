@@ -49,6 +49,10 @@ pub(crate) struct Place {
     /// Print the outcome as JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Send every call, even one whose exact request the request cache has answered before
+    /// (sets BATCHBEAM_CACHE=false for this run).
+    #[arg(long)]
+    no_cache: bool,
 }
 
 /// Arguments of `batchbeam run`.
@@ -151,9 +155,13 @@ pub(crate) struct PricesArgs {
 }
 
 impl Place {
-    /// Every setting, with `--db` and `--sessions` as the top layer.
+    /// Every setting, with `--db`, `--sessions` and `--no-cache` as the top layer.
     fn settings(&self) -> anyhow::Result<Settings> {
-        crate::settings::load(self.db.as_deref(), self.sessions.as_deref())
+        let mut flags = crate::settings::flags(self.db.as_deref(), self.sessions.as_deref());
+        if self.no_cache {
+            flags.push(("cache.enabled", "false".to_owned()));
+        }
+        Ok(Settings::load(&flags)?)
     }
 
     /// The flags a resume needs to run where this run did (tiers, database, simulator).
@@ -167,6 +175,9 @@ impl Place {
         }
         if self.batch {
             flags.push_str(" --batch");
+        }
+        if self.no_cache {
+            flags.push_str(" --no-cache");
         }
         if let Some(d) = self.deadline {
             flags.push_str(&format!(" --deadline {}", duration_words(d)));

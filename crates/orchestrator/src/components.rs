@@ -358,7 +358,7 @@ its combined prompt for the image model.",
     ) -> VisionJsonRequest {
         let user = format!(
             "Task: refine\n\nDimension: {}\n\nIdea: {}\n\nAlpha: {alpha}\n\nWHAT: {}\n\nHOW: {}\n\n\
-The image below was rendered from these prompts. Judge it (alignment with the idea and \
+The image above was rendered from these prompts. Judge it (alignment with the idea and \
 aesthetic quality, 0 to 10, with reasons, strengths and weaknesses), critique it, and write {k} \
 children that refine the {} prompt following your critique, each different, keeping the other \
 prompt as it is, each with its combined prompt.",
@@ -426,6 +426,7 @@ impl ImageGenerator {
             prompt: c.combined.clone(),
             size: self.size.clone(),
             quality: self.quality.clone(),
+            seed: None,
             key: None,
         }
     }

@@ -171,6 +171,7 @@ impl ImageRanker {
             detail: Some(self.detail),
             alpha: self.alpha,
             vote,
+            seed: None,
             key: None,
         }
     }
@@ -184,6 +185,7 @@ impl ImageRanker {
             detail: Some(self.detail),
             alpha: self.alpha,
             vote,
+            seed: None,
             key: None,
         }
     }

@@ -118,8 +118,8 @@ fn image_part(bytes: &[u8], detail: Option<ImageDetail>, name: &str) -> Result<C
     ))
 }
 
-/// A chat body that shows images: the system instruction, the user text followed by the images
-/// (each named for errors), and a strict JSON schema for the answer.
+/// A chat body that shows images: the system instruction, the images (each named for errors)
+/// followed by the user text, and a strict JSON schema for the answer.
 fn vision_body(
     model: &str,
     system: Option<&str>,
@@ -129,10 +129,13 @@ fn vision_body(
     schema_name: &str,
     schema: Value,
 ) -> Result<ChatCompletionRequest> {
-    let mut parts = vec![ContentPart::text(text)];
+    // The images before the text: calls that show the same image first then share it as a
+    // prefix OpenAI's prompt cache can reuse (the text holds the vote; see docs/cost.md).
+    let mut parts = Vec::with_capacity(images.len() + 1);
     for (bytes, name) in images {
         parts.push(image_part(bytes, detail, name)?);
     }
+    parts.push(ContentPart::text(text));
     let mut messages = Vec::new();
     if let Some(system) = system {
         messages.push(Message::system(system));
@@ -164,8 +167,8 @@ pub fn judge_body(model: &str, request: &JudgeRequest) -> Result<ChatCompletionR
     )
 }
 
-/// The chat body of a JSON question about images: the system instruction, then the user text
-/// followed by the images.
+/// The chat body of a JSON question about images: the system instruction, then the images
+/// followed by the user text.
 pub fn vision_json_body(
     model: &str,
     request: &crate::VisionJsonRequest,
@@ -205,7 +208,7 @@ pub fn vision_json_body(
 pub fn compare_body(model: &str, request: &CompareRequest) -> Result<ChatCompletionRequest> {
     check_alpha(request.alpha)?;
     let text = format!(
-        "Task: compare\n\nIdea: {}\n\nAlpha: {}\n\nVote: {}\n\nThe first image is A, the second is B.",
+        "Task: compare\n\nIdea: {}\n\nAlpha: {}\n\nVote: {}\n\nThe first image above is A, the second is B.",
         one_line(&request.idea),
         request.alpha,
         request.vote

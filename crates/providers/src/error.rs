@@ -55,6 +55,9 @@ pub enum ProviderError {
     /// standard fallback).
     #[error("batch tier: {0}")]
     Queue(#[source] batch_queue::Error),
+    /// The request cache could not read or write its store or its files.
+    #[error("request cache: {0}")]
+    Cache(String),
     /// Configuration is invalid, or a tier was asked for without what it needs.
     #[error(transparent)]
     Config(#[from] crate::ConfigError),

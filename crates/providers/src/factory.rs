@@ -12,7 +12,8 @@ use batch_format::{ChatCompletionRequest, ImageGenerationRequest};
 use crate::transport::{FlexTransport, StandardTransport};
 use crate::{
     ConfigError, Delivered, ImageProvider, LlmProvider, NoBarrier, OpenAiProvider, Operation,
-    ProviderError, ProvidersConfig, Result, StageBarrier, Tier, Transport, VisionProvider,
+    ProviderError, ProvidersConfig, RequestCache, Result, StageBarrier, Tier, Transport,
+    VisionProvider,
 };
 
 /// Builds [`Providers`] from a [`ProvidersConfig`] and the connections the chosen tiers need.
@@ -21,6 +22,7 @@ pub struct ProviderFactory {
     config: ProvidersConfig,
     client: Option<ClientConfig>,
     batch: Option<Arc<dyn Transport>>,
+    cache: Option<RequestCache>,
 }
 
 impl ProviderFactory {
@@ -31,6 +33,7 @@ impl ProviderFactory {
             config,
             client: None,
             batch: None,
+            cache: None,
         }
     }
 
@@ -54,7 +57,19 @@ impl ProviderFactory {
         self
     }
 
-    /// The same connections (API client, batch transport) under another configuration: one
+    /// The request cache the providers answer deterministic requests from, while the
+    /// configuration has it on ([`ProvidersConfig::cache`]): every tier, one cache.
+    pub fn with_cache(mut self, cache: RequestCache) -> ProviderFactory {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The request cache the providers use: the factory's, unless configuration turns it off.
+    pub fn cache(&self) -> Option<&RequestCache> {
+        self.cache.as_ref().filter(|_| self.config.cache)
+    }
+
+    /// The same connections (API client, batch transport, cache) under another configuration: one
     /// stack serving jobs that each choose their tiers.
     pub fn with_config(mut self, config: ProvidersConfig) -> ProviderFactory {
         self.config = config;
@@ -125,8 +140,12 @@ impl ProviderFactory {
 
     fn providers(&self, routes: Vec<(Operation, Tier, Arc<dyn Transport>)>) -> Providers {
         let router = Arc::new(Router { routes });
+        let mut provider = OpenAiProvider::new(router.clone(), self.config.models.clone());
+        if let Some(cache) = self.cache() {
+            provider = provider.with_cache(cache.clone());
+        }
         Providers {
-            provider: OpenAiProvider::new(router.clone(), self.config.models.clone()),
+            provider,
             router,
             config: self.config.clone(),
         }

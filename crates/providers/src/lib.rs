@@ -23,6 +23,7 @@
 
 mod barrier;
 mod batch;
+pub mod cache;
 pub mod codec;
 mod error;
 mod factory;
@@ -37,6 +38,7 @@ mod types;
 pub use barrier::{NoBarrier, StageBarrier};
 pub use batch::BatchTransport;
 pub use batch_client::now_ms;
+pub use cache::RequestCache;
 pub use error::{ProviderError, Result};
 pub use factory::{ProviderFactory, Providers};
 pub use provider::{Delivered, OpenAiProvider, RoleModels, Transport};

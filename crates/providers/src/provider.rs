@@ -7,11 +7,12 @@ use async_trait::async_trait;
 use batch_format::{ChatCompletionRequest, ImageGenerationRequest};
 use serde_json::Value;
 
+use crate::cache::{self, CacheKey, RequestCache};
 use crate::codec;
 use crate::{
     CallMeta, ChatReply, ChatRequest, CompareRequest, Comparison, GeneratedImage, ImageProvider,
     ImageRequest, JsonReply, JsonRequest, JudgeRequest, Judgement, LlmProvider, NoBarrier,
-    Operation, Result, StageBarrier, Tier, VisionJsonRequest, VisionProvider,
+    Operation, ProviderError, Result, StageBarrier, Tier, VisionJsonRequest, VisionProvider,
 };
 
 /// A response body as a tier delivered it.
@@ -80,17 +81,63 @@ impl Default for RoleModels {
     }
 }
 
-/// The LLM, image and vision provider over one transport. Cheap to clone.
+/// The LLM, image and vision provider over one transport, and the request cache when it has
+/// one. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct OpenAiProvider {
     transport: Arc<dyn Transport>,
     models: RoleModels,
+    cache: Option<RequestCache>,
+}
+
+/// A body on its way to a transport.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one lives for one call and moves into the transport: boxing buys nothing"
+)]
+enum Body {
+    Chat(ChatCompletionRequest),
+    Image(ImageGenerationRequest),
+}
+
+/// What makes a request repeatable: the call's seed (sent or not) and its temperature.
+#[derive(Debug, Clone, Copy)]
+struct Replay {
+    seed: Option<i64>,
+    temperature: Option<f64>,
+}
+
+impl Replay {
+    fn of(chat: &ChatRequest) -> Replay {
+        Replay {
+            seed: chat.seed,
+            temperature: chat.temperature,
+        }
+    }
+
+    fn seed(seed: Option<i64>) -> Replay {
+        Replay {
+            seed,
+            temperature: None,
+        }
+    }
 }
 
 impl OpenAiProvider {
     /// A provider sending every call through `transport` with `models`.
     pub fn new(transport: Arc<dyn Transport>, models: RoleModels) -> OpenAiProvider {
-        OpenAiProvider { transport, models }
+        OpenAiProvider {
+            transport,
+            models,
+            cache: None,
+        }
+    }
+
+    /// The same provider answering deterministic requests from `cache` when it can, and
+    /// storing each fresh successful answer in it (see [`crate::cache`]).
+    pub fn with_cache(mut self, cache: RequestCache) -> OpenAiProvider {
+        self.cache = Some(cache);
+        self
     }
 
     /// The tier its transport normally uses.
@@ -103,36 +150,83 @@ impl OpenAiProvider {
         &self.models
     }
 
-    async fn send_chat(
+    /// Answers `body` from the cache when it holds the answer, else sends it; `read` says what
+    /// the answer means, and only an answer it reads is stored.
+    async fn call<T>(
         &self,
         op: Operation,
         key: Option<&str>,
-        body: ChatCompletionRequest,
-    ) -> Result<(Value, CallMeta)> {
-        let model = body.model.clone();
-        let d = self.transport.chat(op, key, body).await?;
-        Ok(meta(d, &model))
+        body: Body,
+        replay: Replay,
+        read: impl Fn(&Value) -> Result<T>,
+    ) -> Result<(T, CallMeta)> {
+        let on = self.cache.is_some();
+        let (endpoint, model, json) = match &body {
+            Body::Chat(b) => (
+                cache::CHAT,
+                b.model.clone(),
+                on.then(|| serde_json::to_value(b)),
+            ),
+            Body::Image(b) => (
+                cache::IMAGES,
+                b.model.clone().unwrap_or_else(|| self.models.image.clone()),
+                on.then(|| serde_json::to_value(b)),
+            ),
+        };
+        let cache_key = match json {
+            Some(json) => {
+                let json = json.map_err(|e| ProviderError::InvalidRequest(e.to_string()))?;
+                CacheKey::of(endpoint, &json, replay.seed, replay.temperature)
+            }
+            None => None,
+        };
+        if let (Some(cache), Some(k)) = (&self.cache, &cache_key)
+            && let Some(hit) = cache.get(k).await?
+            && let Ok(value) = read(&hit.body)
+        {
+            let meta = CallMeta {
+                tier: hit.tier,
+                fallback_from: None,
+                model: codec::model_of(&hit.body, &model),
+                usage: codec::usage_of(&hit.body),
+                cached: true,
+            };
+            return Ok((value, meta));
+        }
+        let d = match body {
+            Body::Chat(b) => self.transport.chat(op, key, b).await?,
+            Body::Image(b) => self.transport.image(op, key, b).await?,
+        };
+        let value = read(&d.body)?;
+        if let (Some(cache), Some(k)) = (&self.cache, &cache_key)
+            && let Err(e) = cache.put(k, &d).await
+        {
+            // The answer is paid for and good: a cache that cannot keep it costs a repeat
+            // later, not this call.
+            tracing::warn!(operation = %op, error = %e, "the request cache did not store an answer");
+        }
+        Ok((value, meta(d, &model)))
     }
 }
 
-fn meta(d: Delivered, model: &str) -> (Value, CallMeta) {
-    let meta = CallMeta {
+fn meta(d: Delivered, model: &str) -> CallMeta {
+    CallMeta {
         tier: d.tier,
         fallback_from: d.fallback_from,
         model: codec::model_of(&d.body, model),
         usage: codec::usage_of(&d.body),
-    };
-    (d.body, meta)
+        cached: false,
+    }
 }
 
 #[async_trait]
 impl LlmProvider for OpenAiProvider {
     async fn chat(&self, request: ChatRequest) -> Result<ChatReply> {
-        let body = codec::chat_body(&self.models.llm, &request);
-        let (body, meta) = self
-            .send_chat(request.operation, request.key.as_deref(), body)
+        let body = Body::Chat(codec::chat_body(&self.models.llm, &request));
+        let (key, replay) = (request.key.as_deref(), Replay::of(&request));
+        let ((text, finish_reason), meta) = self
+            .call(request.operation, key, body, replay, codec::read_chat)
             .await?;
-        let (text, finish_reason) = codec::read_chat(&body)?;
         Ok(ChatReply {
             text,
             finish_reason,
@@ -141,27 +235,35 @@ impl LlmProvider for OpenAiProvider {
     }
 
     async fn json(&self, request: JsonRequest) -> Result<JsonReply> {
-        let body = codec::json_body(&self.models.llm, &request);
-        let (body, meta) = self
-            .send_chat(request.chat.operation, request.chat.key.as_deref(), body)
+        let body = Body::Chat(codec::json_body(&self.models.llm, &request));
+        let (chat, replay) = (&request.chat, Replay::of(&request.chat));
+        let (value, meta) = self
+            .call(
+                chat.operation,
+                chat.key.as_deref(),
+                body,
+                replay,
+                codec::read_json,
+            )
             .await?;
-        Ok(JsonReply {
-            value: codec::read_json(&body)?,
-            meta,
-        })
+        Ok(JsonReply { value, meta })
     }
 }
 
 #[async_trait]
 impl ImageProvider for OpenAiProvider {
     async fn generate(&self, request: ImageRequest) -> Result<GeneratedImage> {
-        let body = codec::image_body(&self.models.image, &request)?;
-        let d = self
-            .transport
-            .image(Operation::Render, request.key.as_deref(), body)
+        let body = Body::Image(codec::image_body(&self.models.image, &request)?);
+        let replay = Replay::seed(request.seed);
+        let ((png, revised_prompt), meta) = self
+            .call(
+                Operation::Render,
+                request.key.as_deref(),
+                body,
+                replay,
+                codec::read_image,
+            )
             .await?;
-        let (body, meta) = meta(d, &self.models.image);
-        let (png, revised_prompt) = codec::read_image(&body)?;
         Ok(GeneratedImage {
             png,
             revised_prompt,
@@ -173,9 +275,17 @@ impl ImageProvider for OpenAiProvider {
 #[async_trait]
 impl VisionProvider for OpenAiProvider {
     async fn judge(&self, request: JudgeRequest) -> Result<Judgement> {
-        let body = codec::judge_body(&self.models.vision, &request)?;
-        let (body, meta) = (self.send_chat(Operation::Judge, request.key.as_deref(), body)).await?;
-        let (alignment, aesthetic, reasons, strengths, weaknesses) = codec::read_judgement(&body)?;
+        let body = Body::Chat(codec::judge_body(&self.models.vision, &request)?);
+        let replay = Replay::seed(request.seed);
+        let ((alignment, aesthetic, reasons, strengths, weaknesses), meta) = self
+            .call(
+                Operation::Judge,
+                request.key.as_deref(),
+                body,
+                replay,
+                codec::read_judgement,
+            )
+            .await?;
         Ok(Judgement {
             alignment,
             aesthetic,
@@ -188,10 +298,17 @@ impl VisionProvider for OpenAiProvider {
     }
 
     async fn compare(&self, request: CompareRequest) -> Result<Comparison> {
-        let body = codec::compare_body(&self.models.vision, &request)?;
-        let (body, meta) = (self.send_chat(Operation::Judge, request.key.as_deref(), body)).await?;
-        let (winner, ranks_a, ranks_b, reasons, strengths, weaknesses) =
-            codec::read_comparison(&body)?;
+        let body = Body::Chat(codec::compare_body(&self.models.vision, &request)?);
+        let replay = Replay::seed(request.seed);
+        let ((winner, ranks_a, ranks_b, reasons, strengths, weaknesses), meta) = self
+            .call(
+                Operation::Judge,
+                request.key.as_deref(),
+                body,
+                replay,
+                codec::read_comparison,
+            )
+            .await?;
         Ok(Comparison {
             winner,
             ranks_a,
@@ -204,12 +321,17 @@ impl VisionProvider for OpenAiProvider {
     }
 
     async fn ask(&self, request: VisionJsonRequest) -> Result<JsonReply> {
-        let body = codec::vision_json_body(&self.models.vision, &request)?;
-        let (body, meta) =
-            (self.send_chat(request.chat.operation, request.chat.key.as_deref(), body)).await?;
-        Ok(JsonReply {
-            value: codec::read_json(&body)?,
-            meta,
-        })
+        let body = Body::Chat(codec::vision_json_body(&self.models.vision, &request)?);
+        let (chat, replay) = (&request.chat, Replay::of(&request.chat));
+        let (value, meta) = self
+            .call(
+                chat.operation,
+                chat.key.as_deref(),
+                body,
+                replay,
+                codec::read_json,
+            )
+            .await?;
+        Ok(JsonReply { value, meta })
     }
 }

@@ -11,7 +11,10 @@ use batch_client::{BatchJobManager, ClientConfig, JobState, OpenAiClient, RetryH
 use batch_queue::{BatchRequestQueue, RequestId};
 use sqlx::SqlitePool;
 
-use crate::{BatchTransport, ConfigError, ProviderFactory, ProvidersConfig, Settings, Transport};
+use crate::{
+    BatchTransport, ConfigError, ProviderFactory, ProvidersConfig, RequestCache, Settings,
+    Transport,
+};
 
 /// How to assemble the stack, beyond the settings.
 #[derive(Debug, Clone)]
@@ -66,6 +69,9 @@ pub enum StackError {
     /// The batch queue could not open or resume.
     #[error("batch queue: {0}")]
     Queue(#[source] batch_queue::Error),
+    /// The request cache could not open its table.
+    #[error("{0}")]
+    Cache(#[source] crate::ProviderError),
 }
 
 /// The batch side of the stack, when it is open.
@@ -80,8 +86,9 @@ struct BatchSide {
 pub struct Stack {
     /// Providers for every tier, configured as the settings (and `--batch`) say.
     pub factory: ProviderFactory,
-    /// The batch manager's pool, when the batch side is open: the stores above keep their
-    /// tables in the same file. `None` when no operation uses batch (open the file yourself).
+    /// The database's pool, when the batch side or the request cache is open: the stores
+    /// above keep their tables in the same file. `None` when neither is (open the file
+    /// yourself).
     pub pool: Option<SqlitePool>,
     /// Whether the models are openai-sim's (nothing is billed), and why.
     pub simulated: Option<&'static str>,
@@ -241,6 +248,28 @@ impl Stack {
         } else {
             (None, None)
         };
+        // The request cache, in the same database; its images beside the batch files.
+        let pool = match (config.cache, pool) {
+            (true, None) => Some(
+                batch_client::SqliteStore::open(db)
+                    .await
+                    .map_err(|source| StackError::Open {
+                        path: db.clone(),
+                        source,
+                    })?
+                    .pool()
+                    .clone(),
+            ),
+            (_, pool) => pool,
+        };
+        if config.cache
+            && let Some(pool) = &pool
+        {
+            let cache = RequestCache::sqlite(pool.clone(), data_dir.join("request-cache"))
+                .await
+                .map_err(StackError::Cache)?;
+            factory = factory.with_cache(cache);
+        }
         Ok(Stack {
             factory,
             pool,

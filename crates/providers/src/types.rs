@@ -15,8 +15,11 @@ pub struct CallMeta {
     pub fallback_from: Option<Tier>,
     /// The model named in the response (a resolved snapshot when the API reports one).
     pub model: String,
-    /// Tokens billed.
+    /// Tokens billed (for a cached answer: what its first call was billed).
     pub usage: Usage,
+    /// Whether the answer came from the request cache: nothing was sent, nothing billed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 /// A chat call: a system instruction and a user message, written by the pipeline.
@@ -119,7 +122,7 @@ pub struct JsonReply {
 /// A question about images whose answer must be JSON matching a schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VisionJsonRequest {
-    /// The conversation; the images follow the user message's text.
+    /// The conversation; the images come before the user message's text.
     pub chat: ChatRequest,
     /// The images, as PNG or JPEG bytes, in the order they are shown.
     #[serde(skip)]
@@ -142,6 +145,11 @@ pub struct ImageRequest {
     pub size: Option<String>,
     /// `low`, `medium`, `high`, `standard`, `hd` or `auto`; the model's default when `None`.
     pub quality: Option<String>,
+    /// The call's replay seed: the Images API takes no seed and the judge's body carries
+    /// none, so it is not sent; it makes the call deterministic for the request cache (the
+    /// same seed, the same answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
     /// Names the call for good (see [`Transport::chat`](crate::Transport::chat)): the batch
     /// tier sends a keyed call at most once, and answers a repeat from its database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,6 +163,7 @@ impl ImageRequest {
             prompt: prompt.into(),
             size: None,
             quality: None,
+            seed: None,
             key: None,
         }
     }
@@ -162,6 +171,12 @@ impl ImageRequest {
     /// Names the call for good (see [`ImageRequest::key`]).
     pub fn with_key(mut self, key: impl Into<String>) -> ImageRequest {
         self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the replay seed (see [`ImageRequest::seed`]).
+    pub fn with_seed(mut self, seed: i64) -> ImageRequest {
+        self.seed = Some(seed);
         self
     }
 }
@@ -194,6 +209,11 @@ pub struct JudgeRequest {
     pub alpha: f64,
     /// The vote's index within an ensemble, so that votes are independent.
     pub vote: u32,
+    /// The call's replay seed: the Images API takes no seed and the judge's body carries
+    /// none, so it is not sent; it makes the call deterministic for the request cache (the
+    /// same seed, the same answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
     /// Names the call for good (see [`Transport::chat`](crate::Transport::chat)): the batch
     /// tier sends a keyed call at most once, and answers a repeat from its database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -237,6 +257,11 @@ pub struct CompareRequest {
     pub alpha: f64,
     /// The vote's index within an ensemble.
     pub vote: u32,
+    /// The call's replay seed: the Images API takes no seed and the judge's body carries
+    /// none, so it is not sent; it makes the call deterministic for the request cache (the
+    /// same seed, the same answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
     /// Names the call for good (see [`Transport::chat`](crate::Transport::chat)): the batch
     /// tier sends a keyed call at most once, and answers a repeat from its database.
     #[serde(default, skip_serializing_if = "Option::is_none")]

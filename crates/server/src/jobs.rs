@@ -60,6 +60,10 @@ pub struct BeamSearchRequest {
     /// Hybrid mode: finish within this long (`90m`, `6h`, `1d`, or seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<String>,
+    /// `false`: send every call, even one the request cache has answered before (default:
+    /// `BATCHBEAM_CACHE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
 }
 
 /// How a batch-mode job waits on its batches.
@@ -82,6 +86,8 @@ pub struct Checked {
     pub wait: WaitMode,
     /// Hybrid mode's deadline.
     pub deadline: Option<Duration>,
+    /// The request cache may answer (when the server has it on).
+    pub cache: bool,
 }
 
 impl BeamSearchRequest {
@@ -141,6 +147,7 @@ impl BeamSearchRequest {
             use_batch: self.use_batch.unwrap_or(batch_default),
             wait,
             deadline,
+            cache: self.cache.unwrap_or(true),
         })
     }
 }
@@ -270,7 +277,7 @@ impl App {
 
     /// What a search of `checked` would cost, priced as it would run.
     pub fn estimate(&self, checked: &Checked) -> f64 {
-        let config = self.config_for(checked.use_batch);
+        let config = self.config_for(checked);
         let models = config.models.clone();
         let tier_of = |op: Operation| {
             if checked.deadline.is_some() {
@@ -282,9 +289,10 @@ impl App {
         orchestrator::estimate::estimate(&checked.params, 0, &models, &self.pricing, tier_of).cost
     }
 
-    fn config_for(&self, use_batch: bool) -> providers::ProvidersConfig {
+    fn config_for(&self, checked: &Checked) -> providers::ProvidersConfig {
         let mut config = self.stack.factory.config().clone();
-        config.batch.enabled = use_batch;
+        config.batch.enabled = checked.use_batch;
+        config.cache &= checked.cache;
         config
     }
 
@@ -517,7 +525,7 @@ async fn drive(
     cancel: &mut watch::Receiver<bool>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), crate::Error> {
-    let config = app.config_for(checked.use_batch);
+    let config = app.config_for(&checked);
     let factory = app.stack.factory_for(config);
     let hybrid = checked.deadline.map(|deadline| Hybrid {
         deadline,

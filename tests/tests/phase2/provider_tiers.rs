@@ -127,6 +127,7 @@ where
             detail: None,
             alpha: 0.7,
             vote: 0,
+            seed: None,
             key: None,
         })
         .await
@@ -147,6 +148,7 @@ where
             detail: None,
             alpha: 0.7,
             vote: 1,
+            seed: None,
             key: None,
         })
         .await
@@ -209,6 +211,7 @@ async fn conform_refusal(transport: Arc<dyn Transport>) {
             detail: None,
             alpha: 0.7,
             vote: 0,
+            seed: None,
             key: None,
         })
         .await
@@ -371,6 +374,7 @@ async fn the_factory_builds_every_operation_on_its_configured_tier() {
             detail: None,
             alpha: 0.5,
             vote: 0,
+            seed: None,
             key: None,
         })
         .await
@@ -396,6 +400,7 @@ async fn mocks_stand_in_for_the_traits() {
                 fallback_from: None,
                 model: "mock".into(),
                 usage: batch_format::Usage::default(),
+                cached: false,
             },
         })
     });
@@ -421,6 +426,7 @@ async fn mocks_stand_in_for_the_traits() {
                 detail: None,
                 alpha: 0.7,
                 vote: 0,
+                seed: None,
                 key: None,
             })
             .await
@@ -595,6 +601,7 @@ async fn batch_settings_route_judging_through_the_queue() {
             detail: None,
             alpha: 0.7,
             vote: 0,
+            seed: None,
             key: None,
         })
         .await

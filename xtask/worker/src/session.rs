@@ -22,6 +22,7 @@ fn compare_line_bytes(a: Vec<u8>, b: Vec<u8>, detail: ImageDetail) -> anyhow::Re
         detail: Some(detail),
         alpha: 0.7,
         vote: 0,
+        seed: None,
         key: None,
     };
     let body = providers::codec::compare_body("gpt-4o-mini", &request)?;

@@ -297,16 +297,37 @@ impl Pricing {
         }
     }
 
-    /// `call` with its actual cost (on `call.tier`) and its all-standard cost.
+    /// What OpenAI's prompt cache saved on `call` priced at `cost` on `tier`: the same call
+    /// without cached input tokens, less `cost`. `None` when no input token was cached.
+    fn prompt_cache_saved(
+        &self,
+        call: &Call,
+        tier: Tier,
+        cost: f64,
+    ) -> Result<Option<f64>, PricingError> {
+        if call.usage.cached_tokens.unwrap_or(0) == 0 {
+            return Ok(None);
+        }
+        let mut uncached = call.clone();
+        uncached.usage.cached_tokens = None;
+        Ok(Some(self.call_cost(&uncached, tier)? - cost))
+    }
+
+    /// `call` with its actual cost (on `call.tier`; $0 when the request cache answered it,
+    /// the cost on its tier then in [`PricedCall::cache_saved`]) and its all-standard cost.
     pub fn price(&self, call: Call) -> Result<PricedCall, PricingError> {
         let cost = self.call_cost(&call, call.tier)?;
         let standard_cost = self.call_cost(&call, Tier::Standard)?;
+        let prompt_cache_saved = self.prompt_cache_saved(&call, call.tier, cost)?;
         Ok(PricedCall {
             call,
             cost,
+            cache_saved: None,
+            prompt_cache_saved,
             standard_cost,
             unpriced: None,
-        })
+        }
+        .settled())
     }
 
     /// `call` priced as well as the table allows: on its own tier ([`Pricing::price`]); when
@@ -320,14 +341,21 @@ impl Pricing {
         };
         match self.call_cost(&call, Tier::Standard) {
             Ok(standard) => PricedCall {
+                prompt_cache_saved: self
+                    .prompt_cache_saved(&call, Tier::Standard, standard)
+                    .unwrap_or(None),
                 call,
                 cost: standard,
+                cache_saved: None,
                 standard_cost: standard,
                 unpriced: Some(format!("{problem}: priced at standard")),
-            },
+            }
+            .settled(),
             Err(e) => PricedCall {
                 call,
                 cost: 0.0,
+                cache_saved: None,
+                prompt_cache_saved: None,
                 standard_cost: 0.0,
                 unpriced: Some(format!("{e}: counted at $0")),
             },

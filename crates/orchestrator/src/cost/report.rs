@@ -27,6 +27,15 @@ pub struct CostTotals {
     /// Calls not priced at their own tier's prices (see [`PricedCall::unpriced`]).
     #[serde(default)]
     pub unpriced: u64,
+    /// Of the calls, those answered from the request cache (nothing sent, $0).
+    #[serde(default)]
+    pub cached_calls: u64,
+    /// USD the cached calls would have cost sent again on their tiers.
+    #[serde(default)]
+    pub cache_saved: f64,
+    /// USD OpenAI's prompt cache saved (the `cached` input tokens at their discount).
+    #[serde(default)]
+    pub prompt_cache_saved: f64,
 }
 
 impl CostTotals {
@@ -39,6 +48,14 @@ impl CostTotals {
         self.output_tokens += u.output_tokens;
         self.cost += c.cost;
         self.standard_cost += c.standard_cost;
+        self.cached_calls += u64::from(c.call.cached);
+        self.cache_saved += c.cache_saved.unwrap_or(0.0);
+        self.prompt_cache_saved += c.prompt_cache_saved.unwrap_or(0.0);
+    }
+
+    /// Calls actually sent: the calls less those the request cache answered.
+    pub fn sent_calls(&self) -> u64 {
+        self.calls - self.cached_calls
     }
 
     /// USD saved against the all-standard cost (negative if the calls cost more).
@@ -61,6 +78,9 @@ impl AddAssign for CostTotals {
         self.output_tokens += rhs.output_tokens;
         self.cost += rhs.cost;
         self.standard_cost += rhs.standard_cost;
+        self.cached_calls += rhs.cached_calls;
+        self.cache_saved += rhs.cache_saved;
+        self.prompt_cache_saved += rhs.prompt_cache_saved;
     }
 }
 
@@ -74,6 +94,9 @@ pub struct CostRow {
     /// The tier they were first sent to, when they fell back to `tier`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_from: Option<Tier>,
+    /// Answered from the request cache ($0; `tier` carried the stored answers).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
     /// Their totals.
     #[serde(flatten)]
     pub totals: CostTotals,
@@ -101,22 +124,22 @@ impl CostReport {
         let mut report = CostReport::default();
         for c in calls {
             let (op, tier, from) = (c.call.operation, c.call.tier, c.call.fallback_from);
+            let cached = c.call.cached;
             if let Some(note) = &c.unpriced
                 && !report.notes.contains(note)
             {
                 report.notes.push(note.clone());
             }
-            let i = match report
-                .rows
-                .iter()
-                .position(|r| r.operation == op && r.tier == tier && r.fallback_from == from)
-            {
+            let i = match report.rows.iter().position(|r| {
+                r.operation == op && r.tier == tier && r.fallback_from == from && r.cached == cached
+            }) {
                 Some(i) => i,
                 None => {
                     report.rows.push(CostRow {
                         operation: op,
                         tier,
                         fallback_from: from,
+                        cached,
                         totals: CostTotals::default(),
                     });
                     report.rows.len() - 1
@@ -134,6 +157,7 @@ impl CostReport {
             (
                 op.unwrap_or(usize::MAX),
                 r.operation.as_str(),
+                r.cached,
                 tier.unwrap_or(usize::MAX),
                 r.tier.as_str(),
                 from,
@@ -142,9 +166,15 @@ impl CostReport {
         report
     }
 
-    /// The totals over the rows of calls carried by `tier`.
+    /// The totals over the rows of calls carried by `tier` (sent in this session: cached
+    /// answers are in [`CostReport::cached_totals`]).
     pub fn tier_totals(&self, tier: Tier) -> CostTotals {
-        self.sum(|r| r.tier == tier)
+        self.sum(|r| r.tier == tier && !r.cached)
+    }
+
+    /// The totals over the calls the request cache answered.
+    pub fn cached_totals(&self) -> CostTotals {
+        self.sum(|r| r.cached)
     }
 
     /// The totals over the rows of `operation`, whatever the tier.
@@ -216,6 +246,7 @@ impl fmt::Display for CostReport {
         let mut lines: Vec<Vec<String>> = vec![HEADER.iter().map(|h| (*h).to_owned()).collect()];
         for r in &self.rows {
             let tier = match r.fallback_from {
+                _ if r.cached => "cached".to_owned(),
                 Some(from) => format!("{}→{}", from.as_str(), r.tier.as_str()),
                 None => r.tier.as_str().to_owned(),
             };
@@ -248,6 +279,27 @@ impl fmt::Display for CostReport {
         let rule = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
         writeln!(f, "{}", "-".repeat(rule))?;
         write_line(f, &total)?;
+        let t = &self.total;
+        if t.cached_calls > 0 {
+            writeln!(
+                f,
+                "cached: {} of {} calls answered from the request cache at $0 ({} not spent)",
+                grouped(t.cached_calls),
+                grouped(t.calls),
+                usd(t.cache_saved)
+            )?;
+        }
+        // The prompt cache of the calls sent (a cached answer's tokens were its first call's).
+        let sent = self.sum(|r| !r.cached);
+        if sent.cached_tokens > 0 {
+            writeln!(
+                f,
+                "prompt cache: {} of {} input tokens sent were cached by OpenAI, {} saved",
+                grouped(sent.cached_tokens),
+                grouped(sent.input_tokens),
+                usd(sent.prompt_cache_saved)
+            )?;
+        }
         for note in &self.notes {
             writeln!(f, "note: {note}")?;
         }

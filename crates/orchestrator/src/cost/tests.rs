@@ -643,7 +643,7 @@ fn the_report_displays_as_an_aligned_table() {
     let (_, t) = session();
     let text = t.report().to_string();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1 + 4 + 2, "{text}");
+    assert_eq!(lines.len(), 1 + 4 + 2 + 1, "{text}");
     assert!(lines[0].starts_with("operation  tier"), "{text}");
     assert!(lines[0].ends_with("saving %"), "{text}");
     assert!(lines[1].starts_with("expand     batch"), "{text}");
@@ -653,9 +653,14 @@ fn the_report_displays_as_an_aligned_table() {
     assert!(lines[5].chars().all(|c| c == '-'), "{text}");
     assert!(lines[6].starts_with("total"), "{text}");
     assert!(lines[6].contains("15,200"), "{text}");
+    // The critique's 1,000 cached input tokens, at gpt-4o-mini's discount.
+    assert!(
+        lines[7].starts_with("prompt cache: 1,000 of 15,200 input tokens sent were cached"),
+        "{text}"
+    );
     // Right-aligned numeric columns: every row is as wide as the rule.
     let width = lines[5].len();
-    for line in lines.iter().filter(|l| !l.starts_with('-')) {
+    for line in lines[..7].iter().filter(|l| !l.starts_with('-')) {
         assert_eq!(line.len(), width, "{line:?} in\n{text}");
         assert_eq!(*line, line.trim_end());
     }
@@ -679,4 +684,94 @@ fn numbers_are_grouped_and_dollars_signed() {
     assert!(!is_snapshot_suffix("-mini"));
     assert!(!is_snapshot_suffix("2024-07-18"));
     assert!(is_size("1024x1536") && !is_size("1024x") && !is_size("x1") && !is_size("1x2x3"));
+}
+
+#[test]
+fn a_cached_answer_costs_nothing_and_says_what_it_saved() {
+    let p = Pricing::builtin();
+    let mut t = CostTracker::new();
+    let u = usage(1_000_000, None, 1_000_000, None);
+    let sent = Call::chat(Operation::Judge, Tier::Batch, "gpt-4o-mini", u);
+    t.record(&p, sent.clone());
+    let cached = t.record(&p, sent.clone().from_cache(true)).clone();
+    assert_close(cached.cost, 0.0);
+    assert_close(cached.cache_saved.unwrap(), 0.375); // what batch would have charged again
+    assert_close(cached.standard_cost, 0.75);
+    let report = t.report();
+    // Calls made plus cached; the cost is only the call made.
+    assert_eq!(report.total.calls, 2);
+    assert_eq!(report.total.cached_calls, 1);
+    assert_eq!(report.total.sent_calls(), 1);
+    assert_close(report.total.cost, 0.375);
+    assert_close(report.total.cache_saved, 0.375);
+    // The cached row is its own, apart from the batch row.
+    assert_eq!(report.rows.len(), 2, "{report}");
+    assert_eq!(report.tier_totals(Tier::Batch).calls, 1);
+    assert_eq!(report.cached_totals().calls, 1);
+    assert_close(report.cached_totals().cost, 0.0);
+    let text = report.to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("judge") && l.contains("cached")),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "cached: 1 of 2 calls answered from the request cache at $0 ($0.375000 not spent)"
+        ),
+        "{text}"
+    );
+    // It survives the session file.
+    let back: CostTracker = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+    assert_eq!(back, t);
+}
+
+#[test]
+fn the_report_says_what_openais_prompt_cache_saved() {
+    let p = Pricing::builtin();
+    let mut t = CostTracker::new();
+    // gpt-4o-mini on batch: input $0.075, cached input $0.0375 per 1M.
+    let u = usage(3_000_000, Some(2_000_000), 0, None);
+    let c = t
+        .record(
+            &p,
+            Call::chat(Operation::Judge, Tier::Batch, "gpt-4o-mini", u),
+        )
+        .clone();
+    assert_close(
+        c.cost,
+        1_000_000.0 * 0.075 / 1e6 + 2_000_000.0 * 0.0375 / 1e6,
+    );
+    assert_close(
+        c.prompt_cache_saved.unwrap(),
+        2_000_000.0 * (0.075 - 0.0375) / 1e6,
+    );
+    // No cached token, no figure.
+    let none = t
+        .record(
+            &p,
+            Call::chat(
+                Operation::Expand,
+                Tier::Batch,
+                "gpt-4o-mini",
+                usage(10, None, 1, None),
+            ),
+        )
+        .clone();
+    assert_eq!(none.prompt_cache_saved, None);
+    // A request-cache answer sent nothing: no prompt cache saving of its own.
+    let replay = t
+        .record(
+            &p,
+            Call::chat(Operation::Judge, Tier::Batch, "gpt-4o-mini", u).from_cache(true),
+        )
+        .clone();
+    assert_eq!(replay.prompt_cache_saved, None);
+    let report = t.report();
+    assert_close(report.total.prompt_cache_saved, 0.075);
+    let text = report.to_string();
+    assert!(
+        text.contains("prompt cache: 2,000,000 of 3,000,010 input tokens sent were cached by OpenAI, $0.075000 saved"),
+        "{text}"
+    );
 }

@@ -34,6 +34,10 @@ pub struct Call {
     /// For a rendered image, its size and quality; `None` for chat and vision calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageSpec>,
+    /// Answered from the request cache: nothing was sent, so it costs $0 (`tier` is the tier
+    /// that carried the stored answer, `usage` what that call was billed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 impl Call {
@@ -46,6 +50,7 @@ impl Call {
             model: model.into(),
             usage,
             image: None,
+            cached: false,
         }
     }
 
@@ -64,12 +69,19 @@ impl Call {
             model: model.into(),
             usage,
             image: Some(ImageSpec { size, quality }),
+            cached: false,
         }
     }
 
     /// The same call, recorded as having fallen back from `from` (when it did).
     pub fn fell_back_from(mut self, from: Option<Tier>) -> Call {
         self.fallback_from = from;
+        self
+    }
+
+    /// The same call, recorded as answered from the request cache (when it was).
+    pub fn from_cache(mut self, cached: bool) -> Call {
+        self.cached = cached;
         self
     }
 }
@@ -80,8 +92,15 @@ pub struct PricedCall {
     /// The call.
     #[serde(flatten)]
     pub call: Call,
-    /// USD at the prices of the tier that carried it.
+    /// USD at the prices of the tier that carried it; $0 for a cached answer.
     pub cost: f64,
+    /// For a cached answer: what it would have cost sent again on its tier (the saving).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_saved: Option<f64>,
+    /// USD OpenAI's prompt cache saved on it: its cached input tokens at the input rate less
+    /// the cached-input rate (on its tier). `None` when no input token was cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_cache_saved: Option<f64>,
     /// USD had the same usage been priced at the standard tier.
     pub standard_cost: f64,
     /// Why the call is not priced at its own tier's prices, when it is not: a tier the table
@@ -89,6 +108,19 @@ pub struct PricedCall {
     /// table does not know (priced at zero).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unpriced: Option<String>,
+}
+
+impl PricedCall {
+    /// A cached answer costs nothing: its price on its tier becomes what the cache saved.
+    pub(super) fn settled(mut self) -> PricedCall {
+        if self.call.cached {
+            self.cache_saved = Some(self.cost);
+            self.cost = 0.0;
+            // Nothing was sent: no prompt cache was used.
+            self.prompt_cache_saved = None;
+        }
+        self
+    }
 }
 
 /// Every call of a session, priced when recorded. Serialises (as a list of calls) into

@@ -42,8 +42,11 @@ pub struct CallRecord {
     pub fallback_from: Option<Tier>,
     /// The model that answered.
     pub model: String,
-    /// Tokens billed.
+    /// Tokens billed (for a cached answer: what its first call was billed).
     pub usage: Usage,
+    /// Whether the request cache answered it: nothing sent, nothing paid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
     /// For renders: the size and quality asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<(Option<String>, Option<String>)>,
@@ -163,7 +166,10 @@ impl BeamSearch {
         });
         stage.batch_ids = self.send_fresh(at, tier, specs, &mut answers).await?;
         self.price(&answers.records);
-        if !answers.fresh.is_empty() {
+        // A stage the request cache answered whole says nothing of how fast its tier is.
+        let sent =
+            (answers.fresh.iter()).any(|&i| answers.records[i].as_ref().is_none_or(|r| !r.cached));
+        if sent {
             self.engines.observe(tier, started.elapsed());
         }
         self.finish_stage(at, stage, &answers.out, started).await?;
@@ -342,8 +348,8 @@ impl BeamSearch {
                 }
                 None => Call::chat(r.operation, tier, &r.model, r.usage),
             };
-            let priced =
-                (self.state.costs).record(&self.pricing, call.fell_back_from(r.fallback_from));
+            let call = call.fell_back_from(r.fallback_from).from_cache(r.cached);
+            let priced = (self.state.costs).record(&self.pricing, call);
             if let Some(why) = &priced.unpriced {
                 tracing::warn!(session = %self.id, problem = %why, "a call's tier has no price");
             }
@@ -423,7 +429,8 @@ impl Tally {
     }
 }
 
-/// Puts the call's key (and, for the writer's calls, its seed) on the request.
+/// Puts the call's key and seed on the request (the seed goes into the writer's bodies; for
+/// renders and votes it is the replay seed the request cache keys on).
 fn with_call(spec: Spec, key: String, seed: i64) -> Spec {
     match spec {
         Spec::Chat(mut r) => {
@@ -442,14 +449,17 @@ fn with_call(spec: Spec, key: String, seed: i64) -> Spec {
             Spec::Vision(r)
         }
         Spec::Image(mut r, file) => {
+            r.seed = Some(seed);
             r.key = Some(key);
             Spec::Image(r, file)
         }
         Spec::Judge(mut r) => {
+            r.seed = Some(seed);
             r.key = Some(key);
             Spec::Judge(r)
         }
         Spec::Compare(mut r, swapped) => {
+            r.seed = Some(seed);
             r.key = Some(key);
             Spec::Compare(r, swapped)
         }
@@ -470,6 +480,7 @@ async fn send(backend: &Backend, spec: Spec, folder: &Path) -> Result<CallRecord
         fallback_from: meta.fallback_from,
         model: meta.model,
         usage: meta.usage,
+        cached: meta.cached,
         image: None,
         payload,
     };

@@ -20,6 +20,7 @@ fn judge_bodies_refuse_bad_input() {
         detail: None,
         alpha: 0.7,
         vote: 0,
+        seed: None,
         key: None,
     };
     assert!(matches!(

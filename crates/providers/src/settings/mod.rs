@@ -142,6 +142,9 @@ pub struct ProvidersConfig {
     pub flex_timeout: Duration,
     /// Seed of the simulated models (`simulated.seed`, 0).
     pub simulated_seed: u64,
+    /// Answer deterministic requests from the request cache (`cache.enabled`, true; `--no-cache`
+    /// turns it off for a run).
+    pub cache: bool,
 }
 
 impl Default for ProvidersConfig {
@@ -152,6 +155,7 @@ impl Default for ProvidersConfig {
             models: RoleModels::default(),
             flex_timeout: Duration::from_secs(900),
             simulated_seed: 0,
+            cache: true,
         }
     }
 }
@@ -531,5 +535,6 @@ fn read_providers(r: &Reader<'_>) -> Result<ProvidersConfig, ConfigError> {
     if let Some(seed) = r.whole("simulated.seed")? {
         c.simulated_seed = seed;
     }
+    r.bool("cache.enabled", &mut c.cache)?;
     Ok(c)
 }

@@ -367,6 +367,14 @@ pub const SETTINGS: &[Setting] = &[
         "seed of the simulated models",
     ),
     Setting {
+        var: "BATCHBEAM_CACHE",
+        key: Some("cache.enabled"),
+        flag: Some("--no-cache"),
+        default: "`true`",
+        rule: Rule::Bool,
+        about: "answer a deterministic request (a seed, or temperature 0) from the request cache when its exact body was answered before; see docs/cost.md",
+    },
+    Setting {
         var: "BATCHBEAM_ADDR",
         key: Some("server.addr"),
         flag: Some("--addr"),
