@@ -56,7 +56,7 @@ pub enum ProviderError {
     #[error("batch tier: {0}")]
     Queue(#[source] batch_queue::Error),
     /// Configuration is invalid, or a tier was asked for without what it needs.
-    #[error(transparent)]
+    #[error("configuration: {0}")]
     Config(#[from] crate::ConfigError),
 }
 
