@@ -246,6 +246,15 @@ fn count(n: i64) -> usize {
     usize::try_from(n).unwrap_or(0)
 }
 
+/// The `seq` of request `id` if it is still as enqueued (`queued`).
+async fn queued_seq(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: &str) -> Result<Option<i64>> {
+    sqlx::query_scalar("SELECT seq FROM queue_requests WHERE id = ? AND state = 'queued'")
+        .bind(id.to_owned())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(Error::store)
+}
+
 /// A group's requests as enqueued past its last span (`cursor`, its last `seq`): those waiting
 /// for a flush.
 async fn fresh_count(pool: &SqlitePool, key: &GroupKey, cursor: i64) -> Result<usize> {
@@ -506,7 +515,6 @@ impl QueueStore for SqliteQueueStore {
 
     async fn adopt(&self, dispatch: &str, record_id: &str, ids: &[String]) -> Result<()> {
         let now = crate::now_ms();
-        let ids_json = serde_json::to_string(ids).map_err(Error::store)?;
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT OR IGNORE INTO queue_batches (record_id, dispatch_id, state, created_at_ms) VALUES (?, ?, 'open', ?)",
@@ -526,6 +534,7 @@ impl QueueStore for SqliteQueueStore {
         .await
         .map_err(Error::store)?;
         if own != 0 {
+            let ids_json = serde_json::to_string(ids).map_err(Error::store)?;
             sqlx::query(
                 "UPDATE queue_requests SET state = 'submitted', record_id = ?, attempts = attempts + 1, updated_at_ms = ? WHERE dispatch_id = ? AND state = 'dispatching' AND id IN (SELECT value FROM json_each(?))",
             )
@@ -539,16 +548,26 @@ impl QueueStore for SqliteQueueStore {
         }
         // The span's part: the shard's requests as enqueued are a contiguous run of the span,
         // which is cut there and that run given the record (one or three span rows written).
-        // (`+state`: found by id, not by scanning every queued request.)
-        let row = sqlx::query(
-            "SELECT MIN(seq), MAX(seq) FROM queue_requests WHERE +state = 'queued' AND id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(ids_json.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(Error::store)?;
-        let first: Option<i64> = row.try_get(0).map_err(Error::store)?;
-        let last: Option<i64> = row.try_get(1).map_err(Error::store)?;
+        // They are the shard's last lines (`claimed` puts rows of their own first), so the
+        // run is found with a few lookups by id, not one per line.
+        let last = match ids.last() {
+            Some(id) => queued_seq(&mut tx, id).await?,
+            None => None,
+        };
+        let mut first = last;
+        if last.is_some() {
+            let (mut lo, mut hi) = (0, ids.len() - 1);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match queued_seq(&mut tx, &ids[mid]).await? {
+                    Some(seq) => {
+                        hi = mid;
+                        first = Some(seq);
+                    }
+                    None => lo = mid + 1,
+                }
+            }
+        }
         if let (Some(first), Some(last)) = (first, last) {
             let span = sqlx::query(
                 "SELECT span, endpoint, model, lo_seq, hi_seq FROM queue_spans WHERE dispatch_id = ? AND record_id IS NULL AND lo_seq <= ? AND hi_seq >= ?",
