@@ -1239,7 +1239,10 @@ pub(crate) mod tests {
             _ => panic!("rq_a_0 not done"),
         }
         // a_1 waits for a retry, its first attempt counted; a second settling changes nothing.
-        assert_eq!(store.pending_groups(true).await.unwrap(), [a.clone()]);
+        assert_eq!(
+            store.pending_groups(true).await.unwrap(),
+            std::slice::from_ref(&a)
+        );
         assert!(
             store
                 .apply_verdicts(verdicts(), how)
