@@ -36,7 +36,7 @@ type Waiter = oneshot::Sender<Result<Completed>>;
 /// task stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct BatchRequestQueue {
-    inner: Arc<Inner>,
+    inner: Arc<Inner<SqliteQueueStore>>,
     _driver: Arc<DriverGuard>,
 }
 
@@ -48,11 +48,13 @@ impl Drop for DriverGuard {
     }
 }
 
-struct Inner {
+/// The queue's state, over any [`QueueStore`] (SQLite today; another database is one more
+/// implementation of the trait).
+struct Inner<S: QueueStore> {
     manager: Arc<BatchJobManager>,
     standard: OpenAiClient,
     config: QueueConfig,
-    store: SqliteQueueStore,
+    store: Arc<S>,
     writer: mpsc::Sender<Insert>,
     waiters: StdMutex<HashMap<RequestId, Waiter>>,
     groups: StdMutex<HashMap<GroupKey, GroupState>>,
@@ -126,9 +128,9 @@ impl BatchRequestQueue {
         config: QueueConfig,
     ) -> Result<Self> {
         config.validate()?;
-        let store = SqliteQueueStore::open(manager.store().pool().clone()).await?;
+        let store = Arc::new(SqliteQueueStore::open(manager.store().pool().clone()).await?);
         let (writer, rx) = mpsc::channel(WRITE_BATCH * 2);
-        tokio::spawn(write_loop(store.clone(), rx));
+        tokio::spawn(write_loop(Arc::clone(&store), rx));
         let inner = Arc::new(Inner {
             manager,
             standard,
@@ -326,10 +328,20 @@ impl BatchRequestQueue {
 }
 
 /// Stores requests as they come, many per transaction (group commit), and acknowledges each.
-async fn write_loop(store: SqliteQueueStore, mut rx: mpsc::Receiver<Insert>) {
+async fn write_loop<S: QueueStore>(store: Arc<S>, mut rx: mpsc::Receiver<Insert>) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     let mut rows = Vec::with_capacity(WRITE_BATCH);
     while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        // The enqueuers the last commit released are checking their next request now: let
+        // those that are ready hand it in first, so that one commit (one fsync) carries them
+        // all instead of the first few.
+        tokio::task::yield_now().await;
+        while batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(insert) => batch.push(insert),
+                Err(_) => break,
+            }
+        }
         let mut acks = Vec::with_capacity(batch.len());
         for insert in batch.drain(..) {
             rows.push(insert.row);
@@ -348,7 +360,7 @@ async fn write_loop(store: SqliteQueueStore, mut rx: mpsc::Receiver<Insert>) {
 
 /// The one background task: flushes groups that are full or due, polls the queue's open
 /// records through the manager, settles finished ones and runs standard fallbacks.
-async fn drive(inner: Arc<Inner>) {
+async fn drive<S: QueueStore>(inner: Arc<Inner<S>>) {
     loop {
         let sleep = match inner.tick().await {
             Ok(sleep) => sleep,
@@ -364,7 +376,7 @@ async fn drive(inner: Arc<Inner>) {
     }
 }
 
-impl Inner {
+impl<S: QueueStore> Inner<S> {
     fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Waiter>> {
         self.waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -512,6 +524,93 @@ mod tests {
             .await
             .unwrap()
             .get(0)
+    }
+
+    /// A database of the queue's first schema, with requests pending and left dispatching by a
+    /// flush that died, is migrated to spans: the old rows are dispatched after the upgrade
+    /// beside requests enqueued after it, each sent and billed once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_pending_before_the_spans_migration_are_dispatched_after_it() {
+        let sim = openai_sim::spawn(SimConfig::default().with_frozen_clock())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let client = OpenAiClient::new(
+            ClientConfig::new(sim.base_url(), ApiKey::new("sk-unit"))
+                .with_retry(RetryPolicy::fast()),
+        )
+        .unwrap();
+        let mut config = ManagerConfig::new(dir.path().join("files"));
+        config.poll_interval = Duration::from_millis(2);
+        config.poll_ceiling = Duration::from_millis(5);
+        let manager = Arc::new(
+            BatchJobManager::open(client.clone(), &dir.path().join("db.sqlite"), config)
+                .await
+                .unwrap(),
+        );
+        let pool = manager.store().pool().clone();
+        for sql in crate::store::tests::SCHEMA_BEFORE_MIGRATIONS {
+            sqlx::query(*sql).execute(&pool).await.unwrap();
+        }
+        let mut old = Vec::new();
+        for i in 0..5 {
+            let id = RequestId::new();
+            let checked = crate::line::check(&id, QueuedRequest::Chat(chat(i))).unwrap();
+            let (state, dispatch) = if i < 3 {
+                ("pending", None)
+            } else {
+                ("dispatching", Some("qd_died"))
+            };
+            sqlx::query(
+                "INSERT INTO queue_requests (id, operation, endpoint, model, body, state, dispatch_id, created_at_ms, updated_at_ms) VALUES (?, 'critique', ?, ?, ?, ?, ?, 1, 1)",
+            )
+            .bind(id.as_str().to_owned())
+            .bind(checked.endpoint.as_str())
+            .bind(checked.model)
+            .bind(checked.body)
+            .bind(state)
+            .bind(dispatch)
+            .execute(&pool)
+            .await
+            .unwrap();
+            old.push(id);
+        }
+
+        let queue = BatchRequestQueue::new(Arc::clone(&manager), client, QueueConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(queue.resume().await.unwrap(), 5);
+        let mut handles = Vec::new();
+        for i in 5..8 {
+            handles.push(
+                queue
+                    .enqueue("critique", QueuedRequest::Chat(chat(i)))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let ids: Vec<RequestId> = old
+            .iter()
+            .cloned()
+            .chain(handles.iter().map(|h| h.id().clone()))
+            .collect();
+        queue.flush().await.unwrap();
+        for _ in 0..2_000 {
+            sim.advance_clock(60.0).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if queue.in_flight(&ids).await.unwrap().is_empty() {
+                break;
+            }
+        }
+        for id in &ids {
+            let done = queue.result_for(id).await.unwrap().expect("a result");
+            assert_eq!(
+                (done.tier, done.attempts, done.batch_ids.len()),
+                (Tier::Batch, 1, 1)
+            );
+        }
+        let stats = sim.stats().await;
+        assert_eq!((stats.batches_created, stats.batch_requests_billed), (1, 8));
     }
 
     /// A process that died inside a flush left requests `dispatching`: those whose submit

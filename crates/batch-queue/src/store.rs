@@ -17,10 +17,14 @@ use crate::{Completed, Error, RequestId, Result, Tier};
 /// migration sets in one database, each checked only against its own history.
 pub(crate) const MIGRATIONS_TABLE: &str = "_batch_queue_migrations";
 
-/// Request states. `pending` waits for a flush; `dispatching` is claimed by a flush whose
-/// submit has not been recorded yet; `submitted` rides in the batch record `record_id`;
-/// `standard` waits for the standard API; `done` and `failed` are final (the only two read back
-/// by name; the SQL spells the others out).
+/// Request states. `queued` is a request as enqueued: it waits for a flush, or rides in the
+/// span (`queue_spans`) covering its `seq` in its group, `dispatching` while the span has no
+/// record and `submitted` in the span's record once it has one (a flush writes one span row per
+/// shard, never the request rows). The other states are the row's own: `pending` waits for a
+/// flush (a retry, or a request put back by a flush that died before submitting); `dispatching`
+/// is claimed by flush `dispatch_id` whose submit has not been recorded yet; `submitted` rides
+/// in the batch record `record_id`; `standard` waits for the standard API; `done` and `failed`
+/// are final (the only two read back by name; the SQL spells the others out).
 pub(crate) mod state {
     pub(crate) const DONE: &str = "done";
     pub(crate) const FAILED: &str = "failed";
@@ -47,8 +51,8 @@ pub(crate) struct NewRequest {
 pub(crate) enum Carrier<'a> {
     /// Riding in this batch-client record.
     Record(&'a str),
-    /// Claimed by a flush that has not recorded a submit.
-    Dispatch,
+    /// Claimed by this flush, which has not recorded a submit.
+    Dispatch(&'a str),
 }
 
 /// How one request of a settled record (or of a failed submit) ends up.
@@ -136,13 +140,16 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     fn lookup(&self, id: &RequestId) -> impl Future<Output = Result<Lookup>> + Send;
     /// Pending requests per group.
     fn pending_counts(&self) -> impl Future<Output = Result<Vec<(GroupKey, usize)>>> + Send;
+    /// Pending requests in one group.
+    fn pending_count(&self, key: &GroupKey) -> impl Future<Output = Result<usize>> + Send;
     /// Groups with pending requests (only those holding a retry when `retries_only`).
     fn pending_groups(
         &self,
         retries_only: bool,
     ) -> impl Future<Output = Result<Vec<GroupKey>>> + Send;
     /// Claims up to `limit` of a group's pending requests, oldest first, for flush `dispatch`;
-    /// how many.
+    /// how many. The requests as enqueued are claimed as one span (one row written, whatever
+    /// their number); retries and requests put back, one row each.
     fn claim(
         &self,
         dispatch: &str,
@@ -152,7 +159,9 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     /// The requests flush `dispatch` claimed, in order: id and body.
     fn claimed(&self, dispatch: &str)
     -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
-    /// Records that batch-client's `record_id` carries `ids` of flush `dispatch`.
+    /// Records that batch-client's `record_id` carries `ids` of flush `dispatch` (the lines of
+    /// one shard, in the order `claimed` gave them). Adopting the same shard again changes
+    /// nothing.
     fn adopt(
         &self,
         dispatch: &str,
@@ -161,7 +170,8 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send;
     /// Flushes that left requests claimed (a process died mid-submit).
     fn interrupted_dispatches(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
-    /// Puts the requests flush `dispatch` still holds back to pending.
+    /// Puts the requests flush `dispatch` still holds (claimed, no submit recorded) back to
+    /// pending.
     fn release_dispatch(&self, dispatch: &str) -> impl Future<Output = Result<()>> + Send;
     /// Requests neither done nor failed.
     fn unfinished(&self) -> impl Future<Output = Result<usize>> + Send;
@@ -236,6 +246,30 @@ fn count(n: i64) -> usize {
     usize::try_from(n).unwrap_or(0)
 }
 
+/// The `seq` of request `id` if it is still as enqueued (`queued`).
+async fn queued_seq(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: &str) -> Result<Option<i64>> {
+    sqlx::query_scalar("SELECT seq FROM queue_requests WHERE id = ? AND state = 'queued'")
+        .bind(id.to_owned())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(Error::store)
+}
+
+/// A group's requests as enqueued past its last span (`cursor`, its last `seq`): those waiting
+/// for a flush.
+async fn fresh_count(pool: &SqlitePool, key: &GroupKey, cursor: i64) -> Result<usize> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM queue_requests WHERE state = 'queued' AND endpoint = ? AND model = ? AND seq > ?",
+    )
+    .bind(key.0.as_str())
+    .bind(key.1.clone())
+    .bind(cursor)
+    .fetch_one(pool)
+    .await
+    .map_err(Error::store)?;
+    Ok(count(n))
+}
+
 impl QueueStore for SqliteQueueStore {
     async fn insert_pending(&self, rows: &[NewRequest]) -> Result<()> {
         // Many rows per statement: each statement is a round trip to sqlx's SQLite thread.
@@ -248,7 +282,7 @@ impl QueueStore for SqliteQueueStore {
             );
             for n in 0..rows.len() {
                 sql.push_str(if n == 0 { "" } else { ", " });
-                sql.push_str("(?, ?, ?, ?, ?, 'pending', ?, ?)");
+                sql.push_str("(?, ?, ?, ?, ?, 'queued', ?, ?)");
             }
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for r in rows {
@@ -306,28 +340,72 @@ impl QueueStore for SqliteQueueStore {
     }
 
     async fn pending_counts(&self) -> Result<Vec<(GroupKey, usize)>> {
-        let rows = sqlx::query(
+        let mut counts: HashMap<GroupKey, usize> = HashMap::new();
+        let own = sqlx::query(
             "SELECT endpoint, model, COUNT(*) FROM queue_requests WHERE state = 'pending' GROUP BY endpoint, model",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(Error::store)?;
-        let mut groups = Vec::with_capacity(rows.len());
-        for row in rows {
+        for row in own {
             let model: String = row.try_get(1).map_err(Error::store)?;
             let n: i64 = row.try_get(2).map_err(Error::store)?;
             if let Some(endpoint) = endpoint_of(&row, 0)? {
-                groups.push(((endpoint, model), count(n)));
+                *counts.entry((endpoint, model)).or_default() += count(n);
             }
         }
-        Ok(groups)
+        // Requests as enqueued: a group has some waiting when its newest is past its last span
+        // (an index-only scan), then they are counted past that span.
+        let newest = sqlx::query(
+            "SELECT r.endpoint, r.model, MAX(r.seq), (SELECT COALESCE(MAX(s.hi_seq), 0) FROM queue_spans s WHERE s.endpoint = r.endpoint AND s.model = r.model) FROM queue_requests r WHERE r.state = 'queued' GROUP BY r.endpoint, r.model",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        for row in newest {
+            let model: String = row.try_get(1).map_err(Error::store)?;
+            let newest: i64 = row.try_get(2).map_err(Error::store)?;
+            let cursor: i64 = row.try_get(3).map_err(Error::store)?;
+            let Some(endpoint) = endpoint_of(&row, 0)? else {
+                continue;
+            };
+            if newest > cursor {
+                let key = (endpoint, model);
+                let n = fresh_count(&self.pool, &key, cursor).await?;
+                *counts.entry(key).or_default() += n;
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+
+    async fn pending_count(&self, key: &GroupKey) -> Result<usize> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM queue_requests WHERE state = 'pending' AND endpoint = ?1 AND model = ?2), (SELECT COALESCE(MAX(hi_seq), 0) FROM queue_spans WHERE endpoint = ?1 AND model = ?2)",
+        )
+        .bind(key.0.as_str())
+        .bind(key.1.clone())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        let own: i64 = row.try_get(0).map_err(Error::store)?;
+        let cursor: i64 = row.try_get(1).map_err(Error::store)?;
+        Ok(count(own) + fresh_count(&self.pool, key, cursor).await?)
     }
 
     async fn pending_groups(&self, retries_only: bool) -> Result<Vec<GroupKey>> {
+        if !retries_only {
+            return Ok(self
+                .pending_counts()
+                .await?
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(key, _)| key)
+                .collect());
+        }
+        // A retry always has a state of its own (requests as enqueued have had no attempt).
         let rows = sqlx::query(
-            "SELECT DISTINCT endpoint, model FROM queue_requests WHERE state = 'pending' AND attempts >= ?",
+            "SELECT DISTINCT endpoint, model FROM queue_requests WHERE state = 'pending' AND attempts >= 1",
         )
-        .bind(i64::from(retries_only))
         .fetch_all(&self.pool)
         .await
         .map_err(Error::store)?;
@@ -342,29 +420,93 @@ impl QueueStore for SqliteQueueStore {
     }
 
     async fn claim(&self, dispatch: &str, key: &GroupKey, limit: usize) -> Result<u64> {
-        // One conditional UPDATE: two flushes never claim one request.
-        let claimed = sqlx::query(
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let now = crate::now_ms();
+        // One write transaction: two flushes never claim one request.
+        let mut tx = self.write_tx().await?;
+        // Requests with a state of their own (retries, put back), one row each, oldest first.
+        let own = sqlx::query(
             "UPDATE queue_requests SET state = 'dispatching', dispatch_id = ?1, updated_at_ms = ?2 WHERE seq IN (SELECT seq FROM queue_requests WHERE state = 'pending' AND endpoint = ?3 AND model = ?4 ORDER BY seq LIMIT ?5)",
         )
         .bind(dispatch.to_owned())
-        .bind(crate::now_ms())
+        .bind(now)
         .bind(key.0.as_str())
         .bind(key.1.clone())
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .execute(&self.pool)
+        .bind(limit)
+        .execute(&mut *tx)
         .await
-        .map_err(Error::store)?;
-        Ok(claimed.rows_affected())
+        .map_err(Error::store)?
+        .rows_affected();
+        let rest = limit.saturating_sub(i64::try_from(own).unwrap_or(i64::MAX));
+        let mut fresh = 0;
+        if rest > 0 {
+            // Requests as enqueued, past the group's last span, oldest first: one span. Every
+            // request of the group from the span's first `seq` to its last is in it (seqs only
+            // grow, and SQLite commits one writer at a time).
+            let row = sqlx::query(
+                "WITH cursor(hi) AS (SELECT COALESCE(MAX(hi_seq), 0) FROM queue_spans WHERE endpoint = ?1 AND model = ?2) SELECT COUNT(*), MAX(seq), (SELECT hi FROM cursor) FROM (SELECT seq FROM queue_requests WHERE state = 'queued' AND endpoint = ?1 AND model = ?2 AND seq > (SELECT hi FROM cursor) ORDER BY seq LIMIT ?3)",
+            )
+            .bind(key.0.as_str())
+            .bind(key.1.clone())
+            .bind(rest)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Error::store)?;
+            let n: i64 = row.try_get(0).map_err(Error::store)?;
+            let hi: Option<i64> = row.try_get(1).map_err(Error::store)?;
+            let cursor: i64 = row.try_get(2).map_err(Error::store)?;
+            if let (Some(hi), true) = (hi, n > 0) {
+                sqlx::query(
+                    "INSERT INTO queue_spans (dispatch_id, endpoint, model, lo_seq, hi_seq, record_id, created_at_ms) VALUES (?, ?, ?, ?, ?, NULL, ?)",
+                )
+                .bind(dispatch.to_owned())
+                .bind(key.0.as_str())
+                .bind(key.1.clone())
+                .bind(cursor + 1)
+                .bind(hi)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::store)?;
+                fresh = u64::try_from(n).unwrap_or(0);
+            }
+        }
+        tx.commit().await.map_err(Error::store)?;
+        Ok(own + fresh)
     }
 
     async fn claimed(&self, dispatch: &str) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
+        // Rows of their own first, then the span's: each shard cut from this order holds a
+        // contiguous run of the span (what `adopt` records).
+        let mut rows = sqlx::query(
             "SELECT id, body FROM queue_requests WHERE dispatch_id = ? AND state = 'dispatching' ORDER BY seq",
         )
         .bind(dispatch.to_owned())
         .fetch_all(&self.pool)
         .await
         .map_err(Error::store)?;
+        let spans = sqlx::query(
+            "SELECT endpoint, model, lo_seq, hi_seq FROM queue_spans WHERE dispatch_id = ? AND record_id IS NULL ORDER BY lo_seq",
+        )
+        .bind(dispatch.to_owned())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::store)?;
+        for span in spans {
+            // In the group index's order: no sort.
+            rows.extend(
+                sqlx::query(
+                    "SELECT id, body FROM queue_requests WHERE state = 'queued' AND endpoint = ? AND model = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+                )
+                .bind(span.try_get::<String, _>(0).map_err(Error::store)?)
+                .bind(span.try_get::<String, _>(1).map_err(Error::store)?)
+                .bind(span.try_get::<i64, _>(2).map_err(Error::store)?)
+                .bind(span.try_get::<i64, _>(3).map_err(Error::store)?)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::store)?,
+            );
+        }
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect::<std::result::Result<_, sqlx::Error>>()
@@ -372,33 +514,111 @@ impl QueueStore for SqliteQueueStore {
     }
 
     async fn adopt(&self, dispatch: &str, record_id: &str, ids: &[String]) -> Result<()> {
+        let now = crate::now_ms();
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT OR IGNORE INTO queue_batches (record_id, dispatch_id, state, created_at_ms) VALUES (?, ?, 'open', ?)",
         )
         .bind(record_id.to_owned())
         .bind(dispatch.to_owned())
-        .bind(crate::now_ms())
+        .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(Error::store)?;
-        // One statement for the whole shard: the ids go in as a JSON array.
-        sqlx::query(
-            "UPDATE queue_requests SET state = 'submitted', record_id = ?, attempts = attempts + 1, updated_at_ms = ? WHERE state = 'dispatching' AND dispatch_id = ? AND id IN (SELECT value FROM json_each(?))",
+        // Rows of their own, when the flush claimed any: one statement, the ids as JSON.
+        let own: i64 = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM queue_requests WHERE dispatch_id = ? AND state = 'dispatching')",
         )
-        .bind(record_id.to_owned())
-        .bind(crate::now_ms())
         .bind(dispatch.to_owned())
-        .bind(serde_json::to_string(ids).map_err(Error::store)?)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(Error::store)?;
+        if own != 0 {
+            let ids_json = serde_json::to_string(ids).map_err(Error::store)?;
+            sqlx::query(
+                "UPDATE queue_requests SET state = 'submitted', record_id = ?, attempts = attempts + 1, updated_at_ms = ? WHERE dispatch_id = ? AND state = 'dispatching' AND id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(record_id.to_owned())
+            .bind(now)
+            .bind(dispatch.to_owned())
+            .bind(ids_json.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::store)?;
+        }
+        // The span's part: the shard's requests as enqueued are a contiguous run of the span,
+        // which is cut there and that run given the record (one or three span rows written).
+        // They are the shard's last lines (`claimed` puts rows of their own first), so the
+        // run is found with a few lookups by id, not one per line.
+        let last = match ids.last() {
+            Some(id) => queued_seq(&mut tx, id).await?,
+            None => None,
+        };
+        let mut first = last;
+        if last.is_some() {
+            let (mut lo, mut hi) = (0, ids.len() - 1);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match queued_seq(&mut tx, &ids[mid]).await? {
+                    Some(seq) => {
+                        hi = mid;
+                        first = Some(seq);
+                    }
+                    None => lo = mid + 1,
+                }
+            }
+        }
+        if let (Some(first), Some(last)) = (first, last) {
+            let span = sqlx::query(
+                "SELECT span, endpoint, model, lo_seq, hi_seq FROM queue_spans WHERE dispatch_id = ? AND record_id IS NULL AND lo_seq <= ? AND hi_seq >= ?",
+            )
+            .bind(dispatch.to_owned())
+            .bind(first)
+            .bind(last)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(Error::store)?;
+            if let Some(span) = span {
+                let id: i64 = span.try_get(0).map_err(Error::store)?;
+                let endpoint: String = span.try_get(1).map_err(Error::store)?;
+                let model: String = span.try_get(2).map_err(Error::store)?;
+                let lo: i64 = span.try_get(3).map_err(Error::store)?;
+                let hi: i64 = span.try_get(4).map_err(Error::store)?;
+                sqlx::query(
+                    "UPDATE queue_spans SET lo_seq = ?, hi_seq = ?, record_id = ? WHERE span = ?",
+                )
+                .bind(first)
+                .bind(last)
+                .bind(record_id.to_owned())
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::store)?;
+                // What is left of the span on either side stays claimed by the flush.
+                for (lo, hi) in [(lo, first - 1), (last + 1, hi)] {
+                    if lo <= hi {
+                        sqlx::query(
+                            "INSERT INTO queue_spans (dispatch_id, endpoint, model, lo_seq, hi_seq, record_id, created_at_ms) VALUES (?, ?, ?, ?, ?, NULL, ?)",
+                        )
+                        .bind(dispatch.to_owned())
+                        .bind(endpoint.as_str())
+                        .bind(model.as_str())
+                        .bind(lo)
+                        .bind(hi)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(Error::store)?;
+                    }
+                }
+            }
+        }
         tx.commit().await.map_err(Error::store)
     }
 
     async fn interrupted_dispatches(&self) -> Result<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT DISTINCT dispatch_id FROM queue_requests WHERE state = 'dispatching' AND dispatch_id IS NOT NULL",
+            "SELECT dispatch_id FROM queue_requests WHERE state = 'dispatching' AND dispatch_id IS NOT NULL UNION SELECT dispatch_id FROM queue_spans WHERE record_id IS NULL",
         )
         .fetch_all(&self.pool)
         .await
@@ -410,15 +630,44 @@ impl QueueStore for SqliteQueueStore {
     }
 
     async fn release_dispatch(&self, dispatch: &str) -> Result<()> {
+        let now = crate::now_ms();
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "UPDATE queue_requests SET state = 'pending', dispatch_id = NULL, updated_at_ms = ? WHERE state = 'dispatching' AND dispatch_id = ?",
         )
-        .bind(crate::now_ms())
+        .bind(now)
         .bind(dispatch.to_owned())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(Error::store)?;
-        Ok(())
+        // The flush's spans without a record: their requests get a state of their own
+        // (`pending`) before the span goes, so none is left uncovered behind a later span.
+        let spans = sqlx::query(
+            "SELECT endpoint, model, lo_seq, hi_seq FROM queue_spans WHERE dispatch_id = ? AND record_id IS NULL",
+        )
+        .bind(dispatch.to_owned())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(Error::store)?;
+        for span in spans {
+            sqlx::query(
+                "UPDATE queue_requests SET state = 'pending', updated_at_ms = ? WHERE state = 'queued' AND endpoint = ? AND model = ? AND seq BETWEEN ? AND ?",
+            )
+            .bind(now)
+            .bind(span.try_get::<String, _>(0).map_err(Error::store)?)
+            .bind(span.try_get::<String, _>(1).map_err(Error::store)?)
+            .bind(span.try_get::<i64, _>(2).map_err(Error::store)?)
+            .bind(span.try_get::<i64, _>(3).map_err(Error::store)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::store)?;
+        }
+        sqlx::query("DELETE FROM queue_spans WHERE dispatch_id = ? AND record_id IS NULL")
+            .bind(dispatch.to_owned())
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::store)?;
+        tx.commit().await.map_err(Error::store)
     }
 
     async fn unfinished(&self) -> Result<usize> {
@@ -436,7 +685,7 @@ impl QueueStore for SqliteQueueStore {
         for chunk in ids.chunks(500) {
             let marks = vec!["?"; chunk.len()].join(", ");
             let sql = format!(
-                "SELECT id, record_id FROM queue_requests WHERE id IN ({marks}) AND state NOT IN ('done', 'failed') ORDER BY seq"
+                "SELECT r.id, CASE WHEN r.state = 'queued' THEN (SELECT s.record_id FROM queue_spans s WHERE s.endpoint = r.endpoint AND s.model = r.model AND r.seq BETWEEN s.lo_seq AND s.hi_seq) ELSE r.record_id END AS record_id FROM queue_requests r WHERE r.id IN ({marks}) AND r.state NOT IN ('done', 'failed') ORDER BY r.seq"
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
@@ -464,7 +713,7 @@ impl QueueStore for SqliteQueueStore {
 
     async fn carried(&self, record_id: &str) -> Result<HashMap<String, Vec<String>>> {
         let rows = sqlx::query(
-            "SELECT id, batch_ids FROM queue_requests WHERE record_id = ? AND state = 'submitted'",
+            "SELECT id, batch_ids FROM queue_requests WHERE record_id = ?1 AND state = 'submitted' UNION ALL SELECT r.id, r.batch_ids FROM queue_spans s JOIN queue_requests r ON r.state = 'queued' AND r.endpoint = s.endpoint AND r.model = s.model AND r.seq BETWEEN s.lo_seq AND s.hi_seq WHERE s.record_id = ?1",
         )
         .bind(record_id.to_owned())
         .fetch_all(&self.pool)
@@ -487,17 +736,16 @@ impl QueueStore for SqliteQueueStore {
         let mut tx = self.write_tx().await?;
         let mut settled = Vec::new();
         for v in verdicts {
-            if how.count_attempt {
-                sqlx::query("UPDATE queue_requests SET attempts = attempts + 1, record_id = NULL WHERE id = ?")
-                    .bind(v.id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Error::store)?;
-            }
             settled.extend(apply_verdict(&mut tx, v, how).await?);
         }
         if let (true, Carrier::Record(record_id)) = (how.close_record, how.carrier) {
             sqlx::query("UPDATE queue_batches SET state = 'settled' WHERE record_id = ?")
+                .bind(record_id.to_owned())
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::store)?;
+            // Every request the record carried has a state of its own now.
+            sqlx::query("DELETE FROM queue_spans WHERE record_id = ?")
                 .bind(record_id.to_owned())
                 .execute(&mut *tx)
                 .await
@@ -635,16 +883,19 @@ async fn apply_verdict(
     let id = v.id.as_str();
     // Only a request still where this verdict found it is touched: a second settling of
     // the same record (another queue on the database) finds nothing and changes nothing.
+    // A request as enqueued rides in the span covering it; one with a state of its own names
+    // its record or flush itself.
     let row = match how.carrier {
         Carrier::Record(record_id) => sqlx::query(
-            "SELECT attempts, batch_ids FROM queue_requests WHERE id = ? AND state = 'submitted' AND record_id = ?",
+            "SELECT r.attempts, r.batch_ids, r.state FROM queue_requests r WHERE r.id = ?1 AND ((r.state = 'submitted' AND r.record_id = ?2) OR (r.state = 'queued' AND EXISTS (SELECT 1 FROM queue_spans s WHERE s.record_id = ?2 AND s.endpoint = r.endpoint AND s.model = r.model AND r.seq BETWEEN s.lo_seq AND s.hi_seq)))",
         )
         .bind(id.to_owned())
         .bind(record_id.to_owned()),
-        Carrier::Dispatch => sqlx::query(
-            "SELECT attempts, batch_ids FROM queue_requests WHERE id = ? AND state = 'dispatching'",
+        Carrier::Dispatch(dispatch) => sqlx::query(
+            "SELECT r.attempts, r.batch_ids, r.state FROM queue_requests r WHERE r.id = ?1 AND ((r.state = 'dispatching' AND r.dispatch_id = ?2) OR (r.state = 'queued' AND EXISTS (SELECT 1 FROM queue_spans s WHERE s.dispatch_id = ?2 AND s.record_id IS NULL AND s.endpoint = r.endpoint AND s.model = r.model AND r.seq BETWEEN s.lo_seq AND s.hi_seq)))",
         )
-        .bind(id.to_owned()),
+        .bind(id.to_owned())
+        .bind(dispatch.to_owned()),
     }
     .fetch_optional(&mut **tx)
     .await
@@ -652,7 +903,13 @@ async fn apply_verdict(
     let Some(row) = row else {
         return Ok(None);
     };
-    let attempts = u32::try_from(row.try_get::<i64, _>(0).map_err(Error::store)?).unwrap_or(0);
+    let stored = u32::try_from(row.try_get::<i64, _>(0).map_err(Error::store)?).unwrap_or(0);
+    let as_enqueued = row.try_get::<String, _>(2).map_err(Error::store)? == "queued";
+    // A request riding in a record's span has had the attempt its row does not count yet; a
+    // submit that failed before any record carried its requests counts one now.
+    let attempts = stored
+        + u32::from(as_enqueued && matches!(how.carrier, Carrier::Record(_)))
+        + u32::from(how.count_attempt);
     let batch_ids: Vec<String> = match v.batch_ids {
         Some(ids) => ids,
         None => serde_json::from_str(&row.try_get::<String, _>(1).map_err(Error::store)?)
@@ -664,7 +921,8 @@ async fn apply_verdict(
     let policy = how.policy;
     match v.verdict {
         Verdict::Done { body, usage } => {
-            sqlx::query("UPDATE queue_requests SET state = 'done', tier = 'batch', result = ?, usage = ?, batch_ids = ?, record_id = NULL, updated_at_ms = ? WHERE id = ?")
+            sqlx::query("UPDATE queue_requests SET state = 'done', tier = 'batch', attempts = ?, result = ?, usage = ?, batch_ids = ?, record_id = NULL, updated_at_ms = ? WHERE id = ?")
+                .bind(i64::from(attempts))
                 .bind(body.as_str())
                 .bind(usage.as_ref().map(usage_to_json))
                 .bind(ids_json)
@@ -692,8 +950,9 @@ async fn apply_verdict(
                 ("standard", "request falls back to the standard API")
             };
             tracing::info!(request = id, attempts, reason = %error.message, "{next}");
-            sqlx::query("UPDATE queue_requests SET state = ?, record_id = NULL, dispatch_id = NULL, batch_ids = ?, error = ?, updated_at_ms = ? WHERE id = ?")
+            sqlx::query("UPDATE queue_requests SET state = ?, attempts = ?, record_id = NULL, dispatch_id = NULL, batch_ids = ?, error = ?, updated_at_ms = ? WHERE id = ?")
                 .bind(state)
+                .bind(i64::from(attempts))
                 .bind(ids_json)
                 .bind(serde_json::to_string(&error).map_err(Error::store)?)
                 .bind(now)
@@ -704,7 +963,8 @@ async fn apply_verdict(
             Ok(None)
         }
         Verdict::Again(error) | Verdict::Final(error) => {
-            sqlx::query("UPDATE queue_requests SET state = 'failed', record_id = NULL, batch_ids = ?, error = ?, updated_at_ms = ? WHERE id = ?")
+            sqlx::query("UPDATE queue_requests SET state = 'failed', attempts = ?, record_id = NULL, batch_ids = ?, error = ?, updated_at_ms = ? WHERE id = ?")
+                .bind(i64::from(attempts))
                 .bind(ids_json)
                 .bind(serde_json::to_string(&error).map_err(Error::store)?)
                 .bind(now)
@@ -758,11 +1018,11 @@ pub(crate) fn usage_from_body(body: &Value) -> Option<Usage> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The queue's schema before it had migrations, as `create_tables` made it.
-    const SCHEMA_BEFORE_MIGRATIONS: &[&str] = &[
+    pub(crate) const SCHEMA_BEFORE_MIGRATIONS: &[&str] = &[
         "CREATE TABLE IF NOT EXISTS queue_requests (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
             id TEXT NOT NULL UNIQUE,
@@ -792,6 +1052,10 @@ mod tests {
             created_at_ms INTEGER NOT NULL
         )",
         "CREATE INDEX IF NOT EXISTS queue_batches_state ON queue_batches (state)",
+    ];
+
+    /// Rows in that schema: a request done, one pending, a record open.
+    const ROWS_BEFORE_MIGRATIONS: &[&str] = &[
         "INSERT INTO queue_requests (id, operation, endpoint, model, body, state, attempts, batch_ids, tier, result, created_at_ms, updated_at_ms)
             VALUES ('rq_done', 'critique', '/v1/chat/completions', 'gpt-4o-mini', '{}', 'done', 1, '[\"batch_1\"]', 'batch', '{\"ok\":true}', 1, 1)",
         "INSERT INTO queue_requests (id, operation, endpoint, model, body, state, created_at_ms, updated_at_ms)
@@ -806,7 +1070,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         let client = batch_client::SqliteStore::open(&path).await.unwrap();
-        for sql in SCHEMA_BEFORE_MIGRATIONS {
+        for sql in SCHEMA_BEFORE_MIGRATIONS
+            .iter()
+            .chain(ROWS_BEFORE_MIGRATIONS)
+        {
             sqlx::query(*sql).execute(client.pool()).await.unwrap();
         }
         client.close().await;
@@ -840,11 +1107,154 @@ mod tests {
                     row.get::<i64, _>(0)
                 }
             };
-            assert_eq!(versions(MIGRATIONS_TABLE).await, 1);
+            assert_eq!(versions(MIGRATIONS_TABLE).await, 2);
             let ours = "_sqlx_migrations WHERE description LIKE 'queue%'";
             assert_eq!(versions(ours).await, 0);
             client.close().await;
         }
+    }
+
+    fn new_request(i: usize, model: &str) -> NewRequest {
+        NewRequest {
+            id: RequestId::from(format!("rq_{model}_{i}")),
+            operation: "critique".into(),
+            endpoint: Endpoint::ChatCompletions,
+            model: model.into(),
+            body: format!(r#"{{"model":"{model}","n":{i}}}"#),
+        }
+    }
+
+    fn ids(model: &str, range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|i| format!("rq_{model}_{i}")).collect()
+    }
+
+    /// A flush claims a group's requests as one span, each shard adopted takes its run of it
+    /// (in any number of pieces, twice without effect), a flush released puts what it still
+    /// held back to pending, and a settled record leaves every request it carried its own
+    /// state: nothing is lost, carried twice or counted twice.
+    #[tokio::test]
+    async fn spans_carry_shards_and_hand_every_request_its_own_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = batch_client::SqliteStore::open(&dir.path().join("q.db"))
+            .await
+            .unwrap();
+        let store = SqliteQueueStore::open(client.pool().clone()).await.unwrap();
+        let rows: Vec<NewRequest> = (0..10)
+            .map(|i| new_request(i / 2, if i % 2 == 0 { "a" } else { "b" }))
+            .collect();
+        store.insert_pending(&rows).await.unwrap();
+        let a: GroupKey = (Endpoint::ChatCompletions, "a".into());
+        let b: GroupKey = (Endpoint::ChatCompletions, "b".into());
+        let mut counts = store.pending_counts().await.unwrap();
+        counts.sort();
+        assert_eq!(counts, [(a.clone(), 5), (b.clone(), 5)]);
+
+        assert_eq!(store.claim("qd_1", &a, 4).await.unwrap(), 4);
+        assert_eq!(store.pending_count(&a).await.unwrap(), 1);
+        let claimed: Vec<String> = store
+            .claimed("qd_1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(claimed, ids("a", 0..4));
+        // A second flush finds only what the first left.
+        assert_eq!(store.claim("qd_other", &a, 10).await.unwrap(), 1);
+        store.release_dispatch("qd_other").await.unwrap();
+
+        store.adopt("qd_1", "rec_1", &ids("a", 0..2)).await.unwrap();
+        store.adopt("qd_1", "rec_1", &ids("a", 0..2)).await.unwrap();
+        let all: Vec<RequestId> = ids("a", 0..5).into_iter().map(RequestId::from).collect();
+        let records: Vec<Option<String>> = store
+            .in_flight(&all)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        let rec_1 = Some("rec_1".to_owned());
+        assert_eq!(records, [rec_1.clone(), rec_1, None, None, None]);
+        let mut carried: Vec<String> = store.carried("rec_1").await.unwrap().into_keys().collect();
+        carried.sort();
+        assert_eq!(carried, ids("a", 0..2));
+        assert_eq!(store.interrupted_dispatches().await.unwrap(), ["qd_1"]);
+
+        // The flush dies: what it did not submit goes back to pending, with a_4.
+        store.release_dispatch("qd_1").await.unwrap();
+        assert!(store.interrupted_dispatches().await.unwrap().is_empty());
+        assert_eq!(store.pending_count(&a).await.unwrap(), 3);
+        assert_eq!(store.claim("qd_2", &a, 10).await.unwrap(), 3);
+        let claimed: Vec<String> = store
+            .claimed("qd_2")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(claimed, ids("a", 2..5));
+        store.adopt("qd_2", "rec_2", &ids("a", 2..5)).await.unwrap();
+        assert_eq!(store.carried("rec_2").await.unwrap().len(), 3);
+        assert_eq!(store.carried("rec_1").await.unwrap().len(), 2);
+
+        let policy = Policy {
+            max_retries: 1,
+            fallback_to_standard: true,
+        };
+        let how = Apply {
+            carrier: Carrier::Record("rec_1"),
+            policy,
+            count_attempt: false,
+            close_record: true,
+        };
+        let verdicts = || {
+            vec![
+                VerdictFor {
+                    id: "rq_a_0".into(),
+                    verdict: Verdict::Done {
+                        body: "{}".into(),
+                        usage: None,
+                    },
+                    batch_ids: Some(vec!["batch_1".into()]),
+                },
+                VerdictFor {
+                    id: "rq_a_1".into(),
+                    verdict: Verdict::Again(StoredError {
+                        tier: Tier::Batch,
+                        status: None,
+                        code: None,
+                        message: "expired".into(),
+                    }),
+                    batch_ids: Some(vec!["batch_1".into()]),
+                },
+            ]
+        };
+        let settled = store.apply_verdicts(verdicts(), how).await.unwrap();
+        assert_eq!(settled.len(), 1);
+        match store.lookup(&RequestId::from("rq_a_0")).await.unwrap() {
+            Lookup::Done(done) => assert_eq!(
+                (done.attempts, done.batch_ids),
+                (1, vec!["batch_1".to_owned()])
+            ),
+            _ => panic!("rq_a_0 not done"),
+        }
+        // a_1 waits for a retry, its first attempt counted; a second settling changes nothing.
+        assert_eq!(
+            store.pending_groups(true).await.unwrap(),
+            std::slice::from_ref(&a)
+        );
+        assert!(
+            store
+                .apply_verdicts(verdicts(), how)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(store.carried("rec_1").await.unwrap().is_empty());
+        assert_eq!(store.pending_count(&a).await.unwrap(), 1);
+        assert_eq!(store.pending_count(&b).await.unwrap(), 5);
+        assert_eq!(store.unfinished().await.unwrap(), 9);
+        client.close().await;
     }
 
     #[test]

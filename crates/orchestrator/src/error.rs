@@ -28,7 +28,7 @@ pub enum Error {
         problem: String,
     },
     /// A model call failed for good (after its tier's retries and fallbacks).
-    #[error(transparent)]
+    #[error("provider: {0}")]
     Provider(#[from] providers::ProviderError),
     /// A stage was routed to a tier the engines have no backend for.
     #[error("no backend for the {tier} tier (the engines have: {})", names(have))]

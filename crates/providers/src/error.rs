@@ -59,7 +59,7 @@ pub enum ProviderError {
     #[error("request cache: {0}")]
     Cache(String),
     /// Configuration is invalid, or a tier was asked for without what it needs.
-    #[error(transparent)]
+    #[error("configuration: {0}")]
     Config(#[from] crate::ConfigError),
 }
 

@@ -10,7 +10,7 @@ use super::{Inner, METADATA_DISPATCH};
 use crate::store::{Apply, Carrier, GroupKey, QueueStore, StoredError, Verdict, VerdictFor};
 use crate::{Result, Tier};
 
-impl Inner {
+impl<S: QueueStore> Inner<S> {
     /// Submits every pending request of one group, `max_group_size` at a time.
     pub(super) async fn flush_group(&self, key: &GroupKey) -> Result<()> {
         let _guard = self.dispatch.lock().await;
@@ -25,13 +25,7 @@ impl Inner {
             }
             self.dispatch_claimed(&dispatch, key).await?;
         }
-        let left = self
-            .store
-            .pending_counts()
-            .await?
-            .into_iter()
-            .find_map(|(k, n)| (k == *key).then_some(n))
-            .unwrap_or(0);
+        let left = self.store.pending_count(key).await?;
         let mut groups = self.lock_groups();
         let group = groups.entry(key.clone()).or_default();
         group.pending = left;
@@ -77,7 +71,9 @@ impl Inner {
             let shard = CheckedShard::new(manifest, jsonl);
             self.submit_shard(dispatch, shard).await?;
         }
-        Ok(())
+        // Every shard is adopted by its record or had its failure applied: what the flush still
+        // holds is only the cut-off ends of its span, with no request left in them.
+        self.store.release_dispatch(dispatch).await
     }
 
     /// Submits one shard of flush `dispatch` and records which record carries it; when the
@@ -114,7 +110,7 @@ impl Inner {
                             })
                             .collect();
                         let how = Apply {
-                            carrier: Carrier::Dispatch,
+                            carrier: Carrier::Dispatch(dispatch),
                             policy: self.policy(),
                             count_attempt: true,
                             close_record: false,

@@ -9,7 +9,7 @@ use super::Inner;
 use crate::store::{Apply, Carrier, Policy, QueueStore, Settled, StoredError, Verdict, VerdictFor};
 use crate::{Error, Result, Tier};
 
-impl Inner {
+impl<S: QueueStore> Inner<S> {
     /// Maps a finished record's outcomes back onto its requests.
     pub(super) async fn settle(&self, record_id: &str) -> Result<()> {
         let record = self.manager.record(record_id).await?;

@@ -10,7 +10,7 @@ use super::{Inner, STANDARD_CONCURRENCY};
 use crate::store::{QueueStore, StoredError};
 use crate::{Error, Result, Tier};
 
-impl Inner {
+impl<S: QueueStore> Inner<S> {
     /// Sends waiting fallbacks to the standard API, a few at a time; whether any ran.
     pub(super) async fn run_standard(self: &Arc<Self>) -> Result<bool> {
         let rows = self.store.standard_waiting(STANDARD_CONCURRENCY).await?;

@@ -106,7 +106,8 @@ struct ModelEntry {
 /// has a standard price; a tier the table omits for a model is not offered for it, and pricing
 /// a call there is [`PricingError::TierNotOffered`]. [`Tier::Simulated`] has no price
 /// ([`PricingError::TierNotPriced`]): the caller prices a simulated call as the tier it
-/// stands in for.
+/// stands in for. Its methods fail with the crate's [`Error::Pricing`](crate::Error::Pricing),
+/// whose [`PricingError`] names the model, tier, line or field.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pricing {
     models: BTreeMap<String, ModelEntry>,
@@ -128,7 +129,7 @@ impl Pricing {
             path: path.to_owned(),
             source,
         })?;
-        let file = Pricing::from_toml_str(&text).map_err(|e| PricingError::InFile {
+        let file = Pricing::parse_toml(&text).map_err(|e| PricingError::InFile {
             path: path.to_owned(),
             source: Box::new(e),
         })?;
@@ -150,7 +151,11 @@ impl Pricing {
     /// longest entry that `model` extends with `-YYYY-MM-DD` or `-MMDD`
     /// (`gpt-4o-mini-2024-07-18` -> `gpt-4o-mini`; `gpt-image-1-mini` is not a snapshot of
     /// `gpt-image-1`).
-    pub fn resolve(&self, model: &str) -> Result<&str, PricingError> {
+    pub fn resolve(&self, model: &str) -> crate::Result<&str> {
+        Ok(self.find_model(model)?)
+    }
+
+    fn find_model(&self, model: &str) -> Result<&str, PricingError> {
         if let Some((name, _)) = self.models.get_key_value(model) {
             return Ok(name);
         }
@@ -170,12 +175,16 @@ impl Pricing {
     }
 
     fn entry(&self, model: &str) -> Result<(&str, &ModelEntry), PricingError> {
-        let name = self.resolve(model)?;
+        let name = self.find_model(model)?;
         Ok((name, &self.models[name]))
     }
 
     /// `model`'s token prices on `tier`.
-    pub fn token_prices(&self, model: &str, tier: Tier) -> Result<TokenPrices, PricingError> {
+    pub fn token_prices(&self, model: &str, tier: Tier) -> crate::Result<TokenPrices> {
+        Ok(self.find_token_prices(model, tier)?)
+    }
+
+    fn find_token_prices(&self, model: &str, tier: Tier) -> Result<TokenPrices, PricingError> {
         let (name, entry) = self.entry(model)?;
         let tokens = entry
             .tokens
@@ -196,6 +205,16 @@ impl Pricing {
     /// default size or quality (for the GPT image models, whose `auto` quality the model
     /// chooses, the table's default is `high`: an upper bound).
     pub fn image_price(
+        &self,
+        model: &str,
+        tier: Tier,
+        size: Option<&str>,
+        quality: Option<&str>,
+    ) -> crate::Result<f64> {
+        Ok(self.find_image_price(model, tier, size, quality)?)
+    }
+
+    fn find_image_price(
         &self,
         model: &str,
         tier: Tier,
@@ -240,8 +259,12 @@ impl Pricing {
     /// Cached input tokens are priced at the cached-input rate and the rest of the input at
     /// the input rate; output tokens, reasoning included, at the output rate (see
     /// [`TokenPrices::cost`]).
-    pub fn chat_cost(&self, model: &str, tier: Tier, usage: &Usage) -> Result<f64, PricingError> {
-        Ok(self.token_prices(model, tier)?.cost(usage))
+    pub fn chat_cost(&self, model: &str, tier: Tier, usage: &Usage) -> crate::Result<f64> {
+        Ok(self.chat_cost_of(model, tier, usage)?)
+    }
+
+    fn chat_cost_of(&self, model: &str, tier: Tier, usage: &Usage) -> Result<f64, PricingError> {
+        Ok(self.find_token_prices(model, tier)?.cost(usage))
     }
 
     /// The cost in USD of one image rendered by `model` on `tier` at `size` and `quality`
@@ -260,6 +283,17 @@ impl Pricing {
         size: Option<&str>,
         quality: Option<&str>,
         usage: &Usage,
+    ) -> crate::Result<f64> {
+        Ok(self.image_cost_of(model, tier, size, quality, usage)?)
+    }
+
+    fn image_cost_of(
+        &self,
+        model: &str,
+        tier: Tier,
+        size: Option<&str>,
+        quality: Option<&str>,
+        usage: &Usage,
     ) -> Result<f64, PricingError> {
         let (name, entry) = self.entry(model)?;
         let tokens = match &entry.tokens {
@@ -271,7 +305,7 @@ impl Pricing {
         {
             return Ok(prices.cost(usage));
         }
-        let per_image = self.image_price(name, tier, size, quality)?;
+        let per_image = self.find_image_price(name, tier, size, quality)?;
         let prompt = tokens.map_or(0.0, |prices| {
             prices.cost(&Usage {
                 output_tokens: 0,
@@ -284,16 +318,20 @@ impl Pricing {
 
     /// The cost of `call` on `tier`: [`Pricing::image_cost`] for a call with an
     /// [`ImageSpec`], [`Pricing::chat_cost`] otherwise.
-    pub fn call_cost(&self, call: &Call, tier: Tier) -> Result<f64, PricingError> {
+    pub fn call_cost(&self, call: &Call, tier: Tier) -> crate::Result<f64> {
+        Ok(self.call_cost_of(call, tier)?)
+    }
+
+    fn call_cost_of(&self, call: &Call, tier: Tier) -> Result<f64, PricingError> {
         match &call.image {
-            Some(image) => self.image_cost(
+            Some(image) => self.image_cost_of(
                 &call.model,
                 tier,
                 image.size.as_deref(),
                 image.quality.as_deref(),
                 &call.usage,
             ),
-            None => self.chat_cost(&call.model, tier, &call.usage),
+            None => self.chat_cost_of(&call.model, tier, &call.usage),
         }
     }
 
@@ -310,14 +348,18 @@ impl Pricing {
         }
         let mut uncached = call.clone();
         uncached.usage.cached_tokens = None;
-        Ok(Some(self.call_cost(&uncached, tier)? - cost))
+        Ok(Some(self.call_cost_of(&uncached, tier)? - cost))
     }
 
     /// `call` with its actual cost (on `call.tier`; $0 when the request cache answered it,
     /// the cost on its tier then in [`PricedCall::cache_saved`]) and its all-standard cost.
-    pub fn price(&self, call: Call) -> Result<PricedCall, PricingError> {
-        let cost = self.call_cost(&call, call.tier)?;
-        let standard_cost = self.call_cost(&call, Tier::Standard)?;
+    pub fn price(&self, call: Call) -> crate::Result<PricedCall> {
+        Ok(self.price_of(call)?)
+    }
+
+    fn price_of(&self, call: Call) -> Result<PricedCall, PricingError> {
+        let cost = self.call_cost_of(&call, call.tier)?;
+        let standard_cost = self.call_cost_of(&call, Tier::Standard)?;
         let prompt_cache_saved = self.prompt_cache_saved(&call, call.tier, cost)?;
         Ok(PricedCall {
             call,
@@ -335,11 +377,11 @@ impl Pricing {
     /// bound) and saying so; when it cannot price the model at all, at zero and saying so.
     /// Every call that was sent is counted, whatever the table knows.
     pub fn price_or_note(&self, call: Call) -> PricedCall {
-        let problem = match self.price(call.clone()) {
+        let problem = match self.price_of(call.clone()) {
             Ok(priced) => return priced,
             Err(e) => e,
         };
-        match self.call_cost(&call, Tier::Standard) {
+        match self.call_cost_of(&call, Tier::Standard) {
             Ok(standard) => PricedCall {
                 prompt_cache_saved: self
                     .prompt_cache_saved(&call, Tier::Standard, standard)
@@ -367,9 +409,9 @@ impl Pricing {
     /// say it is not.
     pub fn offers(&self, model: &str, tier: Tier, operation: Operation) -> bool {
         let priced = if operation == Operation::Render {
-            self.image_price(model, tier, None, None).map(|_| ())
+            self.find_image_price(model, tier, None, None).map(|_| ())
         } else {
-            self.token_prices(model, tier).map(|_| ())
+            self.find_token_prices(model, tier).map(|_| ())
         };
         !matches!(
             priced,

@@ -179,7 +179,10 @@ fn snapshots_resolve_to_their_model() {
         "ft:gpt-4o-mini-2024-07-18:org::abc",
     ] {
         assert!(
-            matches!(p.resolve(m), Err(PricingError::UnknownModel { .. })),
+            matches!(
+                p.resolve(m),
+                Err(crate::Error::Pricing(PricingError::UnknownModel { .. }))
+            ),
             "{m}"
         );
     }
@@ -212,37 +215,56 @@ fn pricing_errors_name_the_model_and_the_tier() {
     let e = p.chat_cost("gpt-4o-mini", Tier::Flex, &u).unwrap_err();
     assert!(matches!(
         e,
-        PricingError::TierNotOffered {
+        crate::Error::Pricing(PricingError::TierNotOffered {
             tier: Tier::Flex,
             ..
-        }
+        })
     ));
-    assert_eq!(
-        e.to_string(),
-        "model `gpt-4o-mini` is not offered on the flex tier (the price table has no flex \
-         price for it)"
-    );
+    // The crate's error, with the pricing error (model and tier) as its source.
+    let inner = "model `gpt-4o-mini` is not offered on the flex tier (the price table has no \
+                 flex price for it)";
+    assert_eq!(e.to_string(), format!("pricing: {inner}"));
+    let source = std::error::Error::source(&e).map(ToString::to_string);
+    assert_eq!(source.as_deref(), Some(inner));
     assert!(p.chat_cost("gpt-5-mini", Tier::Flex, &u).is_ok());
 
     let e = p.chat_cost("gpt-4o", Tier::Simulated, &u).unwrap_err();
     assert!(matches!(
         e,
-        PricingError::TierNotPriced {
+        crate::Error::Pricing(PricingError::TierNotPriced {
             tier: Tier::Simulated
-        }
+        })
     ));
     assert!(e.to_string().contains("simulated"), "{e}");
 
     let e = p.chat_cost("dall-e-3", Tier::Standard, &u).unwrap_err();
-    assert!(matches!(e, PricingError::NotTokenPriced { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            crate::Error::Pricing(PricingError::NotTokenPriced { .. })
+        ),
+        "{e}"
+    );
     let e = p
         .image_cost("gpt-4o", Tier::Standard, None, None, &Usage::default())
         .unwrap_err();
-    assert!(matches!(e, PricingError::NotImagePriced { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            crate::Error::Pricing(PricingError::NotImagePriced { .. })
+        ),
+        "{e}"
+    );
     let e = p
         .image_cost("dall-e-3", Tier::Flex, None, None, &Usage::default())
         .unwrap_err();
-    assert!(matches!(e, PricingError::TierNotOffered { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            crate::Error::Pricing(PricingError::TierNotOffered { .. })
+        ),
+        "{e}"
+    );
     let e = p
         .image_cost("dall-e-2", Tier::Standard, Some("2048x2048"), None, &u)
         .unwrap_err();
@@ -358,7 +380,7 @@ fn user_files_override_whole_models_and_keep_the_rest() {
     // The entry is replaced whole: the file gives no batch price.
     assert!(matches!(
         p.chat_cost("gpt-4o-mini", Tier::Batch, &u),
-        Err(PricingError::TierNotOffered { .. })
+        Err(crate::Error::Pricing(PricingError::TierNotOffered { .. }))
     ));
     assert_close(
         p.chat_cost("my-model-2026-01-01", Tier::Standard, &u)

@@ -16,8 +16,14 @@ impl Pricing {
     /// holds only the models `toml` names; combine it with [`Pricing::with_overrides`].
     ///
     /// Errors name the line and, past the TOML syntax, the model and field: an unknown tier,
-    /// a missing field, a negative or non-finite price, an unknown image quality.
-    pub fn from_toml_str(toml: &str) -> Result<Pricing, PricingError> {
+    /// a missing field, a negative or non-finite price, an unknown image quality
+    /// ([`Error::Pricing`](crate::Error::Pricing), its [`PricingError`] saying which).
+    pub fn from_toml_str(toml: &str) -> crate::Result<Pricing> {
+        Ok(Pricing::parse_toml(toml)?)
+    }
+
+    /// [`Pricing::from_toml_str`], its error as found.
+    pub(in crate::cost) fn parse_toml(toml: &str) -> Result<Pricing, PricingError> {
         let raw: RawTable = toml::from_str(toml).map_err(|e| PricingError::Syntax {
             line: e.span().map(|s| line_of(toml, &s)),
             message: e.message().trim().to_owned(),
