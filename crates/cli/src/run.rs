@@ -420,11 +420,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         search.id(),
         search.params().seed,
         search.params().plan,
-        search
-            .params()
-            .plan
-            .stages(search.params().iterations)
-            .len(),
+        search.params().stage_count(),
         search.id(),
         args.place.resume_flags(),
     )?;

@@ -549,14 +549,7 @@ async fn drive(
         search = search.with_deadline(d.saturating_sub(elapsed).max(Duration::from_secs(1)));
     }
     let session = search.id().to_owned();
-    let stages = i64::try_from(
-        search
-            .params()
-            .plan
-            .stages(search.params().iterations)
-            .len(),
-    )
-    .unwrap_or(0);
+    let stages = i64::try_from(search.params().stage_count()).unwrap_or(0);
     let Some(_) = update(app, id, |r| {
         r.status = JobStatus::Running;
         r.session_id = Some(session.clone());

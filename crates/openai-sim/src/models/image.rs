@@ -123,6 +123,15 @@ pub fn read_prompt(bytes: &[u8]) -> Option<String> {
     decode_prompt(bytes).ok().flatten().map(|(p, _)| p)
 }
 
+/// The draft quality (`low`, `medium`) recorded in a PNG drawn by [`draw_png_at`]; `None` for
+/// a full-quality image or any other bytes.
+pub fn read_quality(bytes: &[u8]) -> Option<&'static str> {
+    match decode_prompt(bytes).ok().flatten()?.1? {
+        Draft::Low => Some("low"),
+        Draft::Medium => Some("medium"),
+    }
+}
+
 /// The prompt and the draft quality chunk (if any) of a PNG: `Ok(None)` for a valid PNG
 /// without a prompt chunk, `Err` for bytes that are not a PNG.
 fn decode_prompt(bytes: &[u8]) -> Result<Option<(String, Option<Draft>)>, String> {

@@ -159,7 +159,9 @@ mod validation_tests;
 use batch_format::Endpoint;
 use serde_json::{Value, json};
 
-pub use image::{IMAGE_SIDE, PROMPT_KEYWORD, QUALITY_KEYWORD, draw_png, draw_png_at, read_prompt};
+pub use image::{
+    IMAGE_SIDE, PROMPT_KEYWORD, QUALITY_KEYWORD, draw_png, draw_png_at, read_prompt, read_quality,
+};
 
 /// The simulated judge's hidden, noise-free score of an image drawn from `prompt` for `idea`:
 /// `alpha * alignment + (1 - alpha) * aesthetic` from the rules of the module docs (Judging).
