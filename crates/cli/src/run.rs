@@ -436,7 +436,11 @@ fn print_forecast(rig: &Rig, params: &SearchParams, json: bool) -> anyhow::Resul
         out,
         "forecast for {} stages{} (nothing sent):",
         params.stage_count(),
-        if hybrid { ", hybrid mode at its cheapest (all on batch)" } else { "" }
+        if hybrid {
+            ", hybrid mode at its cheapest (all on batch)"
+        } else {
+            ""
+        }
     )?;
     write!(out, "{here}")?;
     writeln!(
@@ -785,7 +789,11 @@ fn print_outcome(o: &SessionOutcome, shown: Shown, out: &mut impl Write) -> anyh
              polish picked {}{}",
             o.polished.len(),
             o.best.id,
-            if *draft == o.best.id { " (the same)" } else { "" }
+            if *draft == o.best.id {
+                " (the same)"
+            } else {
+                ""
+            }
         )?;
     }
     if let Some(why) = &o.stopped {
