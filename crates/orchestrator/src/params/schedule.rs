@@ -170,7 +170,7 @@ mod tests {
         );
         assert_eq!(
             qualities(&parse_schedule("low..high", 5).unwrap()),
-            ["low", "low", "medium", "high", "high"]
+            ["low", "medium", "medium", "high", "high"]
         );
         assert_eq!(
             qualities(&parse_schedule("medium..medium", 2).unwrap()),
