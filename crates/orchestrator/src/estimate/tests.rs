@@ -88,7 +88,10 @@ fn a_draft_schedule_and_polish_are_forecast_per_operation_and_tier() {
         |_| Tier::Standard,
     );
     assert!(f.cost <= 0.2 * today.cost, "{} of {}", f.cost, today.cost);
-    // A last iteration at full quality leaves the polish nothing to draw.
+    // A last iteration at full quality leaves the polish nothing to draw. Settings compare as
+    // written: `high` is the full quality when the session's quality says so.
     p.render_schedule = crate::params::parse_schedule("low,low,high", 3).unwrap();
+    assert_eq!(planned_stages(&p)[9].total(), 3);
+    p.image_quality = Some("high".into());
     assert_eq!(planned_stages(&p)[9].total(), 0);
 }
