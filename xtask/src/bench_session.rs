@@ -2,7 +2,9 @@
 //! comparative judging) on each plan, run by the release `batchbeam run` against its in-process
 //! openai-sim twice: every operation on the Batch API, then every operation on the standard
 //! tier (the baseline, measured in the same run). One table: plan, stages (batch round trips),
-//! batches, calls, cost on each tier and the saving. Then the size of a judge request with
+//! batches, calls, cost on each tier and the saving. Then the cost levers on the fused plan:
+//! batch with a draft render schedule, and with a polish, each with its forecast, and whether
+//! the best prompt agrees with the full-quality run over several seeds. Then the size of a judge request with
 //! realistic 1024x1024 renders, as sent and after downscaling for the judge's detail level,
 //! and what a whole judge stage weighs against the 200 MB batch-file limit.
 
@@ -25,15 +27,42 @@ struct Run {
     standard_cost: f64,
     secs: f64,
     best: String,
+    /// The forecast made before the session sent anything.
+    forecast: f64,
+    /// With a polish: whether it overturned the draft judges' pick.
+    overturned: Option<bool>,
 }
 
+/// The draft schedule of the cost-lever rows.
+const DRAFTS: &str = "low,low,medium";
+/// Candidates polished.
+const POLISH: &str = "3";
+/// Seeds the agreement with the full-quality run is measured over.
+const SEEDS: [u64; 6] = [1, 2, 3, 4, 5, 6];
+
 fn session(bin: &Path, dir: &Path, plan: &str, batch: bool) -> anyhow::Result<Run> {
+    session_with(bin, dir, plan, batch, 1, &[])
+}
+
+fn session_with(
+    bin: &Path,
+    dir: &Path,
+    plan: &str,
+    batch: bool,
+    seed: u64,
+    extra: &[&str],
+) -> anyhow::Result<Run> {
     let tag = if batch { "batch" } else { "standard" };
-    let db = dir.join(format!("{plan}-{tag}.db"));
+    let db = dir.join(format!(
+        "{plan}-{tag}-{seed}-{}.db",
+        extra.join("_").replace([',', '.'], "-")
+    ));
+    let seed = seed.to_string();
     let mut cmd = Command::new(bin);
     cmd.args([
-        "run", IDEA, "--plan", plan, "--seed", "1", "--sim", "--json",
+        "run", IDEA, "--plan", plan, "--seed", &seed, "--sim", "--json",
     ])
+    .args(extra)
     .arg("--db")
     .arg(&db)
     .arg("--sessions")
@@ -73,7 +102,66 @@ fn session(bin: &Path, dir: &Path, plan: &str, batch: bool) -> anyhow::Result<Ru
             .as_str()
             .unwrap_or_default()
             .to_owned(),
+        forecast: v["forecast"]["cost"].as_f64().unwrap_or(0.0),
+        overturned: v["draft_best"]
+            .as_str()
+            .map(|d| Some(d) != v["best"]["id"].as_str()),
     })
+}
+
+/// The cost levers on the fused plan, seed 1: standard, batch, batch + draft schedule, batch +
+/// schedule + polish; then, over [`SEEDS`] (on the standard tier, which answers as batch does
+/// for a seed), whether the levers' best prompt is the full-quality run's and how often the
+/// polish overturned the drafts' pick.
+fn levers(bin: &Path, dir: &Path, standard: &Run, batch: &Run) -> anyhow::Result<String> {
+    let schedule = ["--render-schedule", DRAFTS];
+    let polished = ["--render-schedule", DRAFTS, "--polish", POLISH];
+    eprintln!("bench session: fused on the Batch API with --render-schedule {DRAFTS} ...");
+    let drafts = session_with(bin, dir, "fused", true, 1, &schedule)?;
+    eprintln!("bench session: ... and --polish {POLISH} ...");
+    let polish = session_with(bin, dir, "fused", true, 1, &polished)?;
+    let mut t = String::new();
+    t.push_str(&format!(
+        "{:<34} {:>6} {:>6} {:>10} {:>8} {:>10} {:>9}  same prompt as full quality\n",
+        "fused, seed 1", "stages", "calls", "cost $", "of std", "forecast $", "fc. off"
+    ));
+    let row = |name: &str, r: &Run| {
+        format!(
+            "{:<34} {:>6} {:>6} {:>10.4} {:>7.1}% {:>10.4} {:>8.1}%  {}\n",
+            name,
+            r.stages,
+            r.calls,
+            r.cost,
+            100.0 * r.cost / standard.cost.max(f64::MIN_POSITIVE),
+            r.forecast,
+            100.0 * (r.forecast - r.cost) / r.cost.max(f64::MIN_POSITIVE),
+            if r.best == standard.best { "yes" } else { "no" },
+        )
+    };
+    t.push_str(&row("standard", standard));
+    t.push_str(&row("batch", batch));
+    t.push_str(&row(&format!("batch + schedule {DRAFTS}"), &drafts));
+    t.push_str(&row(
+        &format!("batch + schedule + polish {POLISH}"),
+        &polish,
+    ));
+    let (mut same_drafts, mut same_polish, mut overturned) = (0, 0, 0);
+    for seed in SEEDS {
+        eprintln!("bench session: agreement, seed {seed} ...");
+        let full = session_with(bin, dir, "fused", false, seed, &[])?;
+        let d = session_with(bin, dir, "fused", false, seed, &schedule)?;
+        let p = session_with(bin, dir, "fused", false, seed, &polished)?;
+        same_drafts += usize::from(d.best == full.best);
+        same_polish += usize::from(p.best == full.best);
+        overturned += usize::from(p.overturned == Some(true));
+    }
+    let n = SEEDS.len();
+    t.push_str(&format!(
+        "over seeds 1-{n}: the best prompt is the full-quality run's in {same_drafts} of {n} with \
+         the schedule, {same_polish} of {n} with schedule + polish; the polish overturned the \
+         drafts' pick in {overturned} of {n}\n"
+    ));
+    Ok(t)
 }
 
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
@@ -89,11 +177,15 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         "{:<14} {:>6} {:>8} {:>6} {:>11} {:>11} {:>8} {:>8} {:>8}  same prompt\n",
         "plan", "stages", "batches", "calls", "batch $", "standard $", "saving", "batch s", "std s"
     ));
+    let mut lever_table = String::new();
     for plan in ["classic", "fused", "judge_refines"] {
         eprintln!("bench session: {plan} on the Batch API ...");
         let b = session(&bin, dir.path(), plan, true)?;
         eprintln!("bench session: {plan} on the standard tier ...");
         let s = session(&bin, dir.path(), plan, false)?;
+        if plan == "fused" {
+            lever_table = levers(&bin, dir.path(), &s, &b)?;
+        }
         table.push_str(&format!(
             "{:<14} {:>6} {:>8} {:>6} {:>11.4} {:>11.4} {:>7.1}% {:>8.1} {:>8.1}  {}\n",
             plan,
@@ -133,9 +225,12 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     );
     print!("{table}");
     println!();
+    println!("cost levers (docs/cost.md): render schedule {DRAFTS}, polish {POLISH}");
+    print!("{lever_table}");
+    println!();
     print!("{sizes}");
     println!(
-        "targets: stages 14 / 9 / 7; batch cost <= 50% of the standard run's; a judge stage under 200 MB"
+        "targets: stages 14 / 9 / 7; batch cost <= 50% of the standard run's; batch + schedule + polish <= 20%; forecast within 10%; a judge stage under 200 MB"
     );
     Ok(())
 }

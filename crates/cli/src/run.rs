@@ -93,9 +93,25 @@ pub(crate) struct RunArgs {
     /// Image size asked of the image model (e.g. 1024x1024).
     #[arg(long)]
     size: Option<String>,
-    /// Image quality asked of the image model (low, medium, high...).
+    /// Image quality asked of the image model (low, medium, high...): the full quality.
     #[arg(long)]
     quality: Option<String>,
+    /// Per-iteration render quality (and size): `low,low,high`, a ramp `low..high`, or items
+    /// `quality@WIDTHxHEIGHT`; a shorter list repeats its last item. See docs/cost.md.
+    #[arg(long, value_name = "SCHEDULE")]
+    render_schedule: Option<String>,
+    /// After the search, draw the top K candidates again at full quality and judge them
+    /// against each other for the final pick.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    polish: u32,
+    /// The most the session may cost (USD): no iteration or polish is started whose forecast
+    /// would take the total over it; the session ends with its best so far and says why.
+    #[arg(long, value_name = "USD")]
+    budget: Option<f64>,
+    /// Print the forecast (calls, tokens, images and cost per operation and tier; wall time
+    /// per tier) and exit without sending anything.
+    #[arg(long)]
+    estimate: bool,
     #[command(flatten)]
     place: Place,
 }
@@ -388,6 +404,80 @@ fn opening_lines(
     lines
 }
 
+/// `run --estimate`: the session's forecast on the tiers in use (hybrid mode: all on batch,
+/// the cheapest it may pick), and its total all on standard and all on batch.
+fn print_forecast(rig: &Rig, params: &SearchParams, json: bool) -> anyhow::Result<()> {
+    let turnaround = match rig.engines.routing() {
+        Routing::Hybrid(h) => h.turnaround,
+        Routing::PerOperation(_) => Turnaround::default(),
+    };
+    let hybrid = matches!(rig.engines.routing(), Routing::Hybrid(_));
+    let forecast = |tier_of: &dyn Fn(Operation) -> Tier| {
+        estimate::forecast(
+            params,
+            0..usize::MAX,
+            &rig.models,
+            &rig.pricing,
+            tier_of,
+            &turnaround,
+        )
+    };
+    let here = if hybrid {
+        forecast(&|_| Tier::Batch)
+    } else {
+        forecast(&|op| rig.engines.tier_for(op, None, 1))
+    };
+    let standard = forecast(&|_| Tier::Standard);
+    let batch = forecast(&|_| Tier::Batch);
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({
+                "forecast": here,
+                "all_standard": standard.cost,
+                "all_batch": batch.cost,
+                "stages": params.stage_count(),
+            }),
+        )?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "forecast for {} stages{} (nothing sent):",
+        params.stage_count(),
+        if hybrid {
+            ", hybrid mode at its cheapest (all on batch)"
+        } else {
+            ""
+        }
+    )?;
+    write!(out, "{here}")?;
+    writeln!(
+        out,
+        "all on standard ≈ {}, all on batch ≈ {}",
+        dollars(standard.cost),
+        dollars(batch.cost)
+    )?;
+    if let Some(budget) = params.budget_usd {
+        writeln!(
+            out,
+            "budget {}: {}",
+            dollars(budget),
+            if here.cost <= budget {
+                "the whole session fits".to_owned()
+            } else {
+                "the session will stop at an iteration whose forecast does not fit".to_owned()
+            }
+        )?;
+    }
+    if let Some(why) = rig.simulated {
+        writeln!(out, "simulated models ({why}): nothing would be billed")?;
+    }
+    Ok(())
+}
+
 /// `$4.58`, or more digits below a cent.
 fn dollars(v: f64) -> String {
     if v > 0.0 && v < 0.01 {
@@ -411,10 +501,19 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     params.seed = args.seed.unwrap_or_else(rand_seed);
     params.detail = args.detail;
     params.image_size = args.size;
-    params.image_quality = args.quality;
+    params.image_quality = args.quality.map(|q| q.trim().to_ascii_lowercase());
+    if let Some(text) = &args.render_schedule {
+        params.render_schedule = orchestrator::parse_schedule(text, params.iterations)?;
+    }
+    params.polish = args.polish;
+    params.budget_usd = args.budget;
     params.validate()?;
     let mut err = std::io::stderr();
     let rig = rig(&args.place, args.place.settings()?).await?;
+    if args.estimate {
+        print_forecast(&rig, &params, args.place.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     for line in opening_lines(&rig, &args.place, &params, 0) {
         writeln!(err, "{line}")?;
     }
@@ -431,11 +530,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         search.id(),
         search.params().seed,
         search.params().plan,
-        search
-            .params()
-            .plan
-            .stages(search.params().iterations)
-            .len(),
+        search.params().stage_count(),
         search.id(),
         args.place.resume_flags(),
     )?;
@@ -697,6 +792,37 @@ fn print_outcome(o: &SessionOutcome, shown: Shown, out: &mut impl Write) -> anyh
     writeln!(out, "  prompt: {}", o.best.combined)?;
     if let Some(image) = &o.best.image {
         writeln!(out, "  image: {}", o.folder.join(image).display())?;
+    }
+    if let Some(draft) = &o.draft_best {
+        writeln!(
+            out,
+            "polish: {} candidates drawn again at full quality; the drafts' best was {draft}, the \
+             polish picked {}{}",
+            o.polished.len(),
+            o.best.id,
+            if *draft == o.best.id {
+                " (the same)"
+            } else {
+                ""
+            }
+        )?;
+    }
+    if let Some(why) = &o.stopped {
+        writeln!(out, "stopped early: {why}")?;
+    }
+    if let Some(f) = &o.forecast {
+        let actual = o.report.total.cost;
+        let off = if actual > 0.0 {
+            format!(" ({:+.1}%)", 100.0 * (f.cost - actual) / actual)
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "cost: forecast {}, actual {}{off}",
+            dollars(f.cost),
+            dollars(actual)
+        )?;
     }
     writeln!(out, "tree: {}", o.folder.join("session.json").display())?;
     if shown.cost {

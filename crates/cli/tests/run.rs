@@ -374,3 +374,86 @@ fn a_finished_run_writes_report_html_beside_its_session() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn estimate_prints_the_forecast_and_a_budget_stops_the_session_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
+    let out = batchbeam(
+        dir.path(),
+        &[
+            "run",
+            "a lighthouse in a storm",
+            "--render-schedule",
+            "low,low,medium",
+            "--polish",
+            "3",
+            "--batch",
+            "--estimate",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.starts_with("forecast for 11 stages (nothing sent):"),
+        "{shown}"
+    );
+    let render = shown.lines().find(|l| l.starts_with("render")).unwrap();
+    // 18 low, 9 + 3 medium, 3 polished at full quality, all on batch.
+    assert!(
+        render.contains("batch") && render.contains(" 33 "),
+        "{render}"
+    );
+    assert!(shown.contains("wall time on batch: 11 stages"), "{shown}");
+    assert!(
+        !dir.path().join("batchbeam-sessions").exists(),
+        "nothing ran"
+    );
+
+    let out = batchbeam(
+        dir.path(),
+        &[
+            "run",
+            "a lighthouse in a storm",
+            "-n",
+            "4",
+            "-m",
+            "2",
+            "--render-schedule",
+            "nope",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("render_schedule"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = batchbeam(
+        dir.path(),
+        &[
+            "run",
+            "a lighthouse in a storm",
+            "--seed",
+            "3",
+            "--budget",
+            "2.5",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("stopped early: budget $2.5000"), "{shown}");
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("cost: forecast"))
+        .unwrap();
+    let actual: f64 = line
+        .split("actual $")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(actual <= 2.5, "{line}");
+}

@@ -22,6 +22,10 @@ pub struct Candidate {
     pub image: Option<String>,
     /// The prompt as the image model rewrote it, when it says.
     pub revised_prompt: Option<String>,
+    /// The setting its image was rendered at (`None`: the session's full quality, as in
+    /// sessions from before render schedules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendered_as: Option<crate::params::RenderSetting>,
     /// How it was judged, once judged: the latest judgement (a survivor is judged again as a
     /// parent in the next iteration's pool).
     pub verdict: Option<Verdict>,
@@ -56,6 +60,7 @@ impl Candidate {
             combined: String::new(),
             image: None,
             revised_prompt: None,
+            rendered_as: None,
             verdict: None,
             judged: Vec::new(),
             rating: None,

@@ -234,6 +234,20 @@ impl Engines {
         }
     }
 
+    /// The models each role calls (the defaults when these engines were not made from a
+    /// factory's configuration).
+    pub fn models(&self) -> RoleModels {
+        self.models.clone().unwrap_or_default()
+    }
+
+    /// The turnaround estimates: hybrid mode's, as it has learnt them, else the defaults.
+    pub fn turnaround(&self) -> Turnaround {
+        match &self.routing {
+            Routing::Hybrid(h) => h.turnaround,
+            Routing::PerOperation(_) => Turnaround::default(),
+        }
+    }
+
     /// The model `op` calls, when known.
     pub fn model_for(&self, op: Operation) -> Option<&str> {
         self.models.as_ref().map(|m| model_of(m, op))

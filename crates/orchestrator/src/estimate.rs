@@ -1,15 +1,21 @@
 //! What a session is expected to cost before it runs: the calls its plan makes (every stage,
-//! no failures) priced with the price table on the tier each operation is routed to.
+//! no failures, each iteration's renders at its scheduled quality, the polish) priced with the
+//! price table on the tier each operation is routed to; and the forecast a session and its
+//! user see: calls, tokens, images and cost per operation and tier, and the wall time per tier.
 //!
 //! The call counts are exact for a session in which nothing fails. Token counts are typical
 //! figures per call ([`typical_usage`], measured on openai-sim's models): real models write
 //! longer or shorter answers, but the renders, priced per image, are most of a session's cost.
 
+use std::time::Duration;
+
 use batch_format::Usage;
 use providers::{Operation, Role, RoleModels, Tier};
+use serde::{Deserialize, Serialize};
 
 use crate::cost::{Call, Pricing};
-use crate::params::{JudgingMode, Plan, SearchParams, StageKind};
+use crate::engines::Turnaround;
+use crate::params::{JudgingMode, Plan, RenderSetting, SearchParams, StageKind};
 
 /// What one call of a plan does, as far as its size goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +41,8 @@ pub struct PlannedStage {
     pub kind: StageKind,
     /// Its calls, by kind.
     pub calls: Vec<(CallKind, u64)>,
+    /// For a render or polish stage: the setting its images are made at.
+    pub render: Option<RenderSetting>,
 }
 
 impl PlannedStage {
@@ -45,6 +53,12 @@ impl PlannedStage {
 }
 
 /// Every stage of `params`' plan with its calls, for a session in which nothing fails.
+///
+/// A render stage whose setting differs from the last iteration's also renders the parents
+/// again (they are judged with the children, at one quality). A polish renders again the top
+/// `polish` candidates, which are expected from the last pool: none when the last iteration
+/// rendered at full quality (its pool, parents included, is at full quality then), all of them
+/// otherwise; then compares them all.
 pub fn planned_stages(params: &SearchParams) -> Vec<PlannedStage> {
     let (n, m, e) = (
         u64::from(params.n),
@@ -52,17 +66,24 @@ pub fn planned_stages(params: &SearchParams) -> Vec<PlannedStage> {
         u64::from(params.ensemble),
     );
     let pairs = |k: u64| k * k.saturating_sub(1) / 2;
+    let last = params.iterations.saturating_sub(1);
+    let k = u64::from(params.polish).min(if params.iterations > 1 { n + m } else { n });
+    let full = params.full_render();
     params
-        .plan
-        .schedule(params.iterations)
+        .schedule()
         .into_iter()
         .map(|(it, kind)| {
             let write = |count| vec![(CallKind::Write(kind), count)];
+            let mut render = None;
             let calls = match kind {
                 StageKind::Expand => write(2 * n),
                 StageKind::ExpandFused | StageKind::Combine | StageKind::Refine => write(n),
                 StageKind::Critique | StageKind::RefineFused => write(m),
-                StageKind::Render => vec![(CallKind::Render, n)],
+                StageKind::Render => {
+                    render = Some(params.render_at(it));
+                    let again = if params.rerenders_parents(it) { m } else { 0 };
+                    vec![(CallKind::Render, n + again)]
+                }
                 StageKind::Judge => {
                     // The first pool is n new images; later ones add the m parents, whose
                     // pairs among themselves are known already.
@@ -78,11 +99,21 @@ pub fn planned_stages(params: &SearchParams) -> Vec<PlannedStage> {
                     }
                     calls
                 }
+                StageKind::Polish => {
+                    render = Some(full.clone());
+                    let drafts = params.render_at(last) != full;
+                    vec![(CallKind::Render, if drafts { k } else { 0 })]
+                }
+                StageKind::PolishJudge => vec![match params.judging {
+                    JudgingMode::Scoring => (CallKind::Score, k * e),
+                    JudgingMode::Comparative => (CallKind::Compare, pairs(k) * e),
+                }],
             };
             PlannedStage {
                 iteration: it,
                 kind,
                 calls,
+                render,
             }
         })
         .collect()
@@ -130,20 +161,124 @@ pub fn estimate(
     pricing: &Pricing,
     tier_of: impl Fn(Operation) -> Tier,
 ) -> Estimate {
-    let mut out = Estimate::default();
-    for stage in planned_stages(params).into_iter().skip(from_stage) {
+    let f = forecast(
+        params,
+        from_stage..usize::MAX,
+        models,
+        pricing,
+        tier_of,
+        &Turnaround::default(),
+    );
+    Estimate {
+        calls: f.calls,
+        cost: f.cost,
+    }
+}
+
+/// One operation on one tier in a [`Forecast`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForecastRow {
+    /// The operation.
+    pub operation: Operation,
+    /// The tier it is expected on.
+    pub tier: Tier,
+    /// Calls.
+    pub calls: u64,
+    /// Input tokens (typical figures).
+    pub input_tokens: u64,
+    /// Output tokens (typical figures; renders' images are priced per image instead).
+    pub output_tokens: u64,
+    /// Images rendered.
+    pub images: u64,
+    /// USD.
+    pub cost: f64,
+}
+
+/// The stages expected on one tier and how long they take, from the turnaround estimates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TierWait {
+    /// The tier.
+    pub tier: Tier,
+    /// Stages on it.
+    pub stages: usize,
+    /// Expected wall time of those stages, in seconds.
+    pub seconds: f64,
+}
+
+/// What a session (or part of one) is expected to make and cost before it sends anything.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Forecast {
+    /// Per operation and tier, in pipeline order.
+    pub rows: Vec<ForecastRow>,
+    /// Calls in all.
+    pub calls: u64,
+    /// Images in all.
+    pub images: u64,
+    /// USD in all, at the tiers forecast.
+    pub cost: f64,
+    /// Stages and wall time per tier.
+    pub wait: Vec<TierWait>,
+    /// Expected wall time of the whole, in seconds (stages run one after another).
+    pub seconds: f64,
+}
+
+/// The forecast of `params`' stages whose index is in `stages` (`0..usize::MAX`: the whole
+/// session), each operation on `tier_of(op)`, priced by `pricing`, the wall time from
+/// `turnaround`. A simulated tier is priced as standard, as the cost tracker records it.
+pub fn forecast(
+    params: &SearchParams,
+    stages: std::ops::Range<usize>,
+    models: &RoleModels,
+    pricing: &Pricing,
+    tier_of: impl Fn(Operation) -> Tier,
+    turnaround: &Turnaround,
+) -> Forecast {
+    let planned = planned_stages(params)
+        .into_iter()
+        .enumerate()
+        .filter(|(idx, _)| stages.contains(idx))
+        .map(|(_, s)| s);
+    forecast_of(planned, models, pricing, tier_of, turnaround)
+}
+
+/// The forecast of the given planned stages (as [`forecast`]).
+pub fn forecast_of(
+    stages: impl IntoIterator<Item = PlannedStage>,
+    models: &RoleModels,
+    pricing: &Pricing,
+    tier_of: impl Fn(Operation) -> Tier,
+    turnaround: &Turnaround,
+) -> Forecast {
+    let mut out = Forecast::default();
+    for stage in stages {
         let op = stage.kind.operation();
-        let tier = tier_of(op);
+        let tier = match tier_of(op) {
+            Tier::Simulated => Tier::Standard,
+            t => t,
+        };
+        let took = turnaround.of(tier);
+        match out.wait.iter_mut().find(|w| w.tier == tier) {
+            Some(w) => {
+                w.stages += 1;
+                w.seconds += took.as_secs_f64();
+            }
+            None => out.wait.push(TierWait {
+                tier,
+                stages: 1,
+                seconds: took.as_secs_f64(),
+            }),
+        }
+        out.seconds += took.as_secs_f64();
         for (kind, count) in stage.calls {
+            if count == 0 {
+                continue;
+            }
             let usage = typical_usage(kind);
             let call = match kind {
-                CallKind::Render => Call::render(
-                    tier,
-                    &models.image,
-                    usage,
-                    params.image_size.clone(),
-                    params.image_quality.clone(),
-                ),
+                CallKind::Render => {
+                    let setting = stage.render.clone().unwrap_or_default();
+                    Call::render(tier, &models.image, usage, setting.size, setting.quality)
+                }
                 _ => {
                     let model = match op.role() {
                         Role::Vision => &models.vision,
@@ -152,12 +287,122 @@ pub fn estimate(
                     Call::chat(op, tier, model, usage)
                 }
             };
+            // Counts are small: the conversions are exact.
+            let cost = pricing.price_or_note(call).cost * count as f64;
+            let images = if kind == CallKind::Render { count } else { 0 };
+            let row = match out
+                .rows
+                .iter_mut()
+                .find(|r| r.operation == op && r.tier == tier)
+            {
+                Some(r) => r,
+                None => {
+                    out.rows.push(ForecastRow {
+                        operation: op,
+                        tier,
+                        calls: 0,
+                        input_tokens: 0,
+                        output_tokens: 0,
+                        images: 0,
+                        cost: 0.0,
+                    });
+                    let last = out.rows.len() - 1;
+                    &mut out.rows[last]
+                }
+            };
+            row.calls += count;
+            row.input_tokens += usage.input_tokens * count;
+            row.output_tokens += usage.output_tokens * count;
+            row.images += images;
+            row.cost += cost;
             out.calls += count;
-            // Counts are small: the conversion is exact.
-            out.cost += pricing.price_or_note(call).cost * count as f64;
+            out.images += images;
+            out.cost += cost;
+        }
+    }
+    out.rows.sort_by_key(|r| {
+        (
+            Operation::ALL.iter().position(|o| *o == r.operation),
+            r.tier.as_str(),
+        )
+    });
+    out
+}
+
+/// The stage ranges a budget is checked on: each iteration's stages, then the polish's.
+pub fn units(params: &SearchParams) -> Vec<std::ops::Range<usize>> {
+    let schedule = params.schedule();
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    for (idx, (it, _)) in schedule.iter().enumerate() {
+        match out.last_mut() {
+            Some(r) if schedule[r.start].0 == *it => r.end = idx + 1,
+            _ => out.push(idx..idx + 1),
         }
     }
     out
+}
+
+impl Forecast {
+    /// The expected wall time of the whole.
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.seconds.max(0.0))
+    }
+}
+
+impl std::fmt::Display for Forecast {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{:<10} {:<9} {:>6} {:>7} {:>9} {:>9} {:>10}",
+            "operation", "tier", "calls", "images", "input", "output", "cost"
+        )?;
+        for r in &self.rows {
+            writeln!(
+                f,
+                "{:<10} {:<9} {:>6} {:>7} {:>9} {:>9} {:>10}",
+                r.operation.as_str(),
+                r.tier.as_str(),
+                r.calls,
+                r.images,
+                r.input_tokens,
+                r.output_tokens,
+                format!("${:.4}", r.cost)
+            )?;
+        }
+        writeln!(
+            f,
+            "{:<10} {:<9} {:>6} {:>7} {:>9} {:>9} {:>10}",
+            "total",
+            "",
+            self.calls,
+            self.images,
+            self.rows.iter().map(|r| r.input_tokens).sum::<u64>(),
+            self.rows.iter().map(|r| r.output_tokens).sum::<u64>(),
+            format!("${:.4}", self.cost)
+        )?;
+        for w in &self.wait {
+            writeln!(
+                f,
+                "wall time on {}: {} stage{}, ≈ {}",
+                w.tier.as_str(),
+                w.stages,
+                if w.stages == 1 { "" } else { "s" },
+                hours(w.seconds)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `45 s`, `12 min`, `3.5 h`.
+fn hours(secs: f64) -> String {
+    if secs < 120.0 {
+        format!("{secs:.0} s")
+    } else if secs < 7_200.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!("{:.1} h", secs / 3_600.0)
+    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,8 @@ pub use engines::{Backend, Engines, Hybrid, Routing, Turnaround};
 pub use error::{Error, Result};
 pub use events::{Progress, ProgressEvent};
 pub use params::{
-    JudgingMode, MAX_ENSEMBLE, MAX_IDEA_CHARS, MAX_ITERATIONS, MAX_N, Plan, SearchParams, StageKind,
+    JudgingMode, MAX_ENSEMBLE, MAX_IDEA_CHARS, MAX_ITERATIONS, MAX_N, MAX_POLISH, Plan, QUALITIES,
+    RenderSetting, SearchParams, StageKind, parse_schedule,
 };
 pub use ranker::ImageRanker;
 pub use rating::{PairResult, RatingScale};

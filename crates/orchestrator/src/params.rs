@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+mod schedule;
+
+use schedule::check_schedule;
+pub use schedule::{QUALITIES, RenderSetting, parse_schedule};
+
 /// How images are judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -132,6 +137,10 @@ pub enum StageKind {
     Render,
     /// The images judged (votes, or pairs times votes), and in `judge_refines` the proposals.
     Judge,
+    /// After the search: the top `polish` candidates rendered again at full quality.
+    Polish,
+    /// The polished images judged against each other: the session's final pick.
+    PolishJudge,
 }
 
 impl StageKind {
@@ -143,8 +152,8 @@ impl StageKind {
             StageKind::Combine => Operation::Combine,
             StageKind::Critique => Operation::Critique,
             StageKind::Refine | StageKind::RefineFused => Operation::Refine,
-            StageKind::Render => Operation::Render,
-            StageKind::Judge => Operation::Judge,
+            StageKind::Render | StageKind::Polish => Operation::Render,
+            StageKind::Judge | StageKind::PolishJudge => Operation::Judge,
         }
     }
 
@@ -159,6 +168,8 @@ impl StageKind {
             StageKind::RefineFused => "refine_fused",
             StageKind::Render => "render",
             StageKind::Judge => "judge",
+            StageKind::Polish => "polish",
+            StageKind::PolishJudge => "polish_judge",
         }
     }
 }
@@ -196,8 +207,25 @@ pub struct SearchParams {
     pub detail: ImageDetail,
     /// Image size asked of the image model (its default when `None`).
     pub image_size: Option<String>,
-    /// Image quality asked of the image model (its default when `None`).
+    /// Image quality asked of the image model (its default when `None`): the full quality,
+    /// which iterations render at unless `render_schedule` says otherwise and polish renders at.
     pub image_quality: Option<String>,
+    /// Per-iteration render settings (a shorter list repeats its last item; empty: every
+    /// iteration at full quality). Absent in sessions from before schedules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub render_schedule: Vec<RenderSetting>,
+    /// After the search, the top this many candidates are rendered again at full quality and
+    /// judged against each other for the final pick (0: no polish).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub polish: u32,
+    /// The most the session may cost (USD at the tiers it runs on): no iteration (or polish)
+    /// is started whose forecast would take the total over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_usd: Option<f64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Bounds a search is held to.
@@ -206,6 +234,8 @@ pub const MAX_N: u32 = 64;
 pub const MAX_ITERATIONS: u32 = 20;
 /// The most votes per judgement.
 pub const MAX_ENSEMBLE: u32 = 9;
+/// The most candidates a polish renders again.
+pub const MAX_POLISH: u32 = 16;
 /// The longest idea, in characters.
 pub const MAX_IDEA_CHARS: usize = 4_000;
 
@@ -227,7 +257,60 @@ impl SearchParams {
             detail: ImageDetail::Low,
             image_size: None,
             image_quality: None,
+            render_schedule: Vec::new(),
+            polish: 0,
+            budget_usd: None,
         }
+    }
+
+    /// The full-quality setting: the session's `image_quality` and `image_size`.
+    pub fn full_render(&self) -> RenderSetting {
+        RenderSetting {
+            quality: self.image_quality.clone(),
+            size: self.image_size.clone(),
+        }
+    }
+
+    /// What iteration `it` renders at: its schedule item (the last for iterations past the
+    /// list) over the full-quality setting.
+    pub fn render_at(&self, it: u32) -> RenderSetting {
+        let full = self.full_render();
+        match self
+            .render_schedule
+            .get(it as usize)
+            .or(self.render_schedule.last())
+        {
+            Some(s) => s.or(&full),
+            None => full,
+        }
+    }
+
+    /// Whether the parents judged in iteration `it`'s pool were rendered at another setting
+    /// (they are rendered again, so that every comparison is between images of one quality).
+    pub fn rerenders_parents(&self, it: u32) -> bool {
+        it > 0 && self.render_at(it) != self.render_at(it - 1)
+    }
+
+    /// Whether any iteration renders below full quality (a polish then renders again).
+    pub fn has_drafts(&self) -> bool {
+        let full = self.full_render();
+        (0..self.iterations).any(|it| self.render_at(it) != full)
+    }
+
+    /// The session's stages in order, each with its iteration: the plan's, then, with
+    /// `polish`, the polish render and its judge (iteration = `iterations`).
+    pub fn schedule(&self) -> Vec<(u32, StageKind)> {
+        let mut out = self.plan.schedule(self.iterations);
+        if self.polish > 0 {
+            out.push((self.iterations, StageKind::Polish));
+            out.push((self.iterations, StageKind::PolishJudge));
+        }
+        out
+    }
+
+    /// How many stages the session has.
+    pub fn stage_count(&self) -> usize {
+        self.schedule().len()
     }
 
     /// Children per parent.
@@ -285,6 +368,26 @@ impl SearchParams {
             && !(0.0..=2.0).contains(&t)
         {
             return bad("temperature", format!("{t} is outside 0-2"));
+        }
+        if let Some(q) = &self.image_quality
+            && !QUALITIES.contains(&q.as_str())
+        {
+            return bad(
+                "image_quality",
+                format!("'{q}' is not one of {}", QUALITIES.join(", ")),
+            );
+        }
+        check_schedule(&self.render_schedule, self.iterations)?;
+        if self.polish > MAX_POLISH {
+            return bad(
+                "polish",
+                format!("{} is outside 0-{MAX_POLISH}", self.polish),
+            );
+        }
+        if let Some(b) = self.budget_usd
+            && !(b.is_finite() && b > 0.0)
+        {
+            return bad("budget", format!("{b} is not a positive number of dollars"));
         }
         Ok(())
     }

@@ -682,6 +682,8 @@
         stat("Cost", cost ? money(cost.total) : "–", cost ? "of " + money(cost.allStandard) + " all-standard" : ""),
         stat("Saved", saved !== null ? saved + "%" : "–", cost && typeof cost.saved === "number" ? money(cost.saved) + " against all-standard" : ""),
       ];
+      if (cost && typeof cost.forecast === "number") stats.push(stat("Forecast", money(cost.forecast), "before it sent anything"));
+      if (t.draftBest && t.best) stats.push(stat("Polish", t.best.id, t.draftBest === t.best.id ? "confirmed the drafts' pick" : "overturned the drafts' pick " + t.draftBest));
       if (live) stats.push(stat("Batches", String(ids.length), ids.length ? short(ids[ids.length - 1]) : "none yet", ids.join("\n")));
       else stats.push(stat("Session", t.sessionId ? short(t.sessionId) : "–", "static report", t.sessionId));
       fill(head, 
@@ -698,6 +700,7 @@
         h("div", { class: "stats" }, stats),
         cost && cost.simulated ? h("div", { class: "sim-note" },
           "Simulated models: nothing was billed. Costs are what OpenAI would charge for the same calls at list prices.") : null,
+        t.stopped ? h("div", { class: "sim-note", id: "bb-stopped", text: "Stopped early: " + t.stopped }) : null,
         j.error || (t.error && typeof t.error === "string") ? h("div", { class: "error-box", text: String(j.error && (j.error.message || j.error) || t.error) }) : null);
     }
 

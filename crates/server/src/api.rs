@@ -137,6 +137,87 @@ pub struct Accepted {
     pub estimated_wait_hours: f64,
     /// What it is expected to cost (USD, list prices).
     pub estimated_cost: f64,
+    /// The forecast behind `estimatedCost`: per operation and tier, and wall time per tier.
+    pub forecast: ForecastView,
+}
+
+/// What a job is expected to make and cost before it sends anything.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastView {
+    /// USD in all (list prices, on the tiers it runs on).
+    pub cost: f64,
+    /// Calls in all.
+    pub calls: u64,
+    /// Images in all.
+    pub images: u64,
+    /// Expected wall time in hours (stages one after another).
+    pub hours: f64,
+    /// Per operation and tier.
+    pub by_operation: Vec<ForecastLine>,
+    /// Stages and expected hours per tier.
+    pub by_tier: Vec<ForecastWait>,
+}
+
+/// One operation on one tier of a forecast.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastLine {
+    /// The operation.
+    pub operation: String,
+    /// The tier.
+    pub tier: String,
+    /// Calls.
+    pub calls: u64,
+    /// Input tokens (typical figures).
+    pub input_tokens: u64,
+    /// Output tokens (typical figures).
+    pub output_tokens: u64,
+    /// Images.
+    pub images: u64,
+    /// USD.
+    pub cost: f64,
+}
+
+/// The stages a forecast puts on one tier.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastWait {
+    /// The tier.
+    pub tier: String,
+    /// Stages on it.
+    pub stages: usize,
+    /// Expected hours.
+    pub hours: f64,
+}
+
+impl ForecastView {
+    fn of(f: &orchestrator::estimate::Forecast) -> ForecastView {
+        ForecastView {
+            cost: f.cost,
+            calls: f.calls,
+            images: f.images,
+            hours: f.seconds / 3600.0,
+            by_operation: (f.rows.iter())
+                .map(|r| ForecastLine {
+                    operation: r.operation.as_str().to_owned(),
+                    tier: r.tier.as_str().to_owned(),
+                    calls: r.calls,
+                    input_tokens: r.input_tokens,
+                    output_tokens: r.output_tokens,
+                    images: r.images,
+                    cost: r.cost,
+                })
+                .collect(),
+            by_tier: (f.wait.iter())
+                .map(|w| ForecastWait {
+                    tier: w.tier.as_str().to_owned(),
+                    stages: w.stages,
+                    hours: w.seconds / 3600.0,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The best candidate of a job.
@@ -163,6 +244,12 @@ pub struct CostView {
     pub all_standard: f64,
     /// The difference.
     pub saved: f64,
+    /// What it was forecast to cost before it sent anything.
+    #[serde(default)]
+    pub forecast: Option<f64>,
+    /// Why it ended before its last stage (its budget), when it did.
+    #[serde(default)]
+    pub stopped: Option<String>,
 }
 
 /// `GET /api/job/{jobId}`.
@@ -195,6 +282,8 @@ pub struct JobView {
     pub best: Option<BestView>,
     /// What it cost so far (once finished).
     pub cost: Option<CostView>,
+    /// What it is expected to make and cost, from its request.
+    pub forecast: Option<ForecastView>,
     /// Why it failed.
     pub error: Option<String>,
     /// When it was accepted (RFC 3339).
@@ -243,7 +332,10 @@ fn job_view(app: &App, r: &JobRow) -> JobView {
         let stages_left = if r.stages == 0 { 9 } else { left };
         Some(providers::now_ms() + stages_left * per_stage_ms)
     };
-    let _ = app;
+    let forecast = request
+        .as_ref()
+        .and_then(|q| q.check(q.use_batch.unwrap_or(false)).ok())
+        .map(|checked| ForecastView::of(&app.forecast(&checked)));
     JobView {
         job_id: r.id.clone(),
         prompt: request.map(|q| q.prompt).unwrap_or_default(),
@@ -258,6 +350,7 @@ fn job_view(app: &App, r: &JobRow) -> JobView {
         estimated_completion_time: eta.map(crate::events::rfc3339),
         best: r.best.clone().and_then(|b| serde_json::from_value(b).ok()),
         cost: r.cost.clone().and_then(|c| serde_json::from_value(c).ok()),
+        forecast,
         error: r.error.clone(),
         created_at: crate::events::rfc3339(r.created_at_ms),
     }
@@ -298,7 +391,8 @@ pub(crate) async fn beam_search(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let checked = req.check(app.stack.factory.config().batch.enabled)?;
     req.use_batch = Some(checked.use_batch);
-    let estimated_cost = app.estimate(&checked);
+    let forecast = app.forecast(&checked);
+    let estimated_cost = forecast.cost;
     let id = format!("j_{}", ulid::Ulid::new().to_string().to_lowercase());
     let text = serde_json::to_string(&req)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -325,6 +419,7 @@ pub(crate) async fn beam_search(
             batch_ids: Vec::new(),
             estimated_wait_hours: app.wait_hours(checked.use_batch),
             estimated_cost,
+            forecast: ForecastView::of(&forecast),
         }),
     ))
 }

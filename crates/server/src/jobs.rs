@@ -64,6 +64,18 @@ pub struct BeamSearchRequest {
     /// `BATCHBEAM_CACHE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<bool>,
+    /// Per-iteration render quality: `low,low,high`, `low..high`, items `quality@WxH` (every
+    /// iteration at full quality when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_schedule: Option<String>,
+    /// Draw the top this many candidates again at full quality after the search and judge
+    /// them for the final pick (0-16; 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polish: Option<u32>,
+    /// The most the session may cost (USD): it ends with its best so far rather than start an
+    /// iteration whose forecast would take it over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<f64>,
 }
 
 /// How a batch-mode job waits on its batches.
@@ -114,6 +126,14 @@ impl BeamSearchRequest {
                 .parse::<Plan>()
                 .map_err(|e| ApiError::bad_param("plan", e.to_string()))?;
         }
+        if let Some(text) = &self.render_schedule {
+            params.render_schedule = orchestrator::parse_schedule(text, params.iterations)
+                .map_err(|e| ApiError::bad_param("renderSchedule", e.to_string()))?;
+        }
+        if let Some(k) = self.polish {
+            params.polish = k;
+        }
+        params.budget_usd = self.budget;
         if let Some(j) = &self.judging {
             params.judging = j
                 .parse::<JudgingMode>()
@@ -121,7 +141,11 @@ impl BeamSearchRequest {
         }
         params.validate().map_err(|e| match &e {
             orchestrator::Error::Param { name, .. } => {
-                let field = if *name == "idea" { "prompt" } else { name };
+                let field = match *name {
+                    "idea" => "prompt",
+                    "render_schedule" => "renderSchedule",
+                    other => other,
+                };
                 ApiError::bad_param(field, e.to_string())
             }
             _ => ApiError::bad_param("prompt", e.to_string()),
@@ -277,6 +301,13 @@ impl App {
 
     /// What a search of `checked` would cost, priced as it would run.
     pub fn estimate(&self, checked: &Checked) -> f64 {
+        self.forecast(checked).cost
+    }
+
+    /// The forecast of a search of `checked` as it would run (hybrid mode: all on batch, the
+    /// cheapest it may pick): calls, tokens, images and cost per operation and tier, and the
+    /// wall time per tier from the default turnaround estimates.
+    pub fn forecast(&self, checked: &Checked) -> orchestrator::estimate::Forecast {
         let config = self.config_for(checked);
         let models = config.models.clone();
         let tier_of = |op: Operation| {
@@ -286,7 +317,14 @@ impl App {
                 config.tier_for(op)
             }
         };
-        orchestrator::estimate::estimate(&checked.params, 0, &models, &self.pricing, tier_of).cost
+        orchestrator::estimate::forecast(
+            &checked.params,
+            0..usize::MAX,
+            &models,
+            &self.pricing,
+            tier_of,
+            &Turnaround::default(),
+        )
     }
 
     fn config_for(&self, checked: &Checked) -> providers::ProvidersConfig {
@@ -557,14 +595,7 @@ async fn drive(
         search = search.with_deadline(d.saturating_sub(elapsed).max(Duration::from_secs(1)));
     }
     let session = search.id().to_owned();
-    let stages = i64::try_from(
-        search
-            .params()
-            .plan
-            .stages(search.params().iterations)
-            .len(),
-    )
-    .unwrap_or(0);
+    let stages = i64::try_from(search.params().stage_count()).unwrap_or(0);
     let Some(_) = update(app, id, |r| {
         r.status = JobStatus::Running;
         r.session_id = Some(session.clone());
@@ -721,7 +752,9 @@ async fn finish(app: &App, id: &str, outcome: &SessionOutcome) -> Result<(), cra
     let best = best_json(id, outcome);
     let total = &outcome.report.total;
     let cost = json!({"total": total.cost, "allStandard": total.standard_cost,
-        "saved": total.standard_cost - total.cost});
+        "saved": total.standard_cost - total.cost,
+        "forecast": outcome.forecast.as_ref().map(|f| f.cost),
+        "stopped": outcome.stopped});
     let now = providers::now_ms();
     let (b, c) = (best.clone(), cost.clone());
     let stages = i64::try_from(outcome.stages.len()).unwrap_or(0);

@@ -171,6 +171,8 @@ pub struct TreeCost {
     pub simulated: bool,
     /// Per operation and tier.
     pub by_operation: Vec<CostLine>,
+    /// What the session was forecast to cost before it sent anything.
+    pub forecast: Option<f64>,
 }
 
 impl TreeCost {
@@ -192,6 +194,7 @@ impl TreeCost {
                     standard_cost: r.totals.standard_cost,
                 })
                 .collect(),
+            forecast: None,
         }
     }
 }
@@ -223,6 +226,11 @@ pub struct SessionTree {
     pub rating_scale: String,
     /// The cost so far.
     pub cost: TreeCost,
+    /// Why the session ended before its last stage (its budget), when it did.
+    pub stopped: Option<String>,
+    /// With a polish: the drafts' pick, before the best was chosen among the candidates drawn
+    /// again at full quality (`best`, whose image is its full-quality one).
+    pub draft_best: Option<String>,
 }
 
 impl SessionTree {
@@ -289,10 +297,9 @@ impl SessionTree {
                 best_rating: rating,
             });
         }
-        let best = state
-            .best
-            .last()
-            .and_then(|(_, id, _)| find(id))
+        let best = (state.final_pick.as_deref())
+            .or(state.best.last().map(|(_, id, _)| id.as_str()))
+            .and_then(find)
             .map(|c| TreeBest {
                 id: c.id.clone(),
                 prompt: c.combined.clone(),
@@ -326,7 +333,12 @@ impl SessionTree {
             best,
             rating_curve,
             rating_scale: word(&orchestrator::RatingScale::of(params.judging)),
-            cost: TreeCost::of(&state.costs.report(), false),
+            cost: TreeCost {
+                forecast: state.forecast.as_ref().map(|f| f.cost),
+                ..TreeCost::of(&state.costs.report(), false)
+            },
+            stopped: state.stopped.clone(),
+            draft_best: state.draft_best.clone(),
         })
     }
 

@@ -128,6 +128,17 @@ async fn a_batch_job_is_followed_on_the_websocket_to_its_end() {
     let job = accepted["jobId"].as_str().unwrap().to_owned();
     assert!(accepted["estimatedCost"].as_f64().unwrap() > 0.0);
     assert_eq!(accepted["estimatedWaitHours"], json!(24.0));
+    // The forecast behind the estimate: every operation on batch, one stage per batch.
+    let forecast = &accepted["forecast"];
+    assert_eq!(forecast["cost"], accepted["estimatedCost"]);
+    assert!(
+        forecast["byOperation"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["tier"] == "batch")
+    );
+    assert_eq!(forecast["byTier"][0]["tier"], "batch", "{forecast}");
     assert!(accepted["batchIds"].as_array().unwrap().is_empty());
 
     // Follow live from the start.
@@ -395,6 +406,23 @@ async fn errors_auth_and_paths() {
     );
     let (status, v) = s.post("/api/beam-search", json!({"prompt": 5})).await;
     assert_eq!(status, 400, "{v}");
+    // The cost levers are checked too, and a field the API does not know is named.
+    for (body, param) in [
+        (
+            json!({"prompt": "x", "renderSchedule": "low,ultra"}),
+            "renderSchedule",
+        ),
+        (json!({"prompt": "x", "polish": 99}), "polish"),
+        (json!({"prompt": "x", "budget": -1.0}), "budget"),
+        (json!({"prompt": "x", "budgett": 1.0}), "budgett"),
+    ] {
+        let (status, v) = s.post("/api/beam-search", body.clone()).await;
+        assert_eq!(
+            (status, v["error"]["param"].clone()),
+            (400, json!(param)),
+            "{body}: {v}"
+        );
+    }
     // Unknown ids and routes; a wrong method.
     let (status, v) = s.get("/api/job/j_00000000000000000000000000").await;
     assert_eq!(status, 404);

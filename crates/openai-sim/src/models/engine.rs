@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::reading::{self, Reading, SeenImage};
+use super::reading::{self, Draft, Reading, SeenImage};
 use super::rng::Dice;
 use super::text::{self, Category, Term};
 
@@ -14,6 +14,10 @@ use super::text::{self, Category, Term};
 pub(crate) const DEFAULT_ALPHA: f64 = 0.7;
 /// Standard deviation of the noise added to each score of each vote, on the 0-10 scale.
 pub(crate) const VOTE_NOISE: f64 = 0.5;
+/// Vote noise on a `medium` draft render (fine texture lost).
+pub(crate) const MEDIUM_DRAFT_NOISE: f64 = 0.8;
+/// Vote noise on a `low` draft render (texture and lens detail lost).
+pub(crate) const LOW_DRAFT_NOISE: f64 = 1.2;
 /// Visual terms at which aesthetics reach 63% of the scale: `10 * (1 - exp(-terms / 6))`.
 pub(crate) const AESTHETIC_SCALE: f64 = 6.0;
 /// Total-score bonus the judge gives the image it is shown first in a comparison.
@@ -832,17 +836,30 @@ fn coverage_notes(
 /// One vote: [`true_scores`] plus normal noise ([`VOTE_NOISE`]) on each, clamped to 0-10 and
 /// rounded to one decimal; `score = alpha * alignment + (1 - alpha) * aesthetic`. An image this
 /// simulator did not draw scores alignment 0 and aesthetic 1.
+///
+/// A draft render ([`SeenImage::Draft`]) shows less: the terms of the categories its quality
+/// loses ([`lost_in`]) are invisible to the judge (they neither score nor appear in its
+/// reasons), and each vote is noisier ([`LOW_DRAFT_NOISE`], [`MEDIUM_DRAFT_NOISE`]). So a draft
+/// judge can rank two images in an order a full-quality judge would not.
 pub(crate) fn judge(image: &SeenImage, idea: &str, alpha: f64, dice: &mut Dice) -> Judgement {
-    let prompt = match image {
-        SeenImage::Drawn(p) => p.as_str(),
-        SeenImage::Foreign => "",
+    let (seen, noise) = match image {
+        SeenImage::Drawn(p) => (p.clone(), VOTE_NOISE),
+        SeenImage::Draft(p, draft) => {
+            let noise = match draft {
+                Draft::Low => LOW_DRAFT_NOISE,
+                Draft::Medium => MEDIUM_DRAFT_NOISE,
+            };
+            (without_lost_terms(p, *draft), noise)
+        }
+        SeenImage::Foreign => (String::new(), VOTE_NOISE),
     };
+    let prompt = seen.as_str();
     let (a, e) = match image {
-        SeenImage::Drawn(p) => true_scores(p, idea),
         SeenImage::Foreign => (0.0, 1.0),
+        _ => true_scores(prompt, idea),
     };
-    let alignment = round1((a + dice.normal(VOTE_NOISE)).clamp(0.0, 10.0));
-    let aesthetic = round1((e + dice.normal(VOTE_NOISE)).clamp(0.0, 10.0));
+    let alignment = round1((a + dice.normal(noise)).clamp(0.0, 10.0));
+    let aesthetic = round1((e + dice.normal(noise)).clamp(0.0, 10.0));
     let score = round1(alpha * alignment + (1.0 - alpha) * aesthetic);
 
     let idea_words = text::content_words(idea);
@@ -886,6 +903,26 @@ pub(crate) fn judge(image: &SeenImage, idea: &str, alpha: f64, dice: &mut Dice) 
     }
 }
 
+/// The treatment categories a draft of this quality does not show.
+pub(crate) fn lost_in(draft: Draft) -> &'static [Category] {
+    match draft {
+        Draft::Low => &[Category::Texture, Category::Lens],
+        Draft::Medium => &[Category::Texture],
+    }
+}
+
+/// `prompt` as a draft shows it: its words (punctuation dropped), the terms of the categories
+/// the draft loses taken out.
+fn without_lost_terms(prompt: &str, draft: Draft) -> String {
+    let mut seen = text::normalise(prompt);
+    for t in text::terms_in(prompt) {
+        if lost_in(draft).contains(&t.category) {
+            seen = seen.replace(&text::normalise(t.text), " ");
+        }
+    }
+    seen.trim().to_owned()
+}
+
 fn judge_answer(reading: &Reading, idea: &str, wants: Wants, base: u64) -> Answer {
     let alpha = alpha_of(reading);
     let image = reading
@@ -914,9 +951,9 @@ fn judge_answer(reading: &Reading, idea: &str, wants: Wants, base: u64) -> Answe
         let mut parent = parent_of(reading);
         if parent.what.is_empty()
             && parent.how.is_empty()
-            && let SeenImage::Drawn(p) = &image
+            && let Some(p) = image.prompt()
         {
-            let (w, h) = p.split_once(TREATMENT_MARK).unwrap_or((p.as_str(), ""));
+            let (w, h) = p.split_once(TREATMENT_MARK).unwrap_or((p, ""));
             parent = Candidate::new(w.trim().to_string(), h.trim().to_string());
         }
         let mut notes = critique(idea, &parent, reading, &mut Dice::new(base, "critique"));

@@ -10,13 +10,16 @@ use serde_json::{Map, Value, json};
 
 use super::catalog::{self, Kind};
 use super::params;
-use super::reading::SeenImage;
+use super::reading::{Draft, SeenImage};
 use super::rng::{self, Dice};
 use super::text;
 use super::{Ctx, ModelReply, error};
 
 /// Keyword of the PNG text chunk that records the prompt an image was drawn from.
 pub const PROMPT_KEYWORD: &str = "batchbeam:prompt";
+/// Keyword of the PNG text chunk that records a draft render's quality (`low`, `medium`); a
+/// full-quality image has none, so its bytes are what they always were.
+pub const QUALITY_KEYWORD: &str = "batchbeam:quality";
 /// Side of the square images the simulator draws, in pixels.
 pub const IMAGE_SIDE: u32 = 64;
 
@@ -26,6 +29,13 @@ pub const IMAGE_SIDE: u32 = 64;
 /// Text chunks: `batchbeam:prompt` (tEXt, or iTXt when the prompt is not Latin-1) and
 /// `batchbeam:size`, `batchbeam:model`.
 pub fn draw_png(prompt: &str, variant: u32, size: &str, model: &str) -> Vec<u8> {
+    draw_png_at(prompt, variant, size, model, "high")
+}
+
+/// [`draw_png`] at `quality`: a `low` or `medium` draft also carries a `batchbeam:quality`
+/// chunk, from which the judge knows how much of the prompt the picture shows (see the module
+/// docs of `models`, Judging).
+pub fn draw_png_at(prompt: &str, variant: u32, size: &str, model: &str, quality: &str) -> Vec<u8> {
     let side = IMAGE_SIDE as usize;
     let h = rng::hash_parts(&[prompt.as_bytes()]);
     let lower = prompt.to_lowercase();
@@ -92,6 +102,9 @@ pub fn draw_png(prompt: &str, variant: u32, size: &str, model: &str) -> Vec<u8> 
     };
     let _ = encoder.add_text_chunk("batchbeam:size".into(), size.into());
     let _ = encoder.add_text_chunk("batchbeam:model".into(), model.into());
+    if matches!(quality, "low" | "medium") {
+        let _ = encoder.add_text_chunk(QUALITY_KEYWORD.into(), quality.into());
+    }
     // Writing to a Vec cannot fail and the pixel buffer matches the header, so an error here
     // is a bug in this function; an empty body (which the judge rejects) is its visible symptom.
     let written = encoder.write_header().and_then(|mut writer| {
@@ -107,11 +120,21 @@ pub fn draw_png(prompt: &str, variant: u32, size: &str, model: &str) -> Vec<u8> 
 /// The prompt recorded in the `batchbeam:prompt` chunk of a PNG drawn by [`draw_png`]; `None`
 /// for any other bytes.
 pub fn read_prompt(bytes: &[u8]) -> Option<String> {
-    decode_prompt(bytes).ok().flatten()
+    decode_prompt(bytes).ok().flatten().map(|(p, _)| p)
 }
 
-/// `Ok(None)` for a valid PNG without a prompt chunk, `Err` for bytes that are not a PNG.
-fn decode_prompt(bytes: &[u8]) -> Result<Option<String>, String> {
+/// The draft quality (`low`, `medium`) recorded in a PNG drawn by [`draw_png_at`]; `None` for
+/// a full-quality image or any other bytes.
+pub fn read_quality(bytes: &[u8]) -> Option<&'static str> {
+    match decode_prompt(bytes).ok().flatten()?.1? {
+        Draft::Low => Some("low"),
+        Draft::Medium => Some("medium"),
+    }
+}
+
+/// The prompt and the draft quality chunk (if any) of a PNG: `Ok(None)` for a valid PNG
+/// without a prompt chunk, `Err` for bytes that are not a PNG.
+fn decode_prompt(bytes: &[u8]) -> Result<Option<(String, Option<Draft>)>, String> {
     let decoder = png::Decoder::new(Cursor::new(bytes));
     let mut reader = decoder.read_info().map_err(|e| e.to_string())?;
     // Text chunks may follow the pixel data, so decode the whole image before looking.
@@ -123,15 +146,27 @@ fn decode_prompt(bytes: &[u8]) -> Result<Option<String>, String> {
         let _ = reader.finish();
     }
     let info = reader.info();
+    let draft = info
+        .uncompressed_latin1_text
+        .iter()
+        .find(|t| t.keyword == QUALITY_KEYWORD)
+        .and_then(|t| match t.text.as_str() {
+            "low" => Some(Draft::Low),
+            "medium" => Some(Draft::Medium),
+            _ => None,
+        });
     if let Some(t) = info
         .uncompressed_latin1_text
         .iter()
         .find(|t| t.keyword == PROMPT_KEYWORD)
     {
-        return Ok(Some(t.text.clone()));
+        return Ok(Some((t.text.clone(), draft)));
     }
     if let Some(t) = info.utf8_text.iter().find(|t| t.keyword == PROMPT_KEYWORD) {
-        return t.get_text().map(Some).map_err(|e| e.to_string());
+        return t
+            .get_text()
+            .map(|p| Some((p, draft)))
+            .map_err(|e| e.to_string());
     }
     Ok(None)
 }
@@ -141,7 +176,8 @@ fn decode_prompt(bytes: &[u8]) -> Result<Option<String>, String> {
 pub(crate) fn see(bytes: &[u8]) -> Option<SeenImage> {
     if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         return match decode_prompt(bytes) {
-            Ok(Some(prompt)) => Some(SeenImage::Drawn(prompt)),
+            Ok(Some((prompt, None))) => Some(SeenImage::Drawn(prompt)),
+            Ok(Some((prompt, Some(draft)))) => Some(SeenImage::Draft(prompt, draft)),
             Ok(None) => Some(SeenImage::Foreign),
             Err(_) => None,
         };
@@ -345,7 +381,7 @@ pub(crate) fn generate(ctx: &Ctx, body: &Value, known: &[&str]) -> ModelReply {
 
     let data: Vec<Value> = (0..n as u32)
         .map(|i| {
-            let png = draw_png(prompt, i, &size, &model);
+            let png = draw_png_at(prompt, i, &size, &model, &quality);
             let encoded = B64.encode(&png);
             let mut item = Map::new();
             if format == "url" {

@@ -100,6 +100,12 @@
 //! - `score = alpha * alignment + (1 - alpha) * aesthetic`, `alpha` from an `Alpha:` label,
 //!   0.7 by default.
 //!
+//! A draft render (an image drawn at `quality` `low` or `medium`, whose PNG carries a
+//! `batchbeam:quality` chunk; a `high` image has none) shows less: at `medium` the texture
+//! terms are invisible to the judge and the vote noise is 0.8; at `low` the texture and lens
+//! terms are invisible and the noise is 1.2. So draft judgements are noisier and blind to fine
+//! detail: a draft judge can prefer the image a full-quality judge would not.
+//!
 //! An image the simulator did not draw scores alignment 0 and aesthetic 1. A comparison judges
 //! image A and image B independently and adds a position bias of 0.4 to the image shown first
 //! (A), which is why votes should swap the order. Judgements come with reasons, strengths (idea
@@ -153,7 +159,9 @@ mod validation_tests;
 use batch_format::Endpoint;
 use serde_json::{Value, json};
 
-pub use image::{IMAGE_SIDE, PROMPT_KEYWORD, draw_png, read_prompt};
+pub use image::{
+    IMAGE_SIDE, PROMPT_KEYWORD, QUALITY_KEYWORD, draw_png, draw_png_at, read_prompt, read_quality,
+};
 
 /// The simulated judge's hidden, noise-free score of an image drawn from `prompt` for `idea`:
 /// `alpha * alignment + (1 - alpha) * aesthetic` from the rules of the module docs (Judging).

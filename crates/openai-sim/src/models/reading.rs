@@ -25,10 +25,33 @@ pub(crate) struct Reading {
 /// An image the model was shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SeenImage {
-    /// A PNG drawn by this simulator: the prompt read back from its text chunk.
+    /// A PNG drawn by this simulator at full (`high`) quality: the prompt read back from its
+    /// text chunk.
     Drawn(String),
+    /// A PNG drawn by this simulator at a draft quality (`low` or `medium`, from its
+    /// `batchbeam:quality` chunk): the prompt, and how much of it the picture shows.
+    Draft(String, Draft),
     /// Any other image: the model sees it but cannot tell what it shows.
     Foreign,
+}
+
+/// A draft render's quality: what the judge can make out in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Draft {
+    /// `low`: fine detail (texture, lens) is lost and each vote is noisier.
+    Low,
+    /// `medium`: fine texture is lost and each vote is a little noisier.
+    Medium,
+}
+
+impl SeenImage {
+    /// The prompt a drawn image was drawn from, at any quality.
+    pub(crate) fn prompt(&self) -> Option<&str> {
+        match self {
+            SeenImage::Drawn(p) | SeenImage::Draft(p, _) => Some(p),
+            SeenImage::Foreign => None,
+        }
+    }
 }
 
 /// Labels the reader recognises, grouped by the field they fill. The first of each group is

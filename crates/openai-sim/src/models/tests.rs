@@ -712,6 +712,61 @@ fn the_hidden_quality_is_what_the_votes_scatter_around() {
 }
 
 #[test]
+fn a_draft_render_hides_fine_detail_from_the_judge_and_is_noisier() {
+    let m = Models::new(5);
+    // Two lens and texture terms, which a low draft does not show.
+    let prompt = "A lighthouse in a storm at night. Visual treatment: chiaroscuro, fine film grain, 85mm lens, shallow depth of field";
+    let at = |quality: &str| {
+        let reply = m.execute(
+            Endpoint::ImagesGenerations,
+            &json!({"model": "gpt-image-1", "prompt": prompt, "quality": quality}),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body["data"][0]["b64_json"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // A high render is the image as it always was: no quality chunk.
+    assert_eq!(at("high"), render(&m, prompt));
+    let votes = |b64: &str| -> Vec<(f64, f64)> {
+        (0..60)
+            .map(|i| {
+                let (a, e, _) = judge(&m, b64, IDEA, i);
+                (a, e)
+            })
+            .collect()
+    };
+    let mean =
+        |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
+    let spread = |v: &[(f64, f64)]| {
+        let mu = mean(v, |x| x.1);
+        (v.iter().map(|x| (x.1 - mu).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+    };
+    let (high, medium, low) = (votes(&at("high")), votes(&at("medium")), votes(&at("low")));
+    // Aesthetics: 4 terms at high, 3 at medium (grain lost), 1 at low (lens terms lost too).
+    let (_, e_high) = super::engine::true_scores(prompt, IDEA);
+    assert!((mean(&high, |x| x.1) - e_high).abs() < 0.3);
+    assert!(
+        mean(&medium, |x| x.1) < e_high - 0.8,
+        "{}",
+        mean(&medium, |x| x.1)
+    );
+    assert!(mean(&low, |x| x.1) < mean(&medium, |x| x.1) - 1.5);
+    // Alignment is the idea's words: a draft still shows them.
+    assert!((mean(&low, |x| x.0) - mean(&high, |x| x.0)).abs() < 0.6);
+    // Noisier votes: low's spread is well over high's.
+    assert!(
+        spread(&low) > 1.6 * spread(&high),
+        "{} vs {}",
+        spread(&low),
+        spread(&high)
+    );
+    let (_, _, v) = judge(&m, &at("low"), IDEA, 0);
+    assert!(!v["reasons"].as_str().unwrap().contains("85mm lens"), "{v}");
+}
+
+#[test]
 fn comparison_prefers_the_better_image_and_favours_position_a() {
     let m = Models::new(6);
     let good = render(

@@ -50,3 +50,48 @@ fn names_parse() {
         JudgingMode::Scoring
     );
 }
+
+#[test]
+fn params_from_before_the_cost_levers_still_load_and_new_ones_round_trip() {
+    // A checkpoint's params as written before render schedules, polish and budgets.
+    let old = r#"{"idea":"a fox","n":9,"m":3,"iterations":3,"alpha":0.7,"ensemble":3,
+        "judging":"comparative","plan":"fused","temperature":0.9,"seed":4,"detail":"low",
+        "image_size":null,"image_quality":null}"#;
+    let p: SearchParams = serde_json::from_str(old).unwrap();
+    assert!(p.render_schedule.is_empty() && p.polish == 0 && p.budget_usd.is_none());
+    assert_eq!(p.stage_count(), 9);
+    assert_eq!(p.render_at(2), p.full_render());
+    let mut q = p.clone();
+    q.render_schedule = parse_schedule("low..high", 3).unwrap();
+    (q.polish, q.budget_usd) = (3, Some(1.5));
+    let back: SearchParams = serde_json::from_str(&serde_json::to_string(&q).unwrap()).unwrap();
+    assert_eq!(back, q);
+    assert_eq!(back.stage_count(), 11);
+    assert!(back.rerenders_parents(1) && back.has_drafts());
+    assert_eq!(back.render_at(7).quality.as_deref(), Some("high"));
+}
+
+#[test]
+fn the_cost_levers_are_checked() {
+    let mut p = SearchParams::new("a fox");
+    p.polish = 17;
+    assert!(matches!(
+        p.validate(),
+        Err(Error::Param { name: "polish", .. })
+    ));
+    p.polish = 3;
+    p.budget_usd = Some(0.0);
+    assert!(matches!(
+        p.validate(),
+        Err(Error::Param { name: "budget", .. })
+    ));
+    p.budget_usd = None;
+    p.image_quality = Some("ultra".into());
+    assert!(matches!(
+        p.validate(),
+        Err(Error::Param {
+            name: "image_quality",
+            ..
+        })
+    ));
+}

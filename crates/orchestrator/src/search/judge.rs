@@ -80,6 +80,63 @@ impl BeamSearch {
         self.keep_the_best(at.it, &field.members)
     }
 
+    /// Polish: the candidates drawn again at full quality, judged against each other (no
+    /// priors: every pair); the best of them is the session's final pick.
+    pub(super) async fn polish_judge(&mut self, at: StageCalls) -> Result<()> {
+        let members: Vec<Candidate> = self.state.alive(&self.state.polished);
+        let mut images = Vec::with_capacity(members.len());
+        if members.len() > 1 {
+            for c in &members {
+                images.push(self.judge_image(c).await?);
+            }
+        }
+        let field = Field {
+            pool: members
+                .iter()
+                .map(|_| Entrant {
+                    prior_rank: None,
+                    prior: None,
+                })
+                .collect(),
+            members,
+            images,
+        };
+        let ranker = self.ranker();
+        let ballots = if field.members.len() > 1 {
+            ranker.ballots(at.it, &field.pool)
+        } else {
+            Vec::new()
+        };
+        let specs: Vec<(String, Spec)> = ballots
+            .iter()
+            .map(|b| ballot_spec(&ranker, &field, b))
+            .collect();
+        let results = self.run_calls(&at, &specs).await?;
+        if field.members.len() == 1 {
+            self.state.final_pick = Some(field.members[0].id.clone());
+            return Ok(());
+        }
+        let votes: Vec<(Ballot, Option<VoteResult>)> = ballots
+            .iter()
+            .zip(&results)
+            .map(|(b, r)| match r {
+                Ok(Payload::Vote { vote }) => (*b, Some(vote.clone())),
+                _ => (*b, None),
+            })
+            .collect();
+        let mut pick: Option<(u32, String)> = None;
+        for (c, verdict) in field.members.iter().zip(ranker.rank(&field.pool, &votes)) {
+            let Some(v) = verdict else { continue };
+            if pick.as_ref().is_none_or(|(rank, _)| v.rank < *rank) {
+                pick = Some((v.rank, c.id.clone()));
+            }
+            self.state.candidate_mut(&self.id, &c.id)?.judge(at.it, v);
+        }
+        // No vote came back: the draft judges' pick stands.
+        self.state.final_pick = pick.map(|(_, id)| id);
+        Ok(())
+    }
+
     /// The children that have an image and the parents, with their images.
     async fn field(&self) -> Result<Field> {
         let parents = self.state.alive(&self.state.pool);

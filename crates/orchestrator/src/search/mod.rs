@@ -12,6 +12,7 @@ use crate::candidate::{Candidate, Proposal};
 use crate::components::Writing;
 use crate::cost::{CostReport, Pricing};
 use crate::engines::Engines;
+use crate::estimate::{Forecast, PlannedStage, forecast_of, planned_stages, units};
 use crate::events::{Progress, ProgressEvent};
 use crate::params::{SearchParams, StageKind};
 use crate::rating::RatingScale;
@@ -181,12 +182,15 @@ impl BeamSearch {
             })?;
         self.progress.send(ProgressEvent::SessionStarted {
             session: self.id.clone(),
-            stages: self.params.plan.stages(self.params.iterations).len(),
+            stages: self.params.stage_count(),
             next_stage: self.next_stage,
         });
         self.store
             .set_state(&self.id, SessionState::Running)
             .await?;
+        if self.state.forecast.is_none() && self.next_stage == 0 {
+            self.state.forecast = Some(self.forecast(0..usize::MAX));
+        }
         if let Err(e) = self.run_stages().await {
             tracing::warn!(session = %self.id, error = %e, "session stopped");
             self.store.set_state(&self.id, SessionState::Failed).await?;
@@ -210,7 +214,7 @@ impl BeamSearch {
 
     /// Whether every stage has run (a resumed finished session has nothing left to do).
     pub fn is_finished(&self) -> bool {
-        self.next_stage >= self.params.plan.stages(self.params.iterations).len()
+        self.next_stage >= self.params.stage_count()
     }
 
     /// The first stage still to run (0-based; the number of stages when finished).
@@ -226,17 +230,135 @@ impl BeamSearch {
             .await?
             .ok_or_else(|| Error::UnknownSession(id.to_owned()))?;
         let params = row.search_params()?;
-        if row.next_stage < params.plan.stages(params.iterations).len() {
+        if row.next_stage < params.stage_count() {
             return Ok(None);
         }
         let state = row.search_state()?;
         outcome_of(&row.id, &row.folder_path()?, &params, &state).map(Some)
     }
 
+    /// The forecast of the stages in `stages` on the tiers they would go to now.
+    pub(super) fn forecast(&self, stages: std::ops::Range<usize>) -> Forecast {
+        let planned: Vec<PlannedStage> = planned_stages(&self.params)
+            .into_iter()
+            .enumerate()
+            .filter(|(idx, _)| stages.contains(idx))
+            .map(|(_, s)| self.as_it_stands(s))
+            .collect();
+        let left = self
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        let stages_left = self.params.stage_count().saturating_sub(self.next_stage);
+        forecast_of(
+            planned,
+            &self.engines.models(),
+            &self.pricing,
+            |op| self.engines.tier_for(op, left, stages_left.max(1)),
+            &self.engines.turnaround(),
+        )
+    }
+
+    /// A planned stage with what the session knows now: a polish draws again only those of
+    /// its candidates that are drafts.
+    fn as_it_stands(&self, mut stage: PlannedStage) -> PlannedStage {
+        if stage.kind == StageKind::Polish && !self.state.candidates.is_empty() {
+            let full = self.params.full_render();
+            let drafts = (self.state.ranked().into_iter())
+                .filter(|c| c.image.is_some())
+                .take(self.params.polish as usize)
+                .filter(|c| self.rendered_as(c) != full)
+                .count() as u64;
+            for (_, count) in &mut stage.calls {
+                *count = drafts;
+            }
+        }
+        stage
+    }
+
+    /// With a budget, before the first stage of an iteration (or of the polish): whether its
+    /// forecast fits what is left. When an iteration does not, the search goes on to the
+    /// polish (if it has one and it fits), else ends; `Ok(None)` to run stage `idx`, or the
+    /// stage to go on from.
+    fn budget_gate(&mut self, idx: usize) -> Result<Option<usize>> {
+        let Some(budget) = self.params.budget_usd else {
+            return Ok(None);
+        };
+        let units = units(&self.params);
+        let Some(unit) = units.iter().find(|u| u.start == idx) else {
+            return Ok(None);
+        };
+        let schedule = self.params.schedule();
+        let (it, kind) = schedule[idx];
+        let spent = self.state.costs.report().total.cost;
+        let need = self.forecast(unit.clone()).cost;
+        // An iteration leaves room for the polish (as planned: its drafts drawn again).
+        let polish = units
+            .iter()
+            .find(|u| schedule[u.start].1 == StageKind::Polish && kind != StageKind::Polish);
+        let reserve = polish.map_or(0.0, |u| {
+            let params = &self.params;
+            let planned = planned_stages(params)
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| u.contains(i))
+                .map(|(_, s)| s);
+            let left = self
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            forecast_of(
+                planned,
+                &self.engines.models(),
+                &self.pricing,
+                |op| self.engines.tier_for(op, left, 1),
+                &self.engines.turnaround(),
+            )
+            .cost
+        });
+        if spent + need + reserve <= budget {
+            return Ok(None);
+        }
+        let what = if kind == StageKind::Polish {
+            "the polish".to_owned()
+        } else if reserve > 0.0 {
+            format!("iteration {it} (with ${reserve:.4} kept for the polish)")
+        } else {
+            format!("iteration {it}")
+        };
+        let need = need + reserve;
+        let reason = format!(
+            "budget ${budget:.4}: spent ${spent:.4}; {what} is forecast at ${need:.4}, which would              take the total to ${:.4}",
+            spent + need
+        );
+        if self.state.best_so_far().is_none() {
+            return Err(Error::Param {
+                name: "budget",
+                problem: format!("{reason}: no image could be judged within it"),
+            });
+        }
+        tracing::info!(session = %self.id, %reason, "stopping at the budget");
+        self.state.stopped = Some(match self.state.stopped.take() {
+            Some(before) => format!("{before}; {reason}"),
+            None => reason,
+        });
+        let polish = (schedule.iter()).position(|(_, k)| *k == StageKind::Polish);
+        Ok(Some(match polish {
+            Some(p) if p > idx => p,
+            _ => schedule.len(),
+        }))
+    }
+
     async fn run_stages(&mut self) -> Result<()> {
-        let schedule = self.params.plan.schedule(self.params.iterations);
+        let schedule = self.params.schedule();
         while self.next_stage < schedule.len() {
             let idx = self.next_stage;
+            if let Some(next) = self.budget_gate(idx)? {
+                self.next_stage = next;
+                let snapshot = serde_json::to_string(&self.state).map_err(Error::Encode)?;
+                self.store
+                    .checkpoint(&self.id, self.next_stage, &snapshot)
+                    .await?;
+                continue;
+            }
             let (iteration, kind) = schedule[idx];
             self.stage(idx, kind, iteration, schedule.len() - idx)
                 .await?;
@@ -335,6 +457,10 @@ impl BeamSearch {
             "candidates": self.state.candidates,
             "calls": self.state.costs,
             "cost": report,
+            "forecast": self.state.forecast,
+            "stopped": self.state.stopped,
+            "draft_best": self.state.draft_best,
+            "polished": self.state.polished,
         });
         let path = self.folder.join("session.json");
         let tmp = self.folder.join("session.json.tmp");

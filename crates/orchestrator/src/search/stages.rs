@@ -7,7 +7,7 @@ use crate::components::{
     CritiqueGenerator, Dimension, ImageGenerator, PromptCombiner, PromptExpander, PromptRefiner,
     combined_of, default_combined, field, read_children,
 };
-use crate::params::{Plan, StageKind};
+use crate::params::{Plan, RenderSetting, StageKind};
 
 use super::BeamSearch;
 use super::calls::{Payload, Spec, StageCalls};
@@ -36,6 +36,8 @@ impl BeamSearch {
             StageKind::RefineFused => self.refine_fused(at).await,
             StageKind::Render => self.render(at).await,
             StageKind::Judge => self.judge(at).await,
+            StageKind::Polish => self.polish(at).await,
+            StageKind::PolishJudge => self.polish_judge(at).await,
         }
     }
 
@@ -205,20 +207,42 @@ impl BeamSearch {
                 .collect();
             self.adopt_proposals(at.it, proposals)?;
         }
-        let generator = ImageGenerator {
-            size: self.params.image_size.clone(),
-            quality: self.params.image_quality.clone(),
-        };
+        let setting = self.params.render_at(at.it);
         let working = self.state.alive(&self.state.working);
-        let specs: Vec<_> = working
+        let mut specs: Vec<(String, Spec)> = working
             .iter()
             .map(|c| {
                 let file = format!("images/{}.png", c.id);
-                (c.id.clone(), Spec::Image(generator.request(c), file))
+                (
+                    c.id.clone(),
+                    Spec::Image(generator(&setting).request(c), file),
+                )
             })
             .collect();
+        // Parents drawn at another setting are drawn again at this one: every comparison of
+        // the judge stage is between images of one quality.
+        if at.it > 0 {
+            for p in self.state.alive(&self.state.pool) {
+                if self.rendered_as(&p) != setting {
+                    let file = format!("images/{}-{}.png", p.id, file_tag(&setting));
+                    let request = generator(&setting).request(&p);
+                    specs.push((format!("again/{}", p.id), Spec::Image(request, file)));
+                }
+            }
+        }
         let results = self.run_calls(&at, &specs).await?;
-        for ((id, _), result) in specs.iter().zip(results) {
+        for ((name, _), result) in specs.iter().zip(results) {
+            let (id, again) = match name.strip_prefix("again/") {
+                Some(id) => (id, true),
+                None => (name.as_str(), false),
+            };
+            let drawn = matches!(result, Ok(Payload::Image { .. }));
+            if again && !drawn {
+                // A parent not drawn again is judged no more: its draft would be compared
+                // with images of another quality.
+                self.state.pool.retain(|p| p != id);
+                continue;
+            }
             let c = self.state.candidate_mut(&self.id, id)?;
             match result {
                 Ok(Payload::Image {
@@ -226,7 +250,10 @@ impl BeamSearch {
                     revised_prompt,
                 }) => {
                     c.image = Some(file);
-                    c.revised_prompt = revised_prompt;
+                    c.rendered_as = Some(setting.clone());
+                    if !again {
+                        c.revised_prompt = revised_prompt;
+                    }
                 }
                 Ok(_) => c.failed = Some("the image model returned no image".into()),
                 Err(e) => c.failed = Some(e),
@@ -234,4 +261,69 @@ impl BeamSearch {
         }
         self.require_alive(at.kind, at.it, &self.state.working.clone(), 1)
     }
+
+    /// The setting a candidate's image was drawn at.
+    pub(super) fn rendered_as(&self, c: &crate::candidate::Candidate) -> RenderSetting {
+        let full = self.params.full_render();
+        c.rendered_as.as_ref().map_or(full.clone(), |r| r.or(&full))
+    }
+
+    /// Polish: the top `polish` candidates drawn again at full quality (those drawn at it
+    /// already are kept as they are), to be judged against each other.
+    async fn polish(&mut self, at: StageCalls) -> Result<()> {
+        let full = self.params.full_render();
+        let top: Vec<crate::candidate::Candidate> = self
+            .state
+            .ranked()
+            .into_iter()
+            .filter(|c| c.image.is_some())
+            .take(self.params.polish as usize)
+            .cloned()
+            .collect();
+        self.state.draft_best = top.first().map(|c| c.id.clone());
+        let specs: Vec<(String, Spec)> = top
+            .iter()
+            .filter(|c| self.rendered_as(c) != full)
+            .map(|c| {
+                let file = format!("images/{}-polished.png", c.id);
+                (c.id.clone(), Spec::Image(generator(&full).request(c), file))
+            })
+            .collect();
+        let results = self.run_calls(&at, &specs).await?;
+        let mut redrawn_failed = Vec::new();
+        for ((id, _), result) in specs.iter().zip(results) {
+            let c = self.state.candidate_mut(&self.id, id)?;
+            match result {
+                Ok(Payload::Image { file, .. }) => {
+                    c.image = Some(file);
+                    c.rendered_as = Some(full.clone());
+                }
+                // Not drawn at full quality: left out of the polish, its draft kept.
+                _ => redrawn_failed.push(id.clone()),
+            }
+        }
+        self.state.polished = top
+            .into_iter()
+            .map(|c| c.id)
+            .filter(|id| !redrawn_failed.contains(id))
+            .collect();
+        Ok(())
+    }
+}
+
+/// The image generator for `setting`.
+fn generator(setting: &RenderSetting) -> ImageGenerator {
+    ImageGenerator {
+        size: setting.size.clone(),
+        quality: setting.quality.clone(),
+    }
+}
+
+/// A setting as part of a file name: `low`, `medium-1024x1536`.
+fn file_tag(setting: &RenderSetting) -> String {
+    setting
+        .label()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
 }

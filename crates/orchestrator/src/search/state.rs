@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::candidate::Candidate;
 use crate::cost::{CostReport, CostTracker};
+use crate::estimate::Forecast;
 use crate::params::SearchParams;
 use crate::rating::{PairResult, RatingScale};
 use crate::store::StageRecord;
@@ -37,6 +38,21 @@ pub struct SearchState {
     /// evidence the ratings are fitted to). Empty in checkpoints from before ratings.
     #[serde(default)]
     pub comparisons: Vec<PairResult>,
+    /// The forecast made before the session sent anything (its whole plan, on the tiers then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<Forecast>,
+    /// Why the session ended before its last stage (its budget), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// Polish: the best before it (the draft judges' pick).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_best: Option<String>,
+    /// Polish: the candidates rendered (or already) at full quality and judged again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub polished: Vec<String>,
+    /// Polish: its judges' pick, the session's best.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_pick: Option<String>,
 }
 
 impl SearchState {
@@ -60,22 +76,36 @@ impl SearchState {
     /// The best judged candidate so far: the highest rating (a candidate without one ranks
     /// below every rated one), then the earlier place in the current pool, then the id.
     pub(super) fn best_so_far(&self) -> Option<&Candidate> {
+        if let Some(pick) = self.final_pick.as_deref().and_then(|id| self.get(id))
+            && pick.alive()
+        {
+            return Some(pick);
+        }
+        self.ranked().into_iter().next()
+    }
+
+    /// Every judged candidate, best first: the highest rating (a candidate without one ranks
+    /// below every rated one), then the earlier place in the current pool, then the id.
+    pub(super) fn ranked(&self) -> Vec<&Candidate> {
         let place = |c: &Candidate| self.pool.iter().position(|p| *p == c.id);
-        self.candidates
+        let mut out: Vec<&Candidate> = self
+            .candidates
             .iter()
             .filter(|c| c.alive() && c.verdict.is_some())
-            .min_by(|x, y| {
-                let rating = |c: &Candidate| c.rating.unwrap_or(f64::NEG_INFINITY);
-                rating(y)
-                    .total_cmp(&rating(x))
-                    .then_with(|| match (place(x), place(y)) {
-                        (Some(a), Some(b)) => a.cmp(&b),
-                        (Some(_), None) => std::cmp::Ordering::Less,
-                        (None, Some(_)) => std::cmp::Ordering::Greater,
-                        (None, None) => std::cmp::Ordering::Equal,
-                    })
-                    .then_with(|| x.id.cmp(&y.id))
-            })
+            .collect();
+        out.sort_by(|x, y| {
+            let rating = |c: &Candidate| c.rating.unwrap_or(f64::NEG_INFINITY);
+            rating(y)
+                .total_cmp(&rating(x))
+                .then_with(|| match (place(x), place(y)) {
+                    (Some(a), Some(b)) => a.cmp(&b),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
+                })
+                .then_with(|| x.id.cmp(&y.id))
+        });
+        out
     }
 
     /// The best candidate after each iteration, with its score, wins and rating then.
@@ -128,6 +158,18 @@ pub struct SessionOutcome {
     pub best_by_iteration: Vec<IterationBest>,
     /// The scale of the ratings (`best.rating`, `best_by_iteration[].rating`).
     pub rating_scale: RatingScale,
+    /// The forecast made before it sent anything (`None` for sessions from before forecasts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<Forecast>,
+    /// Why it ended before its last stage (its budget), when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// With a polish: the best before it, as the draft judges ranked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draft_best: Option<String>,
+    /// With a polish: the candidates judged again at full quality.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub polished: Vec<String>,
 }
 
 /// The best candidate after one iteration, as judged then: the highest-rated of the session so
@@ -171,5 +213,9 @@ pub(super) fn outcome_of(
         report: state.costs.report(),
         best_by_iteration: state.best_by_iteration(),
         rating_scale: RatingScale::of(params.judging),
+        forecast: state.forecast.clone(),
+        stopped: state.stopped.clone(),
+        draft_best: state.draft_best.clone(),
+        polished: state.polished.clone(),
     })
 }

@@ -106,7 +106,7 @@ impl SessionSummary {
             next_stage: row.next_stage,
             folder: row.folder.clone(),
             plan: params.as_ref().map(|p| p.plan),
-            stages: params.map(|p| p.plan.stages(p.iterations).len()),
+            stages: params.map(|p| p.stage_count()),
             best,
         }
     }
@@ -127,7 +127,7 @@ impl SessionReport {
         let state = row.search_state()?;
         let mut summary = SessionSummary::of(row);
         summary.plan = Some(params.plan);
-        summary.stages = Some(params.plan.stages(params.iterations).len());
+        summary.stages = Some(params.stage_count());
         Ok(SessionReport {
             summary,
             cost: state.costs.report(),

@@ -168,7 +168,10 @@ fn tree() -> SessionTree {
                 cost: 1.0,
                 standard_cost: 2.0,
             }],
+            forecast: Some(1.1),
         },
+        stopped: Some("budget $1.0000: spent $1.0000".into()),
+        draft_best: None,
     }
 }
 
@@ -191,6 +194,9 @@ fn the_report_embeds_the_tree_with_the_names_the_script_reads() {
         "byOperation",
         "standardCost",
         "survived",
+        "forecast",
+        "stopped",
+        "draftBest",
     ] {
         assert!(html[start..end].contains(&format!("\"{key}\"")), "{key}");
         assert!(APP_JS.contains(key), "app.js reads {key}");
