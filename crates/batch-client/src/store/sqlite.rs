@@ -65,8 +65,13 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // Every store of the process shares this pool (batch records, the queue, sessions,
+        // jobs, the request cache). With 4 connections, 12 jobs on `batchbeam serve` left API
+        // reads waiting ~29 s (the pool's acquire timeout) for a connection, seen by
+        // schemathesis as a timeout; with 16 they answer in milliseconds. Which holder starves
+        // the pool is not yet found (docs/scaling.md's next step).
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(16)
             .connect_with(options)
             .await
             .map_err(Error::store)?;
