@@ -526,11 +526,13 @@ mod tests {
             .get(0)
     }
 
-    /// A database of the queue's first schema, with requests pending and left dispatching by a
-    /// flush that died, is migrated to spans: the old rows are dispatched after the upgrade
-    /// beside requests enqueued after it, each sent and billed once.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn requests_pending_before_the_spans_migration_are_dispatched_after_it() {
+    /// A simulator on a frozen clock and a manager polling it fast, in a temporary folder.
+    async fn frozen_sim_manager() -> (
+        openai_sim::SimHandle,
+        tempfile::TempDir,
+        OpenAiClient,
+        Arc<BatchJobManager>,
+    ) {
         let sim = openai_sim::spawn(SimConfig::default().with_frozen_clock())
             .await
             .unwrap();
@@ -548,6 +550,15 @@ mod tests {
                 .await
                 .unwrap(),
         );
+        (sim, dir, client, manager)
+    }
+
+    /// A database of the queue's first schema, with requests pending and left dispatching by a
+    /// flush that died, is migrated to spans: the old rows are dispatched after the upgrade
+    /// beside requests enqueued after it, each sent and billed once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_pending_before_the_spans_migration_are_dispatched_after_it() {
+        let (sim, dir, client, manager) = frozen_sim_manager().await;
         let pool = manager.store().pool().clone();
         for sql in crate::store::tests::SCHEMA_BEFORE_MIGRATIONS {
             sqlx::query(*sql).execute(&pool).await.unwrap();
@@ -618,23 +629,7 @@ mod tests {
     /// pending; each is sent and billed once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn resume_adopts_or_releases_requests_left_dispatching() {
-        let sim = openai_sim::spawn(SimConfig::default().with_frozen_clock())
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let client = OpenAiClient::new(
-            ClientConfig::new(sim.base_url(), ApiKey::new("sk-unit"))
-                .with_retry(RetryPolicy::fast()),
-        )
-        .unwrap();
-        let mut config = ManagerConfig::new(dir.path().join("files"));
-        config.poll_interval = Duration::from_millis(2);
-        config.poll_ceiling = Duration::from_millis(5);
-        let manager = Arc::new(
-            BatchJobManager::open(client.clone(), &dir.path().join("db.sqlite"), config)
-                .await
-                .unwrap(),
-        );
+        let (sim, dir, client, manager) = frozen_sim_manager().await;
         let pool = manager.store().pool().clone();
         let queue =
             BatchRequestQueue::new(Arc::clone(&manager), client.clone(), QueueConfig::default())
