@@ -558,7 +558,7 @@ mod tests {
     /// beside requests enqueued after it, each sent and billed once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn requests_pending_before_the_spans_migration_are_dispatched_after_it() {
-        let (sim, dir, client, manager) = frozen_sim_manager().await;
+        let (sim, _dir, client, manager) = frozen_sim_manager().await;
         let pool = manager.store().pool().clone();
         for sql in crate::store::tests::SCHEMA_BEFORE_MIGRATIONS {
             sqlx::query(*sql).execute(&pool).await.unwrap();
@@ -629,7 +629,7 @@ mod tests {
     /// pending; each is sent and billed once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn resume_adopts_or_releases_requests_left_dispatching() {
-        let (sim, dir, client, manager) = frozen_sim_manager().await;
+        let (sim, _dir, client, manager) = frozen_sim_manager().await;
         let pool = manager.store().pool().clone();
         let queue =
             BatchRequestQueue::new(Arc::clone(&manager), client.clone(), QueueConfig::default())
