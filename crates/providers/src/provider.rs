@@ -150,6 +150,26 @@ impl OpenAiProvider {
         &self.models
     }
 
+    /// A chat call whose answer is a JSON object (the LLM's and the vision model's).
+    async fn call_json(
+        &self,
+        chat: &ChatRequest,
+        body: ChatCompletionRequest,
+    ) -> Result<JsonReply> {
+        let key = chat.key.as_deref();
+        let replay = Replay::of(chat);
+        let (value, meta) = self
+            .call(
+                chat.operation,
+                key,
+                Body::Chat(body),
+                replay,
+                codec::read_json,
+            )
+            .await?;
+        Ok(JsonReply { value, meta })
+    }
+
     /// Answers `body` from the cache when it holds the answer, else sends it; `read` says what
     /// the answer means, and only an answer it reads is stored.
     async fn call<T>(
@@ -235,18 +255,8 @@ impl LlmProvider for OpenAiProvider {
     }
 
     async fn json(&self, request: JsonRequest) -> Result<JsonReply> {
-        let body = Body::Chat(codec::json_body(&self.models.llm, &request));
-        let (chat, replay) = (&request.chat, Replay::of(&request.chat));
-        let (value, meta) = self
-            .call(
-                chat.operation,
-                chat.key.as_deref(),
-                body,
-                replay,
-                codec::read_json,
-            )
-            .await?;
-        Ok(JsonReply { value, meta })
+        let body = codec::json_body(&self.models.llm, &request);
+        self.call_json(&request.chat, body).await
     }
 }
 
@@ -321,17 +331,7 @@ impl VisionProvider for OpenAiProvider {
     }
 
     async fn ask(&self, request: VisionJsonRequest) -> Result<JsonReply> {
-        let body = Body::Chat(codec::vision_json_body(&self.models.vision, &request)?);
-        let (chat, replay) = (&request.chat, Replay::of(&request.chat));
-        let (value, meta) = self
-            .call(
-                chat.operation,
-                chat.key.as_deref(),
-                body,
-                replay,
-                codec::read_json,
-            )
-            .await?;
-        Ok(JsonReply { value, meta })
+        let body = codec::vision_json_body(&self.models.vision, &request)?;
+        self.call_json(&request.chat, body).await
     }
 }
