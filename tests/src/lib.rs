@@ -100,7 +100,7 @@ async fn open_batch_rig(
     let manager = BatchJobManager::open(client.clone(), &dir.join("batchbeam.db"), manager_config)
         .await
         .unwrap();
-    let pool = manager.store().pool().clone();
+    let pool = manager.store().sqlite_pool().unwrap().clone();
     let queue = Arc::new(
         BatchRequestQueue::new(Arc::new(manager), client, QueueConfig::default())
             .await

@@ -56,6 +56,7 @@
 
 mod client;
 mod config;
+pub mod db;
 mod error;
 mod manager;
 mod store;
@@ -63,13 +64,16 @@ mod types;
 
 pub use client::OpenAiClient;
 pub use config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, RetryHook, RetryNotice, RetryPolicy};
+pub use db::{Database, Dialect};
 pub use error::{ApiError, BoxError, Error, OpenAiErrorBody, Result, SubmitStep};
 pub use manager::{
     BatchJobManager, BatchResults, CheckedShard, METADATA_ATTEMPT, METADATA_KEY, METADATA_RECORD,
     ManagerConfig, PollReport, PollerHandle, SubmitInput, SubmitOptions, SubmitOutcome, now_ms,
     upload_filename,
 };
-pub use store::{JobRecord, JobState, JobStore, PgStore, SqliteStore, StatusChange, Submission};
+pub use store::{
+    DbStore, JobRecord, JobState, JobStore, PgStore, SqliteStore, StatusChange, Submission,
+};
 pub use types::{
     Batch, BatchError, BatchErrors, BatchListQuery, BatchStatus, CreateBatchRequest, DeletedFile,
     FileListQuery, FileObject, List, RequestCounts,

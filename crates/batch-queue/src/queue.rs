@@ -128,7 +128,12 @@ impl BatchRequestQueue {
         config: QueueConfig,
     ) -> Result<Self> {
         config.validate()?;
-        let store = Arc::new(SqliteQueueStore::open(manager.store().pool().clone()).await?);
+        let Some(pool) = manager.store().sqlite_pool() else {
+            return Err(Error::Config(
+                "the queue's tables are not yet built for PostgreSQL".to_owned(),
+            ));
+        };
+        let store = Arc::new(SqliteQueueStore::open(pool.clone()).await?);
         let (writer, rx) = mpsc::channel(WRITE_BATCH * 2);
         tokio::spawn(write_loop(Arc::clone(&store), rx));
         let inner = Arc::new(Inner {
@@ -559,7 +564,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn requests_pending_before_the_spans_migration_are_dispatched_after_it() {
         let (sim, _dir, client, manager) = frozen_sim_manager().await;
-        let pool = manager.store().pool().clone();
+        let pool = manager.store().sqlite_pool().unwrap().clone();
         for sql in crate::store::tests::SCHEMA_BEFORE_MIGRATIONS {
             sqlx::query(*sql).execute(&pool).await.unwrap();
         }
@@ -630,7 +635,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn resume_adopts_or_releases_requests_left_dispatching() {
         let (sim, _dir, client, manager) = frozen_sim_manager().await;
-        let pool = manager.store().pool().clone();
+        let pool = manager.store().sqlite_pool().unwrap().clone();
         let queue =
             BatchRequestQueue::new(Arc::clone(&manager), client.clone(), QueueConfig::default())
                 .await

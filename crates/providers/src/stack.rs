@@ -230,7 +230,7 @@ impl Stack {
                 path: db.clone(),
                 source,
             })?;
-            let pool = manager.store().pool().clone();
+            let pool = manager.store().sqlite_pool().cloned();
             let manager = Arc::new(manager);
             let queue = Arc::new(
                 BatchRequestQueue::new(
@@ -244,7 +244,7 @@ impl Stack {
             queue.resume().await.map_err(StackError::Queue)?;
             let transport = Arc::new(BatchTransport::new(queue, config.batch.mode));
             factory = factory.with_batch(transport.clone() as Arc<dyn Transport>);
-            (Some(pool), Some(BatchSide { manager, transport }))
+            (pool, Some(BatchSide { manager, transport }))
         } else {
             (None, None)
         };

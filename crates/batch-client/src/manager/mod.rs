@@ -14,7 +14,8 @@ use rand::Rng;
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{JobRecord, JobState, JobStore, SqliteStore, StatusChange, Submission};
+use crate::db::Database;
+use crate::store::{DbStore, JobRecord, JobState, JobStore, StatusChange, Submission};
 use crate::types::{Batch, BatchListQuery, BatchStatus, CreateBatchRequest, FileListQuery};
 use crate::{Error, OpenAiClient, Result, SubmitStep};
 
@@ -47,7 +48,7 @@ use input::*;
 use poll::{ends_record, jitter};
 
 /// Submits, polls, persists, resumes and retrieves batches, exactly once each. Cheap to clone.
-pub struct BatchJobManager<S: JobStore = SqliteStore> {
+pub struct BatchJobManager<S: JobStore = DbStore> {
     inner: Arc<Inner<S>>,
 }
 
@@ -117,19 +118,16 @@ fn duration_ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
 
-impl BatchJobManager<SqliteStore> {
+impl BatchJobManager<DbStore> {
     /// A manager keeping its records in the SQLite file `db_path` (created when missing).
     pub async fn open(
         client: OpenAiClient,
         db_path: &Path,
         config: ManagerConfig,
-    ) -> Result<BatchJobManager<SqliteStore>> {
-        let store = SqliteStore::open(db_path).await?;
-        Ok(BatchJobManager::new(client, store, config))
+    ) -> Result<BatchJobManager<DbStore>> {
+        BatchJobManager::on(client, Database::sqlite(db_path).await?, config).await
     }
-}
 
-impl BatchJobManager<SqliteStore> {
     /// A manager on the SQLite file `db_path`, which must exist ([`Error::NoDatabase`]
     /// otherwise): for commands that only read or carry on records, so that a mistyped path
     /// creates nothing.
@@ -137,9 +135,18 @@ impl BatchJobManager<SqliteStore> {
         client: OpenAiClient,
         db_path: &Path,
         config: ManagerConfig,
-    ) -> Result<BatchJobManager<SqliteStore>> {
-        let store = SqliteStore::open_existing(db_path).await?;
-        Ok(BatchJobManager::new(client, store, config))
+    ) -> Result<BatchJobManager<DbStore>> {
+        BatchJobManager::on(client, Database::sqlite_existing(db_path).await?, config).await
+    }
+
+    /// A manager keeping its records in the process's database, SQLite or PostgreSQL
+    /// (migrated).
+    pub async fn on(
+        client: OpenAiClient,
+        db: Database,
+        config: ManagerConfig,
+    ) -> Result<BatchJobManager<DbStore>> {
+        Ok(BatchJobManager::new(client, DbStore::on(db).await?, config))
     }
 }
 

@@ -12,12 +12,14 @@ use serde::{Deserialize, Serialize};
 use crate::types::{BatchError, BatchStatus, RequestCounts};
 use crate::{Error, Result};
 
+mod either;
 mod postgres;
 mod sql;
 mod sqlite;
 #[cfg(test)]
 mod tests;
 
+pub use either::DbStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

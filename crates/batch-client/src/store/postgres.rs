@@ -2,9 +2,10 @@
 //! same statements as SQLite's (see `sql`); leases are the same conditional `UPDATE`, which
 //! PostgreSQL's row locks make atomic between processes.
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 
 use super::sql::{Dialect, impl_job_store};
+use crate::db::Database;
 use crate::{Error, Result};
 
 /// A [`JobStore`](super::JobStore) in a PostgreSQL database, migrated on open (its own
@@ -17,16 +18,17 @@ pub struct PgStore {
 impl PgStore {
     /// Connects to a `postgres://` URL (a pool of `max_connections`) and runs the migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<PgStore> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .connect(url)
-            .await
-            .map_err(Error::store)?;
-        PgStore::new(pool).await
+        PgStore::on(Database::postgres(url, max_connections).await?).await
     }
 
-    /// A store on an existing pool (shared with the other stores of the process), migrated.
-    pub async fn new(pool: PgPool) -> Result<PgStore> {
+    /// A store on an open PostgreSQL [`Database`] (shared with the process's other stores),
+    /// migrated. An SQLite database is refused: use [`SqliteStore`](super::SqliteStore).
+    pub async fn on(db: Database) -> Result<PgStore> {
+        let Database::Postgres(pool) = db else {
+            return Err(Error::Config(
+                "PgStore needs a PostgreSQL database".to_owned(),
+            ));
+        };
         sqlx::migrate!("./migrations-postgres")
             .run(&pool)
             .await

@@ -9,50 +9,9 @@
 use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
 
 use super::{JobRecord, Submission};
+pub(super) use crate::db::Dialect;
 use crate::types::{BatchStatus, RequestCounts};
 use crate::{Error, Result};
-
-/// The SQL spoken by a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-impl Dialect {
-    /// `text`, written with `?N` (or bare `?`, numbered in order) placeholders, for this
-    /// backend. Placeholders inside quoted literals are left alone.
-    pub(super) fn sql(self, text: &str) -> String {
-        if self == Dialect::Sqlite {
-            return text.to_owned();
-        }
-        let mut out = String::with_capacity(text.len() + 16);
-        let mut next = 1u32;
-        let mut quoted = false;
-        let mut chars = text.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '\'' => {
-                    quoted = !quoted;
-                    out.push(c);
-                }
-                '?' if !quoted => {
-                    out.push('$');
-                    if chars.peek().is_some_and(char::is_ascii_digit) {
-                        while let Some(d) = chars.next_if(char::is_ascii_digit) {
-                            out.push(d);
-                        }
-                    } else {
-                        out.push_str(&next.to_string());
-                        next += 1;
-                    }
-                }
-                _ => out.push(c),
-            }
-        }
-        out
-    }
-}
 
 /// Every column of `batch_jobs`, in the order [`bind_record`] binds them.
 pub(super) const COLUMNS: &str = "id, shard_name, manifest, idempotency_key, endpoint, input_path, input_bytes, metadata, input_file_id, batch_id, state, remote_status, request_total, request_completed, request_failed, attempts, output_file_id, error_file_id, output_path, error_path, batch_errors, last_error, cancel_requested, created_at_ms, updated_at_ms, submitted_at_ms, next_poll_at_ms, poll_interval_ms, submission_id";
@@ -464,23 +423,3 @@ macro_rules! impl_job_store {
 }
 
 pub(super) use impl_job_store;
-
-#[cfg(test)]
-mod tests {
-    use super::Dialect;
-
-    #[test]
-    fn placeholders_become_postgres_numbers() {
-        let pg = |s: &str| Dialect::Postgres.sql(s);
-        assert_eq!(pg("a = ? AND b = ?"), "a = $1 AND b = $2");
-        assert_eq!(
-            pg("SET o = ?2, u = ?3 WHERE id = ?1 AND t < ?4"),
-            "SET o = $2, u = $3 WHERE id = $1 AND t < $4"
-        );
-        assert_eq!(
-            pg("state NOT IN ('?', 'x') AND y = ?"),
-            "state NOT IN ('?', 'x') AND y = $1"
-        );
-        assert_eq!(Dialect::Sqlite.sql("a = ?1"), "a = ?1");
-    }
-}
