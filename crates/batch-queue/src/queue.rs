@@ -1,5 +1,6 @@
-//! `BatchRequestQueue`: enqueue (group-committed to SQLite), flush by group, dispatch through
-//! `BatchJobManager`, settle each finished record back onto its requests, retry or fall back.
+//! `BatchRequestQueue`: enqueue (group-committed to the database), flush by group, dispatch
+//! through `BatchJobManager`, settle each finished record back onto its requests, retry or fall
+//! back; several queues (processes) may share one database.
 
 use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
@@ -13,7 +14,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::now_ms;
-use crate::store::{GroupKey, Lookup, NewRequest, QueueStore, SqliteQueueStore};
+use crate::store::{GroupKey, Lease, Lookup, NewRequest, QueueDb, QueueStore};
 use crate::{Completed, Error, QueueConfig, QueuedRequest, RequestId, Result};
 
 mod dispatch;
@@ -28,6 +29,9 @@ pub const METADATA_DISPATCH: &str = "queue_dispatch";
 const WRITE_BATCH: usize = 2_048;
 /// Standard-API fallbacks run at once.
 const STANDARD_CONCURRENCY: usize = 16;
+/// How often the driver asks the database whether requests it holds waiters for were settled
+/// by another queue (another process polled their batch), at least.
+const FOREIGN_CHECK: Duration = Duration::from_millis(500);
 
 type Waiter = oneshot::Sender<Result<Completed>>;
 
@@ -36,7 +40,7 @@ type Waiter = oneshot::Sender<Result<Completed>>;
 /// task stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct BatchRequestQueue {
-    inner: Arc<Inner<SqliteQueueStore>>,
+    inner: Arc<Inner<QueueDb>>,
     _driver: Arc<DriverGuard>,
 }
 
@@ -48,13 +52,16 @@ impl Drop for DriverGuard {
     }
 }
 
-/// The queue's state, over any [`QueueStore`] (SQLite today; another database is one more
-/// implementation of the trait).
+/// The queue's state, over any [`QueueStore`] (the manager's database, SQLite or PostgreSQL).
 struct Inner<S: QueueStore> {
     manager: Arc<BatchJobManager>,
     standard: OpenAiClient,
     config: QueueConfig,
     store: Arc<S>,
+    /// Names this queue in the leases of its flushes and standard-API claims.
+    owner: String,
+    /// When the driver last looked for requests settled by another queue.
+    foreign_checked: StdMutex<Option<Instant>>,
     writer: mpsc::Sender<Insert>,
     waiters: StdMutex<HashMap<RequestId, Waiter>>,
     groups: StdMutex<HashMap<GroupKey, GroupState>>,
@@ -119,21 +126,18 @@ impl IntoFuture for RequestHandle {
 }
 
 impl BatchRequestQueue {
-    /// A queue keeping its requests in the manager's SQLite database (its own `queue_*` tables)
-    /// and sending fallbacks through `standard`. Starts one background task that flushes on
-    /// size and delay, polls the queue's batches and settles them.
+    /// A queue keeping its requests in the manager's database, SQLite or PostgreSQL (its own
+    /// `queue_*` tables), and sending fallbacks through `standard`. Starts one background task
+    /// that flushes on size and delay, polls the queue's batches and settles them. Other
+    /// queues (other processes) may share the database: their requests coalesce with these,
+    /// and the leases of `ManagerConfig::lease` keep each flush, record and fallback to one.
     pub async fn new(
         manager: Arc<BatchJobManager>,
         standard: OpenAiClient,
         config: QueueConfig,
     ) -> Result<Self> {
         config.validate()?;
-        let Some(pool) = manager.store().sqlite_pool() else {
-            return Err(Error::Config(
-                "the queue's tables are not yet built for PostgreSQL".to_owned(),
-            ));
-        };
-        let store = Arc::new(SqliteQueueStore::open(pool.clone()).await?);
+        let store = Arc::new(QueueDb::open(manager.store().database()).await?);
         let (writer, rx) = mpsc::channel(WRITE_BATCH * 2);
         tokio::spawn(write_loop(Arc::clone(&store), rx));
         let inner = Arc::new(Inner {
@@ -141,6 +145,8 @@ impl BatchRequestQueue {
             standard,
             config,
             store,
+            owner: format!("qo_{}", ulid::Ulid::new().to_string().to_lowercase()),
+            foreign_checked: StdMutex::new(None),
             writer,
             waiters: StdMutex::new(HashMap::new()),
             groups: StdMutex::new(HashMap::new()),
@@ -304,27 +310,11 @@ impl BatchRequestQueue {
     /// After a restart: adopts the records of flushes that died mid-submit (found by their
     /// [`METADATA_DISPATCH`] metadata; requests without one go back to pending, since nothing
     /// was sent for them), lets the manager carry every unfinished record on, and wakes the
-    /// background task to settle them. Returns how many requests are still unfinished.
+    /// background task to settle them. Returns how many requests are still unfinished. A flush
+    /// whose lease has not expired (another process is submitting it) is left alone; the
+    /// background task takes it over if that lease runs out.
     pub async fn resume(&self) -> Result<usize> {
-        {
-            let _guard = self.inner.dispatch.lock().await;
-            let dispatches = self.inner.store.interrupted_dispatches().await?;
-            if !dispatches.is_empty() {
-                let records = self.inner.manager.list().await?;
-                for dispatch in dispatches {
-                    for record in records.iter().filter(|r| {
-                        r.metadata.get(METADATA_DISPATCH).map(String::as_str)
-                            == Some(dispatch.as_str())
-                    }) {
-                        self.inner
-                            .store
-                            .adopt(&dispatch, &record.id, &record.manifest.custom_ids)
-                            .await?;
-                    }
-                    self.inner.store.release_dispatch(&dispatch).await?;
-                }
-            }
-        }
+        self.inner.take_over_dispatches().await?;
         self.inner.manager.resume().await?;
         self.inner.reload_groups().await?;
         self.inner.wake.notify_one();
@@ -412,6 +402,83 @@ impl<S: QueueStore> Inner<S> {
         Ok(())
     }
 
+    /// A lease for this queue from now, as long as the manager's (`ManagerConfig::lease`).
+    fn lease(&self) -> Lease<'_> {
+        let now = now_ms();
+        let span = i64::try_from(self.manager.config().lease.as_millis()).unwrap_or(i64::MAX);
+        Lease {
+            owner: &self.owner,
+            now_ms: now,
+            until_ms: now.saturating_add(span),
+        }
+    }
+
+    /// Flushes whose lease has expired (their process died mid-submit, or stopped renewing):
+    /// each is taken over, its records (found by their [`METADATA_DISPATCH`] metadata) adopted
+    /// and the rest of its requests put back to pending, since nothing was sent for them.
+    async fn take_over_dispatches(&self) -> Result<()> {
+        let _guard = self.dispatch.lock().await;
+        let dispatches = self.store.interrupted_dispatches(now_ms()).await?;
+        if dispatches.is_empty() {
+            return Ok(());
+        }
+        let records = self.manager.list().await?;
+        for dispatch in dispatches {
+            if !self.store.lease_dispatch(&dispatch, self.lease()).await? {
+                continue;
+            }
+            tracing::info!(dispatch, "taking over an interrupted flush");
+            for record in records.iter().filter(|r| {
+                r.metadata.get(METADATA_DISPATCH).map(String::as_str) == Some(dispatch.as_str())
+            }) {
+                self.store
+                    .adopt(&dispatch, &record.id, &record.manifest.custom_ids)
+                    .await?;
+            }
+            self.store.release_dispatch(&dispatch).await?;
+        }
+        self.reload_groups().await
+    }
+
+    /// How often the driver looks at what other queues did: every poll interval, at least
+    /// [`FOREIGN_CHECK`] apart.
+    fn foreign_every(&self) -> Duration {
+        FOREIGN_CHECK.max(self.poll_interval())
+    }
+
+    /// Hands their results to the waiters of requests another queue settled (it polled their
+    /// batch, or sent their fallback), and takes over flushes whose lease expired: at most
+    /// every [`foreign_every`](Self::foreign_every), one query per 500 waiters.
+    async fn check_foreign(&self) -> Result<()> {
+        let every = self.foreign_every();
+        {
+            let mut checked = self
+                .foreign_checked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if checked.is_some_and(|at| at.elapsed() < every) {
+                return Ok(());
+            }
+            *checked = Some(Instant::now());
+        }
+        self.take_over_dispatches().await?;
+        let waiting: Vec<RequestId> = self.lock_waiters().keys().cloned().collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let mut settled = Vec::new();
+        for id in self.store.settled_among(&waiting).await? {
+            let result = match self.store.lookup(&id).await? {
+                Lookup::Done(done) => Ok(done),
+                Lookup::Failed(e) => Err(e),
+                Lookup::Waiting | Lookup::Unknown => continue,
+            };
+            settled.push((id, result));
+        }
+        self.send_all(settled);
+        Ok(())
+    }
+
     /// Groups with pending requests (only those holding a retry when `retries_only`).
     async fn pending_groups(&self, retries_only: bool) -> Result<Vec<GroupKey>> {
         self.store.pending_groups(retries_only).await
@@ -467,7 +534,9 @@ impl<S: QueueStore> Inner<S> {
             }
             for record_id in &open {
                 let settled = match self.manager.record(record_id).await {
-                    Ok(record) if record.state.is_finished() => self.settle(record_id).await,
+                    Ok(record) if record.state.is_finished() => {
+                        self.settle_leased(record_id).await
+                    }
                     Ok(_) => Ok(()),
                     Err(e) => Err(e.into()),
                 };
@@ -488,215 +557,13 @@ impl<S: QueueStore> Inner<S> {
         if self.run_standard().await? {
             next = Duration::from_millis(1);
         }
-        Ok(next)
+        // 4. What other queues on the database did for this one's waiters, and what they left.
+        if let Err(e) = self.check_foreign().await {
+            tracing::warn!(error = %e, "checking for requests settled elsewhere failed");
+        }
+        Ok(next.min(self.foreign_every()))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-    use crate::Tier;
-    use batch_client::{ApiKey, ClientConfig, ManagerConfig, RetryPolicy};
-    use batch_format::ChatCompletionRequest;
-    use batch_format::{BatchRequestBuilder, BatchRequestLine};
-    use batch_format::{ChatOptions, Message};
-    use openai_sim::SimConfig;
-    use sqlx::Row;
-
-    fn chat(i: usize) -> ChatCompletionRequest {
-        ChatOptions::new("gpt-4o-mini").into_request(vec![Message::user(format!("Critique {i}."))])
-    }
-
-    async fn mark_dispatching(pool: &sqlx::SqlitePool, dispatch: &str, ids: &[RequestId]) {
-        for id in ids {
-            sqlx::query(
-                "UPDATE queue_requests SET state = 'dispatching', dispatch_id = ? WHERE id = ?",
-            )
-            .bind(dispatch.to_owned())
-            .bind(id.as_str().to_owned())
-            .execute(pool)
-            .await
-            .unwrap();
-        }
-    }
-
-    async fn state_of(pool: &sqlx::SqlitePool, id: &RequestId) -> String {
-        sqlx::query("SELECT state FROM queue_requests WHERE id = ?")
-            .bind(id.as_str().to_owned())
-            .fetch_one(pool)
-            .await
-            .unwrap()
-            .get(0)
-    }
-
-    /// A simulator on a frozen clock and a manager polling it fast, in a temporary folder.
-    async fn frozen_sim_manager() -> (
-        openai_sim::SimHandle,
-        tempfile::TempDir,
-        OpenAiClient,
-        Arc<BatchJobManager>,
-    ) {
-        let sim = openai_sim::spawn(SimConfig::default().with_frozen_clock())
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let client = OpenAiClient::new(
-            ClientConfig::new(sim.base_url(), ApiKey::new("sk-unit"))
-                .with_retry(RetryPolicy::fast()),
-        )
-        .unwrap();
-        let mut config = ManagerConfig::new(dir.path().join("files"));
-        config.poll_interval = Duration::from_millis(2);
-        config.poll_ceiling = Duration::from_millis(5);
-        let manager = Arc::new(
-            BatchJobManager::open(client.clone(), &dir.path().join("db.sqlite"), config)
-                .await
-                .unwrap(),
-        );
-        (sim, dir, client, manager)
-    }
-
-    /// A database of the queue's first schema, with requests pending and left dispatching by a
-    /// flush that died, is migrated to spans: the old rows are dispatched after the upgrade
-    /// beside requests enqueued after it, each sent and billed once.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn requests_pending_before_the_spans_migration_are_dispatched_after_it() {
-        let (sim, _dir, client, manager) = frozen_sim_manager().await;
-        let pool = manager.store().sqlite_pool().unwrap().clone();
-        for sql in crate::store::tests::SCHEMA_BEFORE_MIGRATIONS {
-            sqlx::query(*sql).execute(&pool).await.unwrap();
-        }
-        let mut old = Vec::new();
-        for i in 0..5 {
-            let id = RequestId::new();
-            let checked = crate::line::check(&id, QueuedRequest::Chat(chat(i))).unwrap();
-            let (state, dispatch) = if i < 3 {
-                ("pending", None)
-            } else {
-                ("dispatching", Some("qd_died"))
-            };
-            sqlx::query(
-                "INSERT INTO queue_requests (id, operation, endpoint, model, body, state, dispatch_id, created_at_ms, updated_at_ms) VALUES (?, 'critique', ?, ?, ?, ?, ?, 1, 1)",
-            )
-            .bind(id.as_str().to_owned())
-            .bind(checked.endpoint.as_str())
-            .bind(checked.model)
-            .bind(checked.body)
-            .bind(state)
-            .bind(dispatch)
-            .execute(&pool)
-            .await
-            .unwrap();
-            old.push(id);
-        }
-
-        let queue = BatchRequestQueue::new(Arc::clone(&manager), client, QueueConfig::default())
-            .await
-            .unwrap();
-        assert_eq!(queue.resume().await.unwrap(), 5);
-        let mut handles = Vec::new();
-        for i in 5..8 {
-            handles.push(
-                queue
-                    .enqueue("critique", QueuedRequest::Chat(chat(i)))
-                    .await
-                    .unwrap(),
-            );
-        }
-        let ids: Vec<RequestId> = old
-            .iter()
-            .cloned()
-            .chain(handles.iter().map(|h| h.id().clone()))
-            .collect();
-        queue.flush().await.unwrap();
-        for _ in 0..2_000 {
-            sim.advance_clock(60.0).await;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            if queue.in_flight(&ids).await.unwrap().is_empty() {
-                break;
-            }
-        }
-        for id in &ids {
-            let done = queue.result_for(id).await.unwrap().expect("a result");
-            assert_eq!(
-                (done.tier, done.attempts, done.batch_ids.len()),
-                (Tier::Batch, 1, 1)
-            );
-        }
-        let stats = sim.stats().await;
-        assert_eq!((stats.batches_created, stats.batch_requests_billed), (1, 8));
-    }
-
-    /// A process that died inside a flush left requests `dispatching`: those whose submit
-    /// reached batch-client (a record with their dispatch id) are adopted, the rest go back to
-    /// pending; each is sent and billed once.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn resume_adopts_or_releases_requests_left_dispatching() {
-        let (sim, _dir, client, manager) = frozen_sim_manager().await;
-        let pool = manager.store().sqlite_pool().unwrap().clone();
-        let queue =
-            BatchRequestQueue::new(Arc::clone(&manager), client.clone(), QueueConfig::default())
-                .await
-                .unwrap();
-        let mut ids = Vec::new();
-        for i in 0..6 {
-            ids.push(
-                queue
-                    .enqueue("critique", QueuedRequest::Chat(chat(i)))
-                    .await
-                    .unwrap()
-                    .id()
-                    .clone(),
-            );
-        }
-        drop(queue);
-        mark_dispatching(&pool, "qd_lost", &ids[..3]).await;
-        mark_dispatching(&pool, "qd_sent", &ids[3..]).await;
-        let mut builder = BatchRequestBuilder::new();
-        for (i, id) in ids.iter().enumerate().skip(3) {
-            builder
-                .add_line(BatchRequestLine::chat(id.as_str(), chat(i)))
-                .unwrap();
-        }
-        let batch = builder.build_batch("sent").unwrap();
-        let metadata = BTreeMap::from([(METADATA_DISPATCH.to_owned(), "qd_sent".to_owned())]);
-        manager
-            .submit_batch(&batch.shards()[0], metadata)
-            .await
-            .unwrap();
-
-        let queue = BatchRequestQueue::new(Arc::clone(&manager), client, QueueConfig::default())
-            .await
-            .unwrap();
-        assert_eq!(queue.resume().await.unwrap(), 6);
-        for id in &ids[..3] {
-            assert_eq!(state_of(&pool, id).await, "pending");
-        }
-        for id in &ids[3..] {
-            assert_eq!(state_of(&pool, id).await, "submitted");
-        }
-        queue.flush().await.unwrap();
-        for _ in 0..2_000 {
-            sim.advance_clock(60.0).await;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            let mut all = true;
-            for id in &ids {
-                all &= queue.result_for(id).await.unwrap().is_some();
-            }
-            if all {
-                break;
-            }
-        }
-        for id in &ids {
-            let done = queue.result_for(id).await.unwrap().expect("a result");
-            assert_eq!(
-                (done.tier, done.attempts, done.batch_ids.len()),
-                (Tier::Batch, 1, 1)
-            );
-        }
-        let stats = sim.stats().await;
-        assert_eq!((stats.batches_created, stats.batch_requests_billed), (2, 6));
-    }
-}
+mod tests;

@@ -37,7 +37,20 @@ impl<S: JobStore> BatchJobManager<S> {
                 continue;
             }
             let guard = self.lock(&record.id).await;
-            let Some(record) = self.inner.store.get(&record.id).await? else {
+            // One process at a time steps a record (polls it, downloads its results): another
+            // that holds it is left to it, and its lease, if it died, expires.
+            if !self.take_lease(&record.id).await? {
+                tracing::debug!(record = %record.id, "leased by another process; not polled");
+                report.unfinished += 1;
+                let retry = now_ms() + duration_ms(self.inner.config.poll_interval).max(1);
+                report.next_due_ms = Some(report.next_due_ms.map_or(retry, |d| d.min(retry)));
+                continue;
+            }
+            // Read again under the lease: another process may have stepped it meanwhile.
+            let current = self.inner.store.get(&record.id).await?;
+            let Some(record) = current.filter(|r| force || r.next_poll_at_ms <= now_ms()) else {
+                self.give_back_lease(&record.id).await;
+                report.unfinished += 1;
                 continue;
             };
             report.polled += 1;
@@ -49,6 +62,7 @@ impl<S: JobStore> BatchJobManager<S> {
                     self.inner.store.get(&record.id).await?.unwrap_or(record)
                 }
             };
+            self.give_back_lease(&record.id).await;
             drop(guard);
             if record.state.is_finished() {
                 self.forget_lock(&record.id);

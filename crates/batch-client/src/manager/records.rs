@@ -14,6 +14,20 @@ impl<S: JobStore> BatchJobManager<S> {
         Err(Error::NotFound(id.to_owned()))
     }
 
+    /// Takes (or renews) this manager's lease on a record for `ManagerConfig::lease`, unless
+    /// another process holds an unexpired one: for a higher layer that acts on a finished
+    /// record's results (batch-queue settles a record under it), so that one process does.
+    /// `true` when this manager holds it now; give it back with
+    /// [`release_record`](Self::release_record).
+    pub async fn lease_record(&self, id: &str) -> Result<bool> {
+        self.take_lease(id).await
+    }
+
+    /// Gives back this manager's lease on a record (nothing if it does not hold it).
+    pub async fn release_record(&self, id: &str) {
+        self.give_back_lease(id).await;
+    }
+
     /// Every record, newest first.
     pub async fn list(&self) -> Result<Vec<JobRecord>> {
         self.inner.store.list().await

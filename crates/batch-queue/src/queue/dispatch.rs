@@ -2,13 +2,26 @@
 //! `BatchJobManager`, tagged with the flush's id so a restart can find what it sent.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use batch_client::CheckedShard;
 use batch_format::{ShardLimits, ShardManifest};
 
 use super::{Inner, METADATA_DISPATCH};
-use crate::store::{Apply, Carrier, GroupKey, QueueStore, StoredError, Verdict, VerdictFor};
-use crate::{Result, Tier};
+use crate::store::{
+    Apply, Carrier, GroupKey, Lease, QueueStore, StoredError, Verdict, VerdictFor,
+};
+use crate::{Result, Tier, now_ms};
+
+/// Aborts its task when dropped.
+pub(super) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 impl<S: QueueStore> Inner<S> {
     /// Submits every pending request of one group, `max_group_size` at a time.
@@ -18,11 +31,12 @@ impl<S: QueueStore> Inner<S> {
             let dispatch = format!("qd_{}", ulid::Ulid::new().to_string().to_lowercase());
             let claimed = self
                 .store
-                .claim(&dispatch, key, self.config.max_group_size)
+                .claim(&dispatch, self.lease(), key, self.config.max_group_size)
                 .await?;
             if claimed == 0 {
                 break;
             }
+            let _renewing = self.renew_while_dispatching(&dispatch);
             self.dispatch_claimed(&dispatch, key).await?;
         }
         let left = self.store.pending_count(key).await?;
@@ -33,6 +47,36 @@ impl<S: QueueStore> Inner<S> {
             group.oldest = None;
         }
         Ok(())
+    }
+
+    /// Renews flush `dispatch`'s lease every third of its length until the guard is dropped,
+    /// so that no other queue takes over a flush that is slow but alive.
+    fn renew_while_dispatching(&self, dispatch: &str) -> AbortOnDrop {
+        let store = Arc::clone(&self.store);
+        let owner = self.owner.clone();
+        let dispatch = dispatch.to_owned();
+        let span = self.manager.config().lease;
+        let every = (span / 3).max(Duration::from_millis(1));
+        let span_ms = i64::try_from(span.as_millis()).unwrap_or(i64::MAX);
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let now = now_ms();
+                let lease = Lease {
+                    owner: &owner,
+                    now_ms: now,
+                    until_ms: now.saturating_add(span_ms),
+                };
+                match store.lease_dispatch(&dispatch, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(dispatch, "another queue took this flush over");
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, dispatch, "renewing a flush's lease failed"),
+                }
+            }
+        }))
     }
 
     /// Submits the requests claimed by flush `dispatch`: their stored bodies, checked at

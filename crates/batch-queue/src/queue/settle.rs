@@ -10,6 +10,19 @@ use crate::store::{Apply, Carrier, Policy, QueueStore, Settled, StoredError, Ver
 use crate::{Error, Result, Tier};
 
 impl<S: QueueStore> Inner<S> {
+    /// Settles a finished record under the manager's lease on it, so that one queue at a time
+    /// downloads and applies its results; a record leased by another process is left to it
+    /// (and taken over once that lease expires, if it was not settled by then).
+    pub(super) async fn settle_leased(&self, record_id: &str) -> Result<()> {
+        if !self.manager.lease_record(record_id).await? {
+            tracing::debug!(record = %record_id, "leased by another process; not settled here");
+            return Ok(());
+        }
+        let settled = self.settle(record_id).await;
+        self.manager.release_record(record_id).await;
+        settled
+    }
+
     /// Maps a finished record's outcomes back onto its requests.
     pub(super) async fn settle(&self, record_id: &str) -> Result<()> {
         let record = self.manager.record(record_id).await?;

@@ -11,9 +11,14 @@ use crate::store::{QueueStore, StoredError};
 use crate::{Error, Result, Tier};
 
 impl<S: QueueStore> Inner<S> {
-    /// Sends waiting fallbacks to the standard API, a few at a time; whether any ran.
+    /// Sends waiting fallbacks to the standard API, a few at a time, each claimed first (one
+    /// queue on the database calls it; another only once the claim has expired); whether any
+    /// ran.
     pub(super) async fn run_standard(self: &Arc<Self>) -> Result<bool> {
-        let rows = self.store.standard_waiting(STANDARD_CONCURRENCY).await?;
+        let rows = self
+            .store
+            .standard_waiting(self.lease(), STANDARD_CONCURRENCY)
+            .await?;
         if rows.is_empty() {
             return Ok(false);
         }
