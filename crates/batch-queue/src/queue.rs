@@ -416,18 +416,21 @@ impl<S: QueueStore> Inner<S> {
     /// Flushes whose lease has expired (their process died mid-submit, or stopped renewing):
     /// each is taken over, its records (found by their [`METADATA_DISPATCH`] metadata) adopted
     /// and the rest of its requests put back to pending, since nothing was sent for them.
-    async fn take_over_dispatches(&self) -> Result<()> {
+    /// Whether any was taken over.
+    async fn take_over_dispatches(&self) -> Result<bool> {
         let _guard = self.dispatch.lock().await;
         let dispatches = self.store.interrupted_dispatches(now_ms()).await?;
         if dispatches.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
+        let mut taken = false;
         let records = self.manager.list().await?;
         for dispatch in dispatches {
             if !self.store.lease_dispatch(&dispatch, self.lease()).await? {
                 continue;
             }
             tracing::info!(dispatch, "taking over an interrupted flush");
+            taken = true;
             for record in records.iter().filter(|r| {
                 r.metadata.get(METADATA_DISPATCH).map(String::as_str) == Some(dispatch.as_str())
             }) {
@@ -437,7 +440,8 @@ impl<S: QueueStore> Inner<S> {
             }
             self.store.release_dispatch(&dispatch).await?;
         }
-        self.reload_groups().await
+        self.reload_groups().await?;
+        Ok(taken)
     }
 
     /// How often the driver looks at what other queues did: every poll interval, at least
@@ -461,7 +465,12 @@ impl<S: QueueStore> Inner<S> {
             }
             *checked = Some(Instant::now());
         }
-        self.take_over_dispatches().await?;
+        if self.take_over_dispatches().await? {
+            // What the dead flush had not sent already waited for a flush: it goes out now.
+            for key in self.pending_groups(false).await? {
+                self.flush_group(&key).await?;
+            }
+        }
         let waiting: Vec<RequestId> = self.lock_waiters().keys().cloned().collect();
         if waiting.is_empty() {
             return Ok(());

@@ -413,12 +413,7 @@ async fn a_dead_instances_flush_is_carried_on_after_its_lease() {
         // Time passes: the leases expire.
         backends::exec(&db, "UPDATE queue_dispatches SET lease_until_ms = 0").await;
         backends::exec(&db, "UPDATE batch_jobs SET lease_until_ms = 0").await;
-        run_until(&sim, || async {
-            let flight = b.queue.in_flight(&ids).await.unwrap();
-            flight.iter().filter(|(_, r)| r.is_some()).count() == 3
-        })
-        .await;
-        b.queue.flush().await.unwrap();
+        // The first shard is adopted and carried on, the rest of the claim flushed again.
         run_until(&sim, || async {
             b.queue.in_flight(&ids).await.unwrap().is_empty()
         })
