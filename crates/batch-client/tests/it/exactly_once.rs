@@ -157,3 +157,38 @@ async fn submitting_while_the_poller_runs_creates_each_batch_once() {
     );
     assert_eq!(stats.batch_requests_billed, 12);
 }
+
+/// A record is stepped (polled, its results downloaded) by one process at a time: while
+/// another process holds its lease, `poll_once` leaves it alone, and once that lease is given
+/// back (or expires) it is carried to the end.
+#[tokio::test]
+async fn a_record_leased_by_another_process_is_not_polled_until_its_lease_ends() {
+    use batch_client::JobStore;
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::support::manager_config(dir.path());
+    config.lease = std::time::Duration::from_secs(600);
+    let manager = crate::support::manager_with(&sim, dir.path(), config).await;
+    let shard = &shards("leased", 1, 2)[0];
+    let id = manager.submit_batch(shard, no_metadata()).await.unwrap();
+    let now = batch_client::now_ms();
+    assert!(
+        manager
+            .store()
+            .try_lease(&id, "mgr_other", now, now + 600_000)
+            .await
+            .unwrap()
+    );
+    assert!(!manager.lease_record(&id).await.unwrap());
+    sim.advance_clock(3600.0).await;
+    for _ in 0..5 {
+        // Due (the poll interval is 1 ms): only the lease keeps it from being stepped.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        manager.poll_once().await.unwrap();
+    }
+    assert_eq!(manager.record(&id).await.unwrap().state, JobState::Submitted);
+    manager.store().release_lease(&id, "mgr_other").await.unwrap();
+    drive(&sim, &manager, 60).await;
+    assert_eq!(manager.record(&id).await.unwrap().state, JobState::Done);
+    assert_eq!(sim.stats().await.batch_requests_billed, 2);
+}
