@@ -543,9 +543,7 @@ impl<S: QueueStore> Inner<S> {
             }
             for record_id in &open {
                 let settled = match self.manager.record(record_id).await {
-                    Ok(record) if record.state.is_finished() => {
-                        self.settle_leased(record_id).await
-                    }
+                    Ok(record) if record.state.is_finished() => self.settle_leased(record_id).await,
                     Ok(_) => Ok(()),
                     Err(e) => Err(e.into()),
                 };

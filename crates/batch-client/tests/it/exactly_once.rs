@@ -186,8 +186,15 @@ async fn a_record_leased_by_another_process_is_not_polled_until_its_lease_ends()
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         manager.poll_once().await.unwrap();
     }
-    assert_eq!(manager.record(&id).await.unwrap().state, JobState::Submitted);
-    manager.store().release_lease(&id, "mgr_other").await.unwrap();
+    assert_eq!(
+        manager.record(&id).await.unwrap().state,
+        JobState::Submitted
+    );
+    manager
+        .store()
+        .release_lease(&id, "mgr_other")
+        .await
+        .unwrap();
     drive(&sim, &manager, 60).await;
     assert_eq!(manager.record(&id).await.unwrap().state, JobState::Done);
     assert_eq!(sim.stats().await.batch_requests_billed, 2);

@@ -9,9 +9,7 @@ use batch_client::CheckedShard;
 use batch_format::{ShardLimits, ShardManifest};
 
 use super::{Inner, METADATA_DISPATCH};
-use crate::store::{
-    Apply, Carrier, GroupKey, Lease, QueueStore, StoredError, Verdict, VerdictFor,
-};
+use crate::store::{Apply, Carrier, GroupKey, Lease, QueueStore, StoredError, Verdict, VerdictFor};
 use crate::{Result, Tier, now_ms};
 
 /// Aborts its task when dropped.
@@ -73,7 +71,9 @@ impl<S: QueueStore> Inner<S> {
                         tracing::warn!(dispatch, "another queue took this flush over");
                         break;
                     }
-                    Err(e) => tracing::warn!(error = %e, dispatch, "renewing a flush's lease failed"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, dispatch, "renewing a flush's lease failed")
+                    }
                 }
             }
         }))

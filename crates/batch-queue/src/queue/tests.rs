@@ -51,8 +51,7 @@ async fn frozen_sim_manager() -> (
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let client = OpenAiClient::new(
-        ClientConfig::new(sim.base_url(), ApiKey::new("sk-unit"))
-            .with_retry(RetryPolicy::fast()),
+        ClientConfig::new(sim.base_url(), ApiKey::new("sk-unit")).with_retry(RetryPolicy::fast()),
     )
     .unwrap();
     let mut config = ManagerConfig::new(dir.path().join("files"));
@@ -270,7 +269,10 @@ where
 
 /// Waits for every handle, whichever instance settles its request.
 async fn wait_all(sim: &openai_sim::SimHandle, handles: Vec<RequestHandle>) -> Vec<Completed> {
-    let tasks: Vec<_> = handles.into_iter().map(|h| tokio::spawn(h.wait())).collect();
+    let tasks: Vec<_> = handles
+        .into_iter()
+        .map(|h| tokio::spawn(h.wait()))
+        .collect();
     run_until(sim, || async { tasks.iter().all(|t| t.is_finished()) }).await;
     let mut done = Vec::new();
     for task in tasks {
@@ -295,7 +297,11 @@ async fn requests_of_two_instances_coalesce_into_one_batch() {
         let b = Instance::start(&backend, &sim, dir.path(), lease).await;
         let mut handles = Vec::new();
         for i in 0..6 {
-            handles.push(if i % 2 == 0 { a.enqueue(i).await } else { b.enqueue(i).await });
+            handles.push(if i % 2 == 0 {
+                a.enqueue(i).await
+            } else {
+                b.enqueue(i).await
+            });
         }
         a.queue.flush().await.unwrap();
         assert_eq!(sim.stats().await.batches_created, 1);
@@ -371,7 +377,10 @@ async fn a_dead_instances_flush_is_carried_on_after_its_lease() {
             ids.push(a.enqueue(i).await.id().clone());
         }
         // A's flush: it claims all six, then dies after uploading its first shard of three.
-        let key: GroupKey = (batch_format::Endpoint::ChatCompletions, "gpt-4o-mini".into());
+        let key: GroupKey = (
+            batch_format::Endpoint::ChatCompletions,
+            "gpt-4o-mini".into(),
+        );
         assert_eq!(
             a.queue
                 .inner

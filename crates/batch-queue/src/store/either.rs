@@ -118,7 +118,11 @@ impl QueueStore for QueueDb {
         forward!(self, carried(record_id))
     }
 
-    async fn apply_verdicts(&self, verdicts: Vec<VerdictFor>, how: Apply<'_>) -> Result<Vec<Settled>> {
+    async fn apply_verdicts(
+        &self,
+        verdicts: Vec<VerdictFor>,
+        how: Apply<'_>,
+    ) -> Result<Vec<Settled>> {
         forward!(self, apply_verdicts(verdicts, how))
     }
 

@@ -247,7 +247,6 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Settled>>> + Send;
 }
 
-
 pub(crate) fn usage_to_json(u: &Usage) -> String {
     serde_json::to_string(u).unwrap_or_else(|_| "null".into())
 }

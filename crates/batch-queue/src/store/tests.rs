@@ -246,7 +246,13 @@ async fn spans_carry_shards(store: &QueueDb) {
         .collect();
     assert_eq!(claimed, ids("a", 0..4));
     // A second flush finds only what the first left.
-    assert_eq!(store.claim("qd_other", lease("qo_a"), &a, 10).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .claim("qd_other", lease("qo_a"), &a, 10)
+            .await
+            .unwrap(),
+        1
+    );
     store.release_dispatch("qd_other").await.unwrap();
 
     store.adopt("qd_1", "rec_1", &ids("a", 0..2)).await.unwrap();
@@ -264,11 +270,20 @@ async fn spans_carry_shards(store: &QueueDb) {
     let mut carried: Vec<String> = store.carried("rec_1").await.unwrap().into_keys().collect();
     carried.sort();
     assert_eq!(carried, ids("a", 0..2));
-    assert_eq!(store.interrupted_dispatches(FAR + 1).await.unwrap(), ["qd_1"]);
+    assert_eq!(
+        store.interrupted_dispatches(FAR + 1).await.unwrap(),
+        ["qd_1"]
+    );
 
     // The flush dies: what it did not submit goes back to pending, with a_4.
     store.release_dispatch("qd_1").await.unwrap();
-    assert!(store.interrupted_dispatches(FAR + 1).await.unwrap().is_empty());
+    assert!(
+        store
+            .interrupted_dispatches(FAR + 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.pending_count(&a).await.unwrap(), 3);
     assert_eq!(store.claim("qd_2", lease("qo_a"), &a, 10).await.unwrap(), 3);
     let claimed: Vec<String> = store
@@ -359,7 +374,6 @@ fn usage_round_trips_and_reads_both_namings() {
     assert_eq!(usage_from_body(&serde_json::json!({"data": []})), None);
 }
 
-
 /// Two processes enqueueing and claiming one group at once never claim a request twice and
 /// never pass one over: on PostgreSQL, a `seq` handed out to an enqueue that has not committed
 /// yet is never inside a span claimed meanwhile.
@@ -368,7 +382,10 @@ async fn concurrent_enqueues_and_claims_take_each_request_once() {
     let dir = tempfile::tempdir().unwrap();
     for backend in backends::all(dir.path()).await {
         eprintln!("backend: {}", backend.name);
-        let (a, b) = (Arc::new(backend.store().await), Arc::new(backend.store().await));
+        let (a, b) = (
+            Arc::new(backend.store().await),
+            Arc::new(backend.store().await),
+        );
         let key: GroupKey = (Endpoint::ChatCompletions, "m".into());
         let writers: Vec<_> = (0..4)
             .map(|w| {
@@ -522,7 +539,10 @@ async fn standard_fallbacks_are_claimed_by_one_process() {
         assert!(a.finish_standard(&id, answer()).await.unwrap().is_some());
         assert!(b.finish_standard(&id, answer()).await.unwrap().is_none());
         assert_eq!(backends::state_of(&db, &id).await, "done");
-        let settled = b.settled_among(&[RequestId::from(id.as_str())]).await.unwrap();
+        let settled = b
+            .settled_among(&[RequestId::from(id.as_str())])
+            .await
+            .unwrap();
         assert_eq!(settled, [RequestId::from(id.as_str())]);
     }
 }
