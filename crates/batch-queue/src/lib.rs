@@ -1,8 +1,9 @@
 //! `BatchRequestQueue`: accumulates requests from every session, groups them by endpoint and
 //! model, submits them as batches at a stage barrier (`flush`), a size limit or a delay, and
 //! hands each request its own result: from the batch, from a retry in a later batch, or from
-//! the standard API when the batch could not carry it. Pending requests live in the same SQLite
-//! database as batch-client's records, so a restart loses nothing.
+//! the standard API when the batch could not carry it. Pending requests live in the same database
+//! as batch-client's records (SQLite, or PostgreSQL shared by several instances), so a restart
+//! loses nothing.
 //!
 //! ```no_run
 //! use std::path::Path;

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use batch_client::{BatchJobManager, OpenAiClient};
 
 use tokio::sync::{Notify, mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::now_ms;
 use crate::store::{GroupKey, Lease, Lookup, NewRequest, QueueDb, QueueStore};
@@ -19,6 +18,8 @@ use crate::{Completed, Error, QueueConfig, QueuedRequest, RequestId, Result};
 
 mod dispatch;
 mod settle;
+
+use dispatch::AbortOnDrop;
 mod standard;
 
 /// Batch metadata naming the flush that submitted a record, so a restart finds the record of a
@@ -41,16 +42,9 @@ type Waiter = oneshot::Sender<Result<Completed>>;
 #[derive(Clone)]
 pub struct BatchRequestQueue {
     inner: Arc<Inner<QueueDb>>,
-    _driver: Arc<DriverGuard>,
+    _driver: Arc<AbortOnDrop>,
 }
 
-struct DriverGuard(JoinHandle<()>);
-
-impl Drop for DriverGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// The queue's state, over any [`QueueStore`] (the manager's database, SQLite or PostgreSQL).
 struct Inner<S: QueueStore> {
@@ -158,7 +152,7 @@ impl BatchRequestQueue {
         let driver = tokio::spawn(drive(Arc::clone(&inner)));
         Ok(BatchRequestQueue {
             inner,
-            _driver: Arc::new(DriverGuard(driver)),
+            _driver: Arc::new(AbortOnDrop(driver)),
         })
     }
 
