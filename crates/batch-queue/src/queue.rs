@@ -30,6 +30,8 @@ pub const METADATA_DISPATCH: &str = "queue_dispatch";
 const WRITE_BATCH: usize = 2_048;
 /// Standard-API fallbacks run at once.
 const STANDARD_CONCURRENCY: usize = 16;
+/// The longest lease of a flush in flight (shorter when `ManagerConfig::lease` is).
+const DISPATCH_LEASE: Duration = Duration::from_secs(60);
 /// How often the driver asks the database whether requests it holds waiters for were settled
 /// by another queue (another process polled their batch), at least.
 const FOREIGN_CHECK: Duration = Duration::from_millis(500);
@@ -44,7 +46,6 @@ pub struct BatchRequestQueue {
     inner: Arc<Inner<QueueDb>>,
     _driver: Arc<AbortOnDrop>,
 }
-
 
 /// The queue's state, over any [`QueueStore`] (the manager's database, SQLite or PostgreSQL).
 struct Inner<S: QueueStore> {
@@ -396,10 +397,26 @@ impl<S: QueueStore> Inner<S> {
         Ok(())
     }
 
-    /// A lease for this queue from now, as long as the manager's (`ManagerConfig::lease`).
+    /// A lease for this queue from now, as long as the manager's (`ManagerConfig::lease`): a
+    /// standard-API claim, which is not renewed and must outlast the call.
     fn lease(&self) -> Lease<'_> {
+        self.lease_for(self.manager.config().lease)
+    }
+
+    /// A flush's lease: renewed every third of it while the flush submits, so it can be
+    /// shorter than the manager's, and a restart after a crash waits at most this long for
+    /// the flush its previous life left.
+    fn dispatch_lease(&self) -> Lease<'_> {
+        self.lease_for(self.dispatch_lease_span())
+    }
+
+    fn dispatch_lease_span(&self) -> Duration {
+        self.manager.config().lease.min(DISPATCH_LEASE)
+    }
+
+    fn lease_for(&self, span: Duration) -> Lease<'_> {
         let now = now_ms();
-        let span = i64::try_from(self.manager.config().lease.as_millis()).unwrap_or(i64::MAX);
+        let span = i64::try_from(span.as_millis()).unwrap_or(i64::MAX);
         Lease {
             owner: &self.owner,
             now_ms: now,
@@ -420,7 +437,11 @@ impl<S: QueueStore> Inner<S> {
         let mut taken = false;
         let records = self.manager.list().await?;
         for dispatch in dispatches {
-            if !self.store.lease_dispatch(&dispatch, self.lease()).await? {
+            if !self
+                .store
+                .lease_dispatch(&dispatch, self.dispatch_lease())
+                .await?
+            {
                 continue;
             }
             tracing::info!(dispatch, "taking over an interrupted flush");

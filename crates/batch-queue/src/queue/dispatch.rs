@@ -13,7 +13,7 @@ use crate::store::{Apply, Carrier, GroupKey, Lease, QueueStore, StoredError, Ver
 use crate::{Result, Tier, now_ms};
 
 /// Aborts its task when dropped.
-pub(super) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -29,7 +29,12 @@ impl<S: QueueStore> Inner<S> {
             let dispatch = format!("qd_{}", ulid::Ulid::new().to_string().to_lowercase());
             let claimed = self
                 .store
-                .claim(&dispatch, self.lease(), key, self.config.max_group_size)
+                .claim(
+                    &dispatch,
+                    self.dispatch_lease(),
+                    key,
+                    self.config.max_group_size,
+                )
                 .await?;
             if claimed == 0 {
                 break;
@@ -53,7 +58,7 @@ impl<S: QueueStore> Inner<S> {
         let store = Arc::clone(&self.store);
         let owner = self.owner.clone();
         let dispatch = dispatch.to_owned();
-        let span = self.manager.config().lease;
+        let span = self.dispatch_lease_span();
         let every = (span / 3).max(Duration::from_millis(1));
         let span_ms = i64::try_from(span.as_millis()).unwrap_or(i64::MAX);
         AbortOnDrop(tokio::spawn(async move {

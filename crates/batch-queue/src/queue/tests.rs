@@ -118,20 +118,7 @@ async fn requests_pending_before_the_spans_migration_are_dispatched_after_it() {
         .chain(handles.iter().map(|h| h.id().clone()))
         .collect();
     queue.flush().await.unwrap();
-    for _ in 0..2_000 {
-        sim.advance_clock(60.0).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        if queue.in_flight(&ids).await.unwrap().is_empty() {
-            break;
-        }
-    }
-    for id in &ids {
-        let done = queue.result_for(id).await.unwrap().expect("a result");
-        assert_eq!(
-            (done.tier, done.attempts, done.batch_ids.len()),
-            (Tier::Batch, 1, 1)
-        );
-    }
+    each_sent_once_in_a_batch(&sim, &queue, &ids).await;
     let stats = sim.stats().await;
     assert_eq!((stats.batches_created, stats.batch_requests_billed), (1, 8));
 }
@@ -185,24 +172,7 @@ async fn resume_adopts_or_releases_requests_left_dispatching() {
         assert_eq!(state_of(&pool, id).await, "submitted");
     }
     queue.flush().await.unwrap();
-    for _ in 0..2_000 {
-        sim.advance_clock(60.0).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let mut all = true;
-        for id in &ids {
-            all &= queue.result_for(id).await.unwrap().is_some();
-        }
-        if all {
-            break;
-        }
-    }
-    for id in &ids {
-        let done = queue.result_for(id).await.unwrap().expect("a result");
-        assert_eq!(
-            (done.tier, done.attempts, done.batch_ids.len()),
-            (Tier::Batch, 1, 1)
-        );
-    }
+    each_sent_once_in_a_batch(&sim, &queue, &ids).await;
     let stats = sim.stats().await;
     assert_eq!((stats.batches_created, stats.batch_requests_billed), (2, 6));
 }
@@ -264,6 +234,26 @@ where
         assert!(Instant::now() < deadline, "not settled within two minutes");
         sim.advance_clock(60.0).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Steps the simulator until none of `ids` is in flight, then checks that each was answered by
+/// its first batch.
+async fn each_sent_once_in_a_batch(
+    sim: &openai_sim::SimHandle,
+    queue: &BatchRequestQueue,
+    ids: &[RequestId],
+) {
+    run_until(sim, || async {
+        queue.in_flight(ids).await.unwrap().is_empty()
+    })
+    .await;
+    for id in ids {
+        let done = queue.result_for(id).await.unwrap().expect("a result");
+        assert_eq!(
+            (done.tier, done.attempts, done.batch_ids.len()),
+            (Tier::Batch, 1, 1)
+        );
     }
 }
 
@@ -385,7 +375,7 @@ async fn a_dead_instances_flush_is_carried_on_after_its_lease() {
             a.queue
                 .inner
                 .store
-                .claim("qd_dead", a.queue.inner.lease(), &key, 100)
+                .claim("qd_dead", a.queue.inner.dispatch_lease(), &key, 100)
                 .await
                 .unwrap(),
             6
@@ -423,14 +413,7 @@ async fn a_dead_instances_flush_is_carried_on_after_its_lease() {
         backends::exec(&db, "UPDATE queue_dispatches SET lease_until_ms = 0").await;
         backends::exec(&db, "UPDATE batch_jobs SET lease_until_ms = 0").await;
         // The first shard is adopted and carried on, the rest of the claim flushed again.
-        run_until(&sim, || async {
-            b.queue.in_flight(&ids).await.unwrap().is_empty()
-        })
-        .await;
-        for id in &ids {
-            let done = b.queue.result_for(id).await.unwrap().expect("a result");
-            assert_eq!((done.tier, done.attempts), (Tier::Batch, 1));
-        }
+        each_sent_once_in_a_batch(&sim, &b.queue, &ids).await;
         let stats = sim.stats().await;
         assert_eq!((stats.batches_created, stats.batch_requests_billed), (2, 6));
     }

@@ -831,6 +831,16 @@ macro_rules! impl_queue_store {
                 lease: $crate::store::Lease<'_>,
                 limit: usize,
             ) -> $crate::Result<Vec<(String, String, String)>> {
+                // Most passes find none: a read first, so that they take no write lock.
+                let any: Option<i64> = ::sqlx::query_scalar(Self::sql(
+                    "SELECT seq FROM queue_requests WHERE state = 'standard' LIMIT 1",
+                ))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::Error::store)?;
+                if any.is_none() {
+                    return Ok(Vec::new());
+                }
                 // Claimed before they are sent: one instance calls the standard API per
                 // request, another only once this claim has expired.
                 let mut tx = self.write_tx().await?;
