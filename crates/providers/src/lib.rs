@@ -46,8 +46,7 @@ pub use factory::{ProviderFactory, Providers};
 pub use provider::{Delivered, OpenAiProvider, RoleModels, Transport};
 pub use settings::{
     ApiToken, BatchMode, BatchSettings, CONFIG_FILE, ConfigError, DataSettings, DatabaseUrl,
-    OpenAiSettings,
-    ProvidersConfig, SETTINGS, ServerSettings, Settings,
+    OpenAiSettings, ProvidersConfig, SETTINGS, ServerSettings, Settings,
 };
 pub use stack::{BatchInfo, BatchLine, SessionWait, Stack, StackError, StackOptions};
 pub use tier::{Operation, Role, Tier, UnknownTier};

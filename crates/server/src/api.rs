@@ -833,7 +833,12 @@ async fn follow(app: Arc<App>, job: String, mut socket: WebSocket) {
     let mut live = app.events.subscribe(&job);
     let mut last = 0;
     // Sends the stored events after `last`; whether the job's stream ended.
-    async fn catch_up(app: &App, job: &str, last: &mut i64, socket: &mut WebSocket) -> Option<bool> {
+    async fn catch_up(
+        app: &App,
+        job: &str,
+        last: &mut i64,
+        socket: &mut WebSocket,
+    ) -> Option<bool> {
         let stored = app.jobs.events(job, *last).await.ok()?;
         let mut ended = false;
         for e in stored {

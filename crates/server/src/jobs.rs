@@ -301,7 +301,12 @@ impl App {
     /// Stops every task at once, as a crash would: nothing is released or renewed.
     pub fn kill(&self) {
         let _ = self.stop.send(true);
-        for task in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             task.abort();
         }
     }
@@ -540,8 +545,7 @@ async fn already_said(
         .await?
         .into_iter()
         .filter_map(|e| serde_json::from_str::<Value>(&e.body).ok())
-        .filter(|v| v["type"] == "batch_status" && v["batchId"] == batch)
-        .last();
+        .rfind(|v| v["type"] == "batch_status" && v["batchId"] == batch);
     Ok(last.is_some_and(|v| v["status"] == status))
 }
 

@@ -137,12 +137,7 @@ impl Server {
         let db = stack.database.clone();
         let jobs: Arc<dyn JobStore> = Arc::new(DbJobStore::new(db.clone()).await?);
         let sessions = SessionStore::on(db).await?;
-        let (app, rx) = jobs::App::new(
-            Arc::new(stack),
-            jobs.clone(),
-            sessions,
-            &config,
-        );
+        let (app, rx) = jobs::App::new(Arc::new(stack), jobs.clone(), sessions, &config);
         jobs::spawn_workers(&app, rx);
         jobs::scan(&app).await?;
         let router = api::router(app.clone(), &config);

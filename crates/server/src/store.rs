@@ -200,8 +200,7 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     async fn counts(&self) -> Result<Vec<(JobStatus, u64)>, Error>;
     /// Appends an event under `seq`; `false` when the job already has one of that number
     /// (another instance wrote it first: number it again).
-    async fn append_event(&self, job: &str, seq: i64, at: &str, body: &str)
-    -> Result<bool, Error>;
+    async fn append_event(&self, job: &str, seq: i64, at: &str, body: &str) -> Result<bool, Error>;
     /// The job's events after `after_seq`, in order.
     async fn events(&self, job: &str, after_seq: i64) -> Result<Vec<StoredEvent>, Error>;
     /// The job's last event number (0 without events).
@@ -301,8 +300,7 @@ const APPEND_EVENT_SQL: &str = "INSERT INTO server_job_events (job_id, seq, at, 
     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (job_id, seq) DO NOTHING";
 const EVENTS_SQL: &str =
     "SELECT seq, body FROM server_job_events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq";
-const LAST_SEQ_SQL: &str =
-    "SELECT COALESCE(MAX(seq), 0) FROM server_job_events WHERE job_id = ?1";
+const LAST_SEQ_SQL: &str = "SELECT COALESCE(MAX(seq), 0) FROM server_job_events WHERE job_id = ?1";
 const COUNTS_SQL: &str = "SELECT status, COUNT(*) FROM server_jobs GROUP BY status";
 
 impl DbJobStore {
@@ -573,15 +571,11 @@ impl JobStore for DbJobStore {
             .collect())
     }
 
-    async fn append_event(
-        &self,
-        job: &str,
-        seq: i64,
-        at: &str,
-        body: &str,
-    ) -> Result<bool, Error> {
+    async fn append_event(&self, job: &str, seq: i64, at: &str, body: &str) -> Result<bool, Error> {
         let n = self
-            .changed(APPEND_EVENT_SQL, |b| b.text(job).int(seq).text(at).text(body))
+            .changed(APPEND_EVENT_SQL, |b| {
+                b.text(job).int(seq).text(at).text(body)
+            })
             .await?;
         Ok(n == 1)
     }

@@ -207,14 +207,27 @@ fn small(prompt: &str) -> Value {
            "ensemble": 1, "seed": 3, "useBatch": false, "cache": false})
 }
 
-/// The types of a job's stored events, in order.
+/// A finished job's stored events, in order (its row says it ended a moment before its last
+/// event is stored: wait, generously, for that event).
 async fn event_types(jobs: &DbJobStore, job: &str) -> Vec<Value> {
-    jobs.events(job, 0)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| serde_json::from_str::<Value>(&e.body).unwrap())
-        .collect()
+    for _ in 0..600 {
+        let events: Vec<Value> = jobs
+            .events(job, 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| serde_json::from_str::<Value>(&e.body).unwrap())
+            .collect();
+        let last = events.last().map(|e| e["type"].clone());
+        let ended = last.is_some_and(|t| {
+            ["job_finished", "job_failed", "job_cancelled"].contains(&t.as_str().unwrap_or(""))
+        });
+        if ended {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {job}: its last event was never stored");
 }
 
 fn count(events: &[Value], kind: &str) -> usize {
@@ -234,7 +247,10 @@ async fn jobs_posted_to_either_instance_each_run_exactly_once() {
         for i in 0..6 {
             let to = if i % 2 == 0 { &a } else { &b };
             let (status, v) = to
-                .post("/api/beam-search", small(&format!("a lighthouse, take {i}")))
+                .post(
+                    "/api/beam-search",
+                    small(&format!("a lighthouse, take {i}")),
+                )
                 .await;
             assert_eq!(status, 202, "{v}");
             ids.push(v["jobId"].as_str().unwrap().to_owned());
@@ -245,7 +261,10 @@ async fn jobs_posted_to_either_instance_each_run_exactly_once() {
             // Either instance answers for any job.
             let done = b.until_final(id).await;
             assert_eq!(done["status"], "completed", "{done}");
-            assert_eq!(a.get(&format!("/api/job/{id}")).await["status"], "completed");
+            assert_eq!(
+                a.get(&format!("/api/job/{id}")).await["status"],
+                "completed"
+            );
             assert!(done["owner"].is_null(), "released when it ended: {done}");
             let events = event_types(&jobs, id).await;
             assert_eq!(count(&events, "job_started"), 1, "{events:?}");
@@ -289,7 +308,10 @@ async fn a_dead_instances_job_is_taken_over_after_its_lease_and_finished_once() 
         tokio::time::sleep(lease + lease / 4).await;
         let still = b.get(&format!("/api/job/{job}")).await;
         if still["status"] == "running" {
-            assert_eq!(still["owner"], "inst-a", "a live owner keeps its job: {still}");
+            assert_eq!(
+                still["owner"], "inst-a",
+                "a live owner keeps its job: {still}"
+            );
         }
         let before = shared.sim.stats().await.sync_requests;
         a.server.kill();
@@ -310,16 +332,26 @@ async fn a_dead_instances_job_is_taken_over_after_its_lease_and_finished_once() 
             .filter(|e| e["type"] == "job_taken_over")
             .collect();
         assert_eq!(taken.len(), 1, "{events:?}");
-        assert_eq!((taken[0]["from"].as_str(), taken[0]["to"].as_str()), (Some("inst-a"), Some("inst-b")));
+        assert_eq!(
+            (taken[0]["from"].as_str(), taken[0]["to"].as_str()),
+            (Some("inst-a"), Some("inst-b"))
+        );
         assert_eq!(count(&events, "job_resumed"), 1, "{events:?}");
         assert_eq!(count(&events, "job_finished"), 1, "{events:?}");
-        assert!(b.metrics().await.contains("batchbeam_job_takeovers_total 1"));
+        assert!(
+            b.metrics()
+                .await
+                .contains("batchbeam_job_takeovers_total 1")
+        );
         // Stages finished before the kill were not run again: only the calls in flight at the
         // kill (at most one stage's) were sent a second time.
         let calls = shared.calls_of(&done).await;
         let sent = shared.sim.stats().await.sync_requests;
         assert!(sent >= calls, "sent {sent}, calls {calls}");
-        assert!(sent - calls <= 4, "sent {sent} for {calls} calls: answered calls went again");
+        assert!(
+            sent - calls <= 4,
+            "sent {sent} for {calls} calls: answered calls went again"
+        );
         b.server.stop();
     }
 }
@@ -339,7 +371,10 @@ async fn a_cancel_posted_to_another_instance_stops_the_job_where_it_runs() {
             .await;
         let b = shared.start("inst-b", 1, lease).await;
         // B follows the job A runs: its events reach B's WebSocket from the database.
-        let url = format!("{}/api/job/{job}/events", b.base.replace("http://", "ws://"));
+        let url = format!(
+            "{}/api/job/{job}/events",
+            b.base.replace("http://", "ws://")
+        );
         let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
         let mut seen: Vec<Value> = Vec::new();
         let wait_for_stage = async {
@@ -376,13 +411,22 @@ async fn a_cancel_posted_to_another_instance_stops_the_job_where_it_runs() {
             .expect("the socket closes after the cancel");
         assert_eq!(seen.last().unwrap()["type"], "job_cancelled", "{seen:?}");
         let seqs: Vec<i64> = seen.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
-        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "in order, none lost");
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as i64).collect::<Vec<_>>(),
+            "in order, none lost"
+        );
         // A stops its run at its next renewal: no more calls go out.
-        a.until(&job, "released by inst-a", |v| v["owner"].is_null()).await;
+        a.until(&job, "released by inst-a", |v| v["owner"].is_null())
+            .await;
         tokio::time::sleep(lease).await;
         let settled = shared.sim.stats().await.sync_requests;
         tokio::time::sleep(lease * 2).await;
-        assert_eq!(shared.sim.stats().await.sync_requests, settled, "inst-a kept calling");
+        assert_eq!(
+            shared.sim.stats().await.sync_requests,
+            settled,
+            "inst-a kept calling"
+        );
         let row = shared.jobs().await.get(&job).await.unwrap().unwrap();
         assert_eq!(row.status, server::JobStatus::Cancelled);
         assert!(row.owner.is_none());

@@ -6,8 +6,8 @@
 
 use std::fmt;
 
-use async_trait::async_trait;
 use crate::db::{self, Database};
+use async_trait::async_trait;
 
 use crate::{ProviderError, Result};
 

@@ -566,7 +566,9 @@ pub(crate) fn scrub_urls(text: &str) -> String {
 fn read_database(r: &Reader<'_>) -> Result<DataSettings, ConfigError> {
     let db = r.text("data.db")?;
     let Some(url) = r.secret_text("data.database_url")? else {
-        return Ok(DataSettings::at(db.unwrap_or_else(|| "batchbeam.db".to_owned())));
+        return Ok(DataSettings::at(
+            db.unwrap_or_else(|| "batchbeam.db".to_owned()),
+        ));
     };
     if db.is_some() && r.layer("data.db") >= r.layer("data.database_url") {
         return Ok(DataSettings::at(db.unwrap_or_default()));

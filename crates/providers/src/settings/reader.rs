@@ -220,8 +220,7 @@ impl Reader<'_> {
                 Rule::Addr => v.parse::<std::net::SocketAddr>().is_ok(),
                 Rule::InstanceId => {
                     (1..=64).contains(&v.len())
-                        && v
-                            .bytes()
+                        && v.bytes()
                             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
                 }
                 _ => !v.is_empty(),

@@ -40,7 +40,10 @@ async fn rows_round_trip_and_list_by_status_and_cursor() {
         assert_eq!(store.get("j_a").await.unwrap().unwrap(), a);
         assert!(store.get("j_none").await.unwrap().is_none());
         let listed = store.list(None, 10, None).await.unwrap();
-        assert_eq!(listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["j_b", "j_a"]);
+        assert_eq!(
+            listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["j_b", "j_a"]
+        );
         let after = store.list(None, 10, Some((2, "j_b".into()))).await.unwrap();
         assert_eq!(after.len(), 1);
         let queued = store.list(Some(JobStatus::Queued), 1, None).await.unwrap();
@@ -59,14 +62,23 @@ async fn claims_leases_takeovers_and_cancels_between_instances() {
         else {
             panic!("a queued job is claimable")
         };
-        assert_eq!((row.owner.as_deref(), row.lease_until), (Some("A"), Some(150)));
+        assert_eq!(
+            (row.owner.as_deref(), row.lease_until),
+            (Some("A"), Some(150))
+        );
         assert_eq!((row.status, taken_from), (JobStatus::Running, None));
         // B sees it held until the lease expires.
         assert!(b.claimable("B", 120).await.unwrap().is_empty());
-        assert_eq!(b.claim("j_1", "B", 120, 50, 2).await.unwrap(), Claim::NotClaimable);
+        assert_eq!(
+            b.claim("j_1", "B", 120, 50, 2).await.unwrap(),
+            Claim::NotClaimable
+        );
         assert!(a.renew("j_1", "A", 200).await.unwrap());
         assert!(!b.renew("j_1", "B", 200).await.unwrap());
-        assert_eq!(b.claim("j_1", "B", 180, 50, 2).await.unwrap(), Claim::NotClaimable);
+        assert_eq!(
+            b.claim("j_1", "B", 180, 50, 2).await.unwrap(),
+            Claim::NotClaimable
+        );
         // A restarted under its own name takes it back at once.
         assert_eq!(a.claimable("A", 180).await.unwrap(), ["j_1"]);
         // A dies: after its lease, B takes it over (counted), and A's writes are refused.
@@ -80,7 +92,10 @@ async fn claims_leases_takeovers_and_cancels_between_instances() {
         let mut stale = row.clone();
         stale.owner = Some("A".into());
         stale.stage = 3;
-        assert!(!a.save_owned(&stale, "A").await.unwrap(), "A no longer holds it");
+        assert!(
+            !a.save_owned(&stale, "A").await.unwrap(),
+            "A no longer holds it"
+        );
         assert!(!a.renew("j_1", "A", 400).await.unwrap());
         let mut fresh = row.clone();
         fresh.stage = 2;
@@ -106,14 +121,20 @@ async fn claims_leases_takeovers_and_cancels_between_instances() {
         ));
         let (row, changed) = b.cancel("j_2", 510).await.unwrap().unwrap();
         assert!(changed);
-        assert_eq!((row.status, row.owner.as_deref()), (JobStatus::Cancelled, None));
+        assert_eq!(
+            (row.status, row.owner.as_deref()),
+            (JobStatus::Cancelled, None)
+        );
         assert!(!b.cancel("j_2", 511).await.unwrap().unwrap().1, "once");
         assert!(!a.renew("j_2", "A", 600).await.unwrap());
         let mut late = row.clone();
         late.status = JobStatus::Running;
         late.owner = Some("A".into());
         assert!(!a.save_owned(&late, "A").await.unwrap());
-        assert_eq!(b.claim("j_2", "B", 700, 50, 2).await.unwrap(), Claim::NotClaimable);
+        assert_eq!(
+            b.claim("j_2", "B", 700, 50, 2).await.unwrap(),
+            Claim::NotClaimable
+        );
 
         // A parked job is taken back to the queue by one instance only.
         let mut parked = job("j_3", 3);
