@@ -843,9 +843,7 @@ async fn follow(app: Arc<App>, job: String, mut socket: WebSocket) {
         let mut ended = false;
         for e in stored {
             *last = e.seq;
-            ended |= crate::events::FINAL_TYPES
-                .iter()
-                .any(|t| e.body.contains(&format!("\"type\":\"{t}\"")));
+            ended |= crate::events::is_final(&e.body);
             socket.send(WsMessage::Text(e.body.into())).await.ok()?;
         }
         Some(ended)

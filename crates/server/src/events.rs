@@ -75,7 +75,15 @@ impl EventHub {
         // time: the store keeps the first of a number, and the other is numbered again.
         let mut attempts = 0;
         let (seq, text) = loop {
-            let seq = self.store.last_seq(job).await? + 1;
+            let last = self.store.last_event(job).await?;
+            if let Some(e) = &last
+                && is_final(&e.body)
+            {
+                // Nothing is said about a job after its end (a run that has not yet seen its
+                // cancel, on another instance, says nothing more).
+                return Ok(e.seq);
+            }
+            let seq = last.map_or(0, |e| e.seq) + 1;
             let at = rfc3339(providers::now_ms());
             let mut message = Map::new();
             message.insert("seq".into(), Value::from(seq));
@@ -117,6 +125,13 @@ impl EventHub {
         };
         self.publish(job, &kind, fields).await
     }
+}
+
+/// Whether a stored message ends its job's stream.
+pub fn is_final(body: &str) -> bool {
+    FINAL_TYPES
+        .iter()
+        .any(|t| body.contains(&format!("\"type\":\"{t}\"")))
 }
 
 /// `ms` since the epoch as RFC 3339 in UTC, to the millisecond.

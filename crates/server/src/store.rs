@@ -203,8 +203,8 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     async fn append_event(&self, job: &str, seq: i64, at: &str, body: &str) -> Result<bool, Error>;
     /// The job's events after `after_seq`, in order.
     async fn events(&self, job: &str, after_seq: i64) -> Result<Vec<StoredEvent>, Error>;
-    /// The job's last event number (0 without events).
-    async fn last_seq(&self, job: &str) -> Result<i64, Error>;
+    /// The job's last event, if it has one.
+    async fn last_event(&self, job: &str) -> Result<Option<StoredEvent>, Error>;
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), Error>;
 
@@ -300,7 +300,8 @@ const APPEND_EVENT_SQL: &str = "INSERT INTO server_job_events (job_id, seq, at, 
     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (job_id, seq) DO NOTHING";
 const EVENTS_SQL: &str =
     "SELECT seq, body FROM server_job_events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq";
-const LAST_SEQ_SQL: &str = "SELECT COALESCE(MAX(seq), 0) FROM server_job_events WHERE job_id = ?1";
+const LAST_EVENT_SQL: &str =
+    "SELECT seq, body FROM server_job_events WHERE job_id = ?1 ORDER BY seq DESC LIMIT 1";
 const COUNTS_SQL: &str = "SELECT status, COUNT(*) FROM server_jobs GROUP BY status";
 
 impl DbJobStore {
@@ -596,12 +597,13 @@ impl JobStore for DbJobStore {
             .collect())
     }
 
-    async fn last_seq(&self, job: &str) -> Result<i64, Error> {
-        let sql = self.sql(LAST_SEQ_SQL);
-        on_pool!(&self.db, |pool| {
-            sqlx::query_scalar(sql).bind(job).fetch_one(pool).await
+    async fn last_event(&self, job: &str) -> Result<Option<StoredEvent>, Error> {
+        let sql = self.sql(LAST_EVENT_SQL);
+        let row: Option<(i64, String)> = on_pool!(&self.db, |pool| {
+            sqlx::query_as(sql).bind(job).fetch_optional(pool).await
         })
-        .map_err(store_err)
+        .map_err(store_err)?;
+        Ok(row.map(|(seq, body)| StoredEvent { seq, body }))
     }
 
     async fn ping(&self) -> Result<(), Error> {
