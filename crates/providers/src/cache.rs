@@ -142,6 +142,12 @@ impl RequestCache {
         }
     }
 
+    /// The cache in the SQLite database of `pool`, image bytes in `folder` ([`RequestCache::on`]
+    /// with `Database::Sqlite`).
+    pub async fn sqlite(pool: sqlx::SqlitePool, folder: impl Into<PathBuf>) -> Result<Self> {
+        RequestCache::on(crate::Database::Sqlite(pool), folder).await
+    }
+
     /// The cache in the process's database `db`, image bytes in `folder`.
     pub async fn on(db: crate::Database, folder: impl Into<PathBuf>) -> Result<Self> {
         let store = DbCacheStore::new(db).await?;
