@@ -156,6 +156,13 @@ async fn backends() -> (
 }
 
 impl Instance {
+    /// Posts a small search of `prompt`; its job id.
+    async fn search(&self, prompt: &str) -> String {
+        let (status, v) = self.post("/api/beam-search", small(prompt)).await;
+        assert_eq!(status, 202, "{v}");
+        v["jobId"].as_str().unwrap().to_owned()
+    }
+
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let r = reqwest::Client::new()
             .post(format!("{}{path}", self.base))
@@ -294,9 +301,7 @@ async fn a_dead_instances_job_is_taken_over_after_its_lease_and_finished_once() 
         let shared = Shared::new(location, dir, 2000).await;
         let lease = Duration::from_millis(1600);
         let a = shared.start("inst-a", 1, lease).await;
-        let (status, v) = a.post("/api/beam-search", small("a fox in the snow")).await;
-        assert_eq!(status, 202, "{v}");
-        let job = v["jobId"].as_str().unwrap().to_owned();
+        let job = a.search("a fox in the snow").await;
         let running = a
             .until(&job, "running past its first stage on inst-a", |v| {
                 v["status"] == "running" && v["owner"] == "inst-a" && v["stage"].as_i64() >= Some(1)
@@ -364,9 +369,7 @@ async fn a_cancel_posted_to_another_instance_stops_the_job_where_it_runs() {
         let shared = Shared::new(location, dir, 300).await;
         let lease = Duration::from_millis(1600);
         let a = shared.start("inst-a", 1, lease).await;
-        let (status, v) = a.post("/api/beam-search", small("a red bicycle")).await;
-        assert_eq!(status, 202, "{v}");
-        let job = v["jobId"].as_str().unwrap().to_owned();
+        let job = a.search("a red bicycle").await;
         a.until(&job, "running on inst-a", |v| v["owner"] == "inst-a")
             .await;
         let b = shared.start("inst-b", 1, lease).await;
