@@ -298,9 +298,9 @@ impl App {
         i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Stops every task at once, as a crash would: nothing is released or renewed.
+    /// Stops every task at once, as a crash would: nothing is released or renewed (the stop
+    /// switch is left off, so that no worker gives its job back on the way out).
     pub fn kill(&self) {
-        let _ = self.stop.send(true);
         for task in self
             .tasks
             .lock()

@@ -299,7 +299,7 @@ async fn a_dead_instances_job_is_taken_over_after_its_lease_and_finished_once() 
         eprintln!("backend: {name}");
         // Each render takes 2 s: the search is still running when A is killed.
         let shared = Shared::new(location, dir, 2000).await;
-        let lease = Duration::from_millis(1600);
+        let lease = Duration::from_secs(3);
         let a = shared.start("inst-a", 1, lease).await;
         let job = a.search("a fox in the snow").await;
         let running = a
@@ -308,28 +308,13 @@ async fn a_dead_instances_job_is_taken_over_after_its_lease_and_finished_once() 
             })
             .await;
         assert!(running["leaseUntil"].is_string(), "{running}");
-        // B starts while A holds the job: it must not take it while A renews.
+        // B starts while A holds the job (that B leaves a live owner's job alone is the
+        // store suite's and the first test's to show, without timing), then A dies.
         let b = shared.start("inst-b", 1, lease).await;
-        tokio::time::sleep(lease + lease / 4).await;
-        let still = b.get(&format!("/api/job/{job}")).await;
-        if still["status"] == "running" {
-            assert_eq!(
-                still["owner"], "inst-a",
-                "a live owner keeps its job: {still}"
-            );
-        }
-        let before = shared.sim.stats().await.sync_requests;
         a.server.kill();
         let done = b.until_final(&job).await;
         let jobs = shared.jobs().await;
         let events = event_types(&jobs, &job).await;
-        if before > 0 && count(&events, "job_taken_over") == 0 {
-            // A finished the job before it was killed (a fast machine): nothing to take over.
-            assert_eq!(done["status"], "completed", "{done}");
-            eprintln!("the job ended before the kill; the takeover was not exercised");
-            b.server.stop();
-            continue;
-        }
         assert_eq!(done["status"], "completed", "{done}");
         assert_eq!(done["takeovers"], 1, "{done}");
         let taken: Vec<&Value> = events
@@ -422,8 +407,16 @@ async fn a_cancel_posted_to_another_instance_stops_the_job_where_it_runs() {
         // A stops its run at its next renewal: no more calls go out.
         a.until(&job, "released by inst-a", |v| v["owner"].is_null())
             .await;
-        tokio::time::sleep(lease).await;
-        let settled = shared.sim.stats().await.sync_requests;
+        // (Generously: the calls stop once they stay still for a lease; then they stay still.)
+        let mut settled = shared.sim.stats().await.sync_requests;
+        for _ in 0..60 {
+            tokio::time::sleep(lease).await;
+            let now = shared.sim.stats().await.sync_requests;
+            if now == settled {
+                break;
+            }
+            settled = now;
+        }
         tokio::time::sleep(lease * 2).await;
         assert_eq!(
             shared.sim.stats().await.sync_requests,
