@@ -56,11 +56,12 @@ pub(crate) enum RemoteCommand {
 /// Options every remote command takes.
 #[derive(Args, Clone)]
 pub(crate) struct Common {
-    /// The SQLite database of batch records (BATCHBEAM_DB; default ./batchbeam.db, or
-    /// DATABASE_URL when it is a sqlite: URL). Results are kept beside it, in
-    /// batchbeam-files/<record id>/. Only `submit` creates it.
-    #[arg(long, value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// The database of batch records: --db PATH (BATCHBEAM_DB; default ./batchbeam.db) or
+    /// --database-url (DATABASE_URL: postgres://… or sqlite:PATH). Results are kept in
+    /// batchbeam-files/<record id>/ beside the SQLite file (in the working directory with
+    /// PostgreSQL). Only `submit` creates an SQLite file.
+    #[command(flatten)]
+    db: crate::settings::DbArgs,
     /// Print JSON for scripts instead of text.
     #[arg(long)]
     json: bool,
@@ -173,7 +174,7 @@ impl Common {
         &self,
         read: impl FnOnce(&[(&str, String)]) -> Result<Settings, ConfigError>,
     ) -> anyhow::Result<Settings> {
-        Ok(read(&crate::settings::flags(self.db.as_deref(), None))?)
+        Ok(read(&crate::settings::flags(&self.db, None))?)
     }
 }
 
@@ -216,7 +217,14 @@ async fn execute(
         )
     });
     let client = OpenAiClient::new(client)?;
-    let manager = if matches!(cmd, RemoteCommand::Submit(_)) {
+    let manager = if let Some(url) = &settings.data.postgres {
+        let database = batch_client::Database::open(url.expose())
+            .await
+            .with_context(|| format!("opening {}", url.redacted()))?;
+        BatchJobManager::on(client, database, config)
+            .await
+            .with_context(|| format!("opening {}", url.redacted()))?
+    } else if matches!(cmd, RemoteCommand::Submit(_)) {
         BatchJobManager::open(client, &db, config)
             .await
             .with_context(|| format!("opening {}", db.display()))?

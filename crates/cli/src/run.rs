@@ -3,7 +3,7 @@
 //! configured tier, checkpointed in the database.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -21,10 +21,9 @@ use server::jobs::parse_duration;
 /// Where sessions and their database live, and how to reach the models.
 #[derive(Args, Clone)]
 pub(crate) struct Place {
-    /// The SQLite database of sessions and batches (BATCHBEAM_DB; default ./batchbeam.db, or
-    /// DATABASE_URL when it is a sqlite: URL).
-    #[arg(long, value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// The database of sessions and batches.
+    #[command(flatten)]
+    db: crate::settings::DbArgs,
     /// The folder sessions write their images and session.json to, one folder each
     /// (BATCHBEAM_SESSIONS; default batchbeam-sessions).
     #[arg(long, value_name = "DIR")]
@@ -128,9 +127,9 @@ pub(crate) struct ResumeArgs {
 /// Arguments of `batchbeam sessions`.
 #[derive(Args)]
 pub(crate) struct SessionsArgs {
-    /// The SQLite database (as for `run`).
-    #[arg(long, value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// The database (as for `run`).
+    #[command(flatten)]
+    db: crate::settings::DbArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -151,9 +150,9 @@ pub(crate) enum CostCommand {
 pub(crate) struct CostReportArgs {
     /// The session id.
     id: String,
-    /// The SQLite database (as for `run`).
-    #[arg(long, value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// The database (as for `run`).
+    #[command(flatten)]
+    db: crate::settings::DbArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -171,9 +170,10 @@ pub(crate) struct PricesArgs {
 }
 
 impl Place {
-    /// Every setting, with `--db`, `--sessions` and `--no-cache` as the top layer.
+    /// Every setting, with `--db`, `--database-url`, `--sessions` and `--no-cache` as the top
+    /// layer.
     fn settings(&self) -> anyhow::Result<Settings> {
-        let mut flags = crate::settings::flags(self.db.as_deref(), self.sessions.as_deref());
+        let mut flags = crate::settings::flags(&self.db, self.sessions.as_deref());
         if self.no_cache {
             flags.push(("cache.enabled", "false".to_owned()));
         }
@@ -183,8 +183,13 @@ impl Place {
     /// The flags a resume needs to run where this run did (tiers, database, simulator).
     fn resume_flags(&self) -> String {
         let mut flags = String::new();
-        if let Some(db) = &self.db {
+        if let Some(db) = &self.db.db {
             flags.push_str(&format!(" --db {}", db.display()));
+        }
+        if let Some(url) = &self.db.database_url {
+            // Never the password: the hint names where it goes.
+            let shown = providers::DatabaseUrl::new(url.clone()).redacted();
+            flags.push_str(&format!(" --database-url {shown}"));
         }
         if self.sim {
             flags.push_str(" --sim");
@@ -234,9 +239,9 @@ fn duration_words(d: Duration) -> String {
     }
 }
 
-/// The database: `--db` over the settings.
-fn db_path(db: Option<&Path>) -> anyhow::Result<PathBuf> {
-    Ok(crate::settings::load(db, None)?.data.db)
+/// The sessions of the database `--db` or `--database-url` names (over the settings), read only.
+async fn sessions_of(db: &crate::settings::DbArgs) -> anyhow::Result<SessionStore> {
+    crate::settings::sessions_read_only(&crate::settings::load(db, None)?).await
 }
 
 /// What a session runs on: the engines, the store, and the simulator kept alive if there is one.
@@ -287,10 +292,7 @@ async fn rig(place: &Place, settings: Settings) -> anyhow::Result<Rig> {
     let deadline = place
         .deadline
         .or_else(|| config.batch.hybrid_mode.then(|| config.batch.max_wait()));
-    let store = match &stack.pool {
-        Some(pool) => SessionStore::new(pool.clone()).await?,
-        None => SessionStore::open(&settings.data.db).await?,
-    };
+    let store = SessionStore::on(stack.database.clone()).await?;
     let hybrid = deadline.map(|deadline| Hybrid {
         deadline,
         turnaround: Turnaround::default(),
@@ -558,7 +560,7 @@ pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
     let mut err = std::io::stderr();
     // A finished session is shown as it is: nothing to start, nothing created.
     let settings = args.place.settings()?;
-    let store = SessionStore::open_read_only(&settings.data.db).await?;
+    let store = crate::settings::sessions_read_only(&settings).await?;
     if let Some(outcome) = BeamSearch::finished(&args.id, &store).await? {
         writeln!(
             err,
@@ -848,7 +850,7 @@ fn rand_seed() -> u64 {
 
 /// `batchbeam sessions`.
 pub(crate) async fn sessions(args: SessionsArgs) -> anyhow::Result<ExitCode> {
-    let store = SessionStore::open_read_only(&db_path(args.db.as_deref())?).await?;
+    let store = sessions_of(&args.db).await?;
     let rows = store.summaries().await?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -893,7 +895,7 @@ pub(crate) async fn cost(cmd: CostCommand) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match cmd {
         CostCommand::Report(args) => {
-            let store = SessionStore::open_read_only(&db_path(args.db.as_deref())?).await?;
+            let store = sessions_of(&args.db).await?;
             let report = store.report(&args.id).await?;
             if args.json {
                 serde_json::to_writer_pretty(&mut out, &report.cost)?;

@@ -23,25 +23,34 @@ pub(crate) struct ServeArgs {
     /// Simulated time runs this many times faster (with --sim), so batches finish in seconds.
     #[arg(long, default_value_t = 120.0, value_name = "X")]
     sim_time_scale: f64,
-    /// The SQLite database of jobs, sessions and batches (BATCHBEAM_DB).
-    #[arg(long, value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// The database of jobs, sessions and batches: several instances on one PostgreSQL
+    /// database (--database-url postgres://…, or DATABASE_URL) share the work.
+    #[command(flatten)]
+    db: crate::settings::DbArgs,
     /// The folder sessions write their images and session.json to (BATCHBEAM_SESSIONS).
     #[arg(long, value_name = "DIR")]
     sessions: Option<PathBuf>,
     /// Jobs run at once (BATCHBEAM_WORKERS; default 4). A job waiting on its batches holds none.
     #[arg(long, value_name = "N")]
     workers: Option<u32>,
+    /// This instance's name as the owner of the jobs it runs (BATCHBEAM_INSTANCE_ID; default
+    /// srv_ and a new ULID). Restarted under the same name, it resumes its jobs at once
+    /// instead of after their leases expire.
+    #[arg(long, value_name = "NAME")]
+    instance_id: Option<String>,
 }
 
 /// `batchbeam serve`.
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut flags = crate::settings::flags(args.db.as_deref(), args.sessions.as_deref());
+    let mut flags = crate::settings::flags(&args.db, args.sessions.as_deref());
     if let Some(addr) = &args.addr {
         flags.push(("server.addr", addr.clone()));
     }
     if let Some(n) = args.workers {
         flags.push(("server.workers", n.to_string()));
+    }
+    if let Some(id) = &args.instance_id {
+        flags.push(("server.instance_id", id.clone()));
     }
     let settings = Settings::load(&flags)?;
     let config = ServerConfig::from_settings(&settings);
@@ -81,10 +90,11 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     let server = Server::start(stack, config).await?;
     eprintln!(
-        "batchbeam serve: http://{addr}/ (API under /api, health at /health); {} workers; \
-         database {}",
+        "batchbeam serve: http://{addr}/ (API under /api, health at /health); instance {}; {} \
+         workers; database {}",
+        server.instance_id(),
         settings.server.workers,
-        settings.data.db.display()
+        settings.data.database_shown()
     );
     server.serve(listener, shutdown_signal()).await?;
     eprintln!("stopped; unfinished jobs resume at the next start");

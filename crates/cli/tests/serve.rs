@@ -58,7 +58,9 @@ fn start_sim(dir: &Path) -> (Child, String) {
 )]
 fn start_server(dir: &Path, sim: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_batchbeam"))
+        // Restarted under the same name, it takes back at once the jobs it held when killed.
         .args(["serve", "--addr", "127.0.0.1:0", "--workers", "2"])
+        .args(["--instance-id", "serve-test"])
         .current_dir(dir)
         .env("BATCHBEAM_CONFIG", dir.join("none.toml"))
         .env("OPENAI_API_KEY", "sk-serve-test")

@@ -13,7 +13,7 @@
 //! ([`CacheStore::put`]), so an answer never crosses versions once a call has seen the move.
 //! Pin dated snapshots in `models.*` to be sure before any call is sent (docs/cost.md).
 //!
-//! Entries live in the `request_cache` table ([`SqliteCacheStore`]); an image's bytes live in
+//! Entries live in the `request_cache` table ([`DbCacheStore`], SQLite or PostgreSQL); an image's bytes live in
 //! a content-addressed file (`<sha-256>.png`) in the cache folder, written to a temporary file
 //! and renamed, and read back only when its entry answers.
 
@@ -30,7 +30,7 @@ use crate::{Delivered, ProviderError, Result, Tier};
 
 mod store;
 
-pub use store::{CacheEntry, CacheStore, MIGRATIONS_TABLE, SqliteCacheStore};
+pub use store::{CacheEntry, CacheStore, DbCacheStore, MIGRATIONS_TABLE};
 
 /// The endpoint of chat completions, as keys and entries name it.
 pub const CHAT: &str = "/v1/chat/completions";
@@ -142,9 +142,15 @@ impl RequestCache {
         }
     }
 
-    /// The cache in the SQLite database of `pool`, image bytes in `folder`.
+    /// The cache in the SQLite database of `pool`, image bytes in `folder` ([`RequestCache::on`]
+    /// with `Database::Sqlite`).
     pub async fn sqlite(pool: sqlx::SqlitePool, folder: impl Into<PathBuf>) -> Result<Self> {
-        let store = SqliteCacheStore::new(pool).await?;
+        RequestCache::on(crate::Database::Sqlite(pool), folder).await
+    }
+
+    /// The cache in the process's database `db`, image bytes in `folder`.
+    pub async fn on(db: crate::Database, folder: impl Into<PathBuf>) -> Result<Self> {
+        let store = DbCacheStore::new(db).await?;
         Ok(RequestCache::new(Arc::new(store), folder))
     }
 

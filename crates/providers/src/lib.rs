@@ -25,6 +25,7 @@ mod barrier;
 mod batch;
 pub mod cache;
 pub mod codec;
+pub mod db;
 mod error;
 mod factory;
 mod provider;
@@ -39,12 +40,13 @@ pub use barrier::{NoBarrier, StageBarrier};
 pub use batch::BatchTransport;
 pub use batch_client::now_ms;
 pub use cache::RequestCache;
+pub use db::{Database, Dialect};
 pub use error::{ProviderError, Result};
 pub use factory::{ProviderFactory, Providers};
 pub use provider::{Delivered, OpenAiProvider, RoleModels, Transport};
 pub use settings::{
-    ApiToken, BatchMode, BatchSettings, CONFIG_FILE, ConfigError, DataSettings, OpenAiSettings,
-    ProvidersConfig, SETTINGS, ServerSettings, Settings,
+    ApiToken, BatchMode, BatchSettings, CONFIG_FILE, ConfigError, DataSettings, DatabaseUrl,
+    OpenAiSettings, ProvidersConfig, SETTINGS, ServerSettings, Settings,
 };
 pub use stack::{BatchInfo, BatchLine, SessionWait, Stack, StackError, StackOptions};
 pub use tier::{Operation, Role, Tier, UnknownTier};

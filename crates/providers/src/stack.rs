@@ -1,6 +1,7 @@
-//! The whole stack a beam search runs on, assembled once from [`Settings`]: the API client (or
-//! an in-process openai-sim when there is no key), the batch job manager and the batch queue
-//! on the database, and the [`ProviderFactory`] over them. `batchbeam run` and `batchbeam
+//! The whole stack a beam search runs on, assembled once from [`Settings`]: the process's one
+//! [`Database`] (SQLite, or PostgreSQL shared by several processes), the API client (or an
+//! in-process openai-sim when there is no key), the batch job manager, the batch queue and the
+//! request cache on that database, and the [`ProviderFactory`] over them. `batchbeam run` and `batchbeam
 //! serve` both start here, so that neither names the queue or the client; the server asks the
 //! stack, not the queue, about the batches its jobs wait on.
 
@@ -9,11 +10,10 @@ use std::sync::Arc;
 
 use batch_client::{BatchJobManager, ClientConfig, JobState, OpenAiClient, RetryHook};
 use batch_queue::{BatchRequestQueue, RequestId};
-use sqlx::SqlitePool;
 
 use crate::{
-    BatchTransport, ConfigError, ProviderFactory, ProvidersConfig, RequestCache, Settings,
-    Transport,
+    BatchTransport, ConfigError, Database, ProviderFactory, ProvidersConfig, RequestCache,
+    Settings, Transport,
 };
 
 /// How to assemble the stack, beyond the settings.
@@ -57,7 +57,7 @@ pub enum StackError {
     /// The HTTP client, the batch manager or its database.
     #[error("opening {path}: {source}")]
     Open {
-        /// The database.
+        /// The database: the SQLite file, or the PostgreSQL URL without its password.
         path: PathBuf,
         /// What failed.
         #[source]
@@ -81,15 +81,15 @@ struct BatchSide {
     transport: Arc<BatchTransport>,
 }
 
-/// The stack: the factory, the database pool the session and job stores share, and the
-/// simulator kept alive while it runs.
+/// The stack: the factory, the process's one database (which the session and job stores use
+/// too), and the simulator kept alive while it runs.
 pub struct Stack {
     /// Providers for every tier, configured as the settings (and `--batch`) say.
     pub factory: ProviderFactory,
-    /// The database's pool, when the batch side or the request cache is open: the stores
-    /// above keep their tables in the same file. `None` when neither is (open the file
-    /// yourself).
-    pub pool: Option<SqlitePool>,
+    /// The process's database, SQLite or PostgreSQL: the batch records, the queue and the
+    /// request cache are in it, and the stores above keep their tables there too (a clone
+    /// shares the pool).
+    pub database: Database,
     /// Whether the models are openai-sim's (nothing is billed), and why.
     pub simulated: Option<&'static str>,
     /// `BATCH_API_ENABLED` as configured (before `--batch`).
@@ -212,25 +212,33 @@ impl Stack {
             }
             client
         };
-        let (db, data_dir) = (&settings.data.db, &settings.data.files);
+        let data_dir = &settings.data.files;
+        let open_error = |source| StackError::Open {
+            path: PathBuf::from(settings.data.database_shown()),
+            source,
+        };
+        // One pool per process: every store below (and above) is built on it.
+        let database = match &settings.data.postgres {
+            Some(url) => {
+                Database::postgres(url.expose(), batch_client::db::DEFAULT_PG_CONNECTIONS).await
+            }
+            None => Database::sqlite(&settings.data.db).await,
+        }
+        .map_err(open_error)?;
         let batch_used = options.always_queue
             || config.batch.hybrid_mode
             || crate::Operation::ALL
                 .iter()
                 .any(|op| config.tier_for(*op) == crate::Tier::Batch);
         let mut factory = ProviderFactory::new(config.clone()).with_client(client.clone());
-        let (pool, batch) = if batch_used {
-            let manager = BatchJobManager::open(
+        let batch = if batch_used {
+            let manager = BatchJobManager::on(
                 OpenAiClient::new(client.clone()).map_err(StackError::Client)?,
-                db,
+                database.clone(),
                 config.manager_config(data_dir),
             )
             .await
-            .map_err(|source| StackError::Open {
-                path: db.clone(),
-                source,
-            })?;
-            let pool = manager.store().sqlite_pool().cloned();
+            .map_err(open_error)?;
             let manager = Arc::new(manager);
             let queue = Arc::new(
                 BatchRequestQueue::new(
@@ -244,35 +252,20 @@ impl Stack {
             queue.resume().await.map_err(StackError::Queue)?;
             let transport = Arc::new(BatchTransport::new(queue, config.batch.mode));
             factory = factory.with_batch(transport.clone() as Arc<dyn Transport>);
-            (pool, Some(BatchSide { manager, transport }))
+            Some(BatchSide { manager, transport })
         } else {
-            (None, None)
+            None
         };
         // The request cache, in the same database; its images beside the batch files.
-        let pool = match (config.cache, pool) {
-            (true, None) => Some(
-                batch_client::SqliteStore::open(db)
-                    .await
-                    .map_err(|source| StackError::Open {
-                        path: db.clone(),
-                        source,
-                    })?
-                    .pool()
-                    .clone(),
-            ),
-            (_, pool) => pool,
-        };
-        if config.cache
-            && let Some(pool) = &pool
-        {
-            let cache = RequestCache::sqlite(pool.clone(), data_dir.join("request-cache"))
+        if config.cache {
+            let cache = RequestCache::on(database.clone(), data_dir.join("request-cache"))
                 .await
                 .map_err(StackError::Cache)?;
             factory = factory.with_cache(cache);
         }
         Ok(Stack {
             factory,
-            pool,
+            database,
             simulated,
             batch_configured,
             sim_url,

@@ -13,6 +13,8 @@ use providers::{ConfigError, SETTINGS, Settings};
 
 const SECRET: &str = "sk-secret-d41d8cd98f00";
 const TOKEN: &str = "tok-secret-8f00b204e980";
+/// The password of a database URL some cases set.
+const PASSWORD: &str = "pw-secret-7c3a9b";
 
 fn runner(cases: u32) -> TestRunner {
     let config = Config {
@@ -46,6 +48,10 @@ fn value() -> impl Strategy<Value = String> {
         Just("ftp://x".to_owned()),
         Just("sqlite://".to_owned()),
         Just("postgres://u@h/db".to_owned()),
+        Just(format!("postgres://u:{PASSWORD}@h:5432/db")),
+        Just(format!(
+            "postgresql://u:{PASSWORD}@h/db?password={PASSWORD}"
+        )),
         Just("127.0.0.1:99999".to_owned()),
         Just("[::1]:8080".to_owned()),
         Just("é\u{0}\u{202e}".to_owned()),
@@ -98,12 +104,22 @@ fn check(env: &HashMap<&'static str, String>, file: Option<&str>) -> Result<bool
             prop_assert!(!settings.openai.base_url.ends_with('/'));
             let shown = format!("{settings:?}");
             prop_assert!(!shown.contains(SECRET) && !shown.contains(TOKEN), "{shown}");
+            // The database URL's password shows nowhere (another setting given such a URL is
+            // that setting's value, and shown as such).
+            let database = format!(
+                "{:?} {}",
+                settings.data.postgres,
+                settings.data.database_shown()
+            );
+            prop_assert!(!database.contains(PASSWORD), "{database}");
             Ok(true)
         }
         Err(e) => {
             let message = e.to_string();
             prop_assert!(
-                !message.contains(SECRET) && !message.contains(TOKEN),
+                !message.contains(SECRET)
+                    && !message.contains(TOKEN)
+                    && !message.contains(PASSWORD),
                 "{message}"
             );
             match &e {

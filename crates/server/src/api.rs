@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequest, Path, Query, Request, State};
@@ -288,6 +289,12 @@ pub struct JobView {
     pub error: Option<String>,
     /// When it was accepted (RFC 3339).
     pub created_at: String,
+    /// The server instance running it now (`--instance-id`), while one holds it.
+    pub owner: Option<String>,
+    /// Until when that instance holds it unless it renews (RFC 3339).
+    pub lease_until: Option<String>,
+    /// Times another instance took it over after its owner's lease expired.
+    pub takeovers: i64,
 }
 
 /// `GET /api/jobs`.
@@ -353,6 +360,9 @@ fn job_view(app: &App, r: &JobRow) -> JobView {
         forecast,
         error: r.error.clone(),
         created_at: crate::events::rfc3339(r.created_at_ms),
+        owner: r.owner.clone(),
+        lease_until: r.lease_until.map(crate::events::rfc3339),
+        takeovers: r.takeovers,
     }
 }
 
@@ -501,7 +511,15 @@ pub(crate) async fn cancel_job(
     if row.status.is_final() {
         return Ok(Json(job_view(&app, &row)));
     }
+    // The flag in the database first: the instance running the job (this one or another)
+    // stops it at its next lease renewal; here, at once.
+    let Some((row, changed)) = app.jobs.cancel(&id, providers::now_ms()).await? else {
+        return Err(ApiError::not_found("job", &id));
+    };
     app.cancel_running(&id);
+    if !changed {
+        return Ok(Json(job_view(&app, &row)));
+    }
     let mut cancelled = Vec::new();
     for b in &row.batch_ids {
         if let Ok(Some(info)) = app.stack.batch(b).await
@@ -511,21 +529,6 @@ pub(crate) async fn cancel_job(
             cancelled.push(b.clone());
         }
     }
-    let row = {
-        let _lock = app.row_lock.lock().await;
-        let Some(mut row) = app.jobs.get(&id).await? else {
-            return Err(ApiError::not_found("job", &id));
-        };
-        if !row.status.is_final() {
-            row.status = JobStatus::Cancelled;
-            row.finished_at_ms = Some(providers::now_ms());
-            row.updated_at_ms = providers::now_ms();
-            row.owner = None;
-            row.lease_until = None;
-            app.jobs.save(&row).await?;
-        }
-        row
-    };
     app.events
         .publish(
             &id,
@@ -823,33 +826,59 @@ pub(crate) async fn events(
     Ok(ws.on_upgrade(move |socket| follow(app, row.id, socket)))
 }
 
-/// Replays the job's stored events, then forwards live ones; closes after the last.
+/// Replays the job's stored events, then forwards new ones, live when the job runs on this
+/// instance and read from the database otherwise (another instance runs it: its events reach
+/// this one only through the store); closes after the last.
 async fn follow(app: Arc<App>, job: String, mut socket: WebSocket) {
     let mut live = app.events.subscribe(&job);
-    let Ok(stored) = app.jobs.events(&job, 0).await else {
-        return;
-    };
     let mut last = 0;
-    let mut ended = false;
-    for e in stored {
-        last = e.seq;
-        ended |= crate::events::FINAL_TYPES
-            .iter()
-            .any(|t| e.body.contains(&format!("\"type\":\"{t}\"")));
-        if socket.send(WsMessage::Text(e.body.into())).await.is_err() {
+    // Sends the stored events after `last`; whether the job's stream ended.
+    async fn catch_up(
+        app: &App,
+        job: &str,
+        last: &mut i64,
+        socket: &mut WebSocket,
+    ) -> Option<bool> {
+        let stored = app.jobs.events(job, *last).await.ok()?;
+        let mut ended = false;
+        for e in stored {
+            *last = e.seq;
+            ended |= crate::events::is_final(&e.body);
+            socket.send(WsMessage::Text(e.body.into())).await.ok()?;
+        }
+        Some(ended)
+    }
+    match catch_up(&app, &job, &mut last, &mut socket).await {
+        Some(false) => {}
+        Some(true) => {
+            let _ = socket.send(WsMessage::Close(None)).await;
             return;
         }
+        None => return,
     }
-    if ended {
-        let _ = socket.send(WsMessage::Close(None)).await;
-        return;
-    }
+    let mut poll = tokio::time::interval(app.wait_poll.max(Duration::from_millis(50)));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut live_open = true;
     loop {
         tokio::select! {
-            msg = live.recv() => match msg {
+            msg = live.recv(), if live_open => match msg {
                 Ok(m) => {
                     if m.seq <= last {
                         continue;
+                    }
+                    if m.seq > last + 1 {
+                        // One came from elsewhere in between: read it from the store first.
+                        match catch_up(&app, &job, &mut last, &mut socket).await {
+                            Some(true) => {
+                                let _ = socket.send(WsMessage::Close(None)).await;
+                                return;
+                            }
+                            Some(false) => {}
+                            None => return,
+                        }
+                        if m.seq <= last {
+                            continue;
+                        }
                     }
                     last = m.seq;
                     if socket.send(WsMessage::Text(m.text.into())).await.is_err() {
@@ -860,26 +889,17 @@ async fn follow(app: Arc<App>, job: String, mut socket: WebSocket) {
                         return;
                     }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    // Catch up from the store.
-                    let Ok(missed) = app.jobs.events(&job, last).await else { return };
-                    for e in missed {
-                        last = e.seq;
-                        if socket.send(WsMessage::Text(e.body.into())).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    // The job ended (its channel is gone): send what is left, then close.
-                    if let Ok(rest) = app.jobs.events(&job, last).await {
-                        for e in rest {
-                            let _ = socket.send(WsMessage::Text(e.body.into())).await;
-                        }
-                    }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                // The job ended here (its channel is gone): the store has the rest.
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => live_open = false,
+            },
+            _ = poll.tick() => match catch_up(&app, &job, &mut last, &mut socket).await {
+                Some(true) => {
                     let _ = socket.send(WsMessage::Close(None)).await;
                     return;
                 }
+                Some(false) => {}
+                None => return,
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,

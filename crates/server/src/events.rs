@@ -65,20 +65,43 @@ impl EventHub {
         fields: Map<String, Value>,
     ) -> Result<i64, Error> {
         let _order = self.order.lock().await;
-        let seq = self.store.last_seq(job).await? + 1;
-        let at = rfc3339(providers::now_ms());
         let mut body = Map::new();
-        body.insert("seq".into(), Value::from(seq));
-        body.insert("at".into(), Value::from(at.clone()));
-        body.insert("jobId".into(), Value::from(job));
-        body.insert("type".into(), Value::from(kind));
         for (k, v) in fields {
-            if !body.contains_key(&k) {
+            if !["seq", "at", "jobId", "type"].contains(&k.as_str()) {
                 body.insert(k, v);
             }
         }
-        let text = Value::Object(body).to_string();
-        self.store.append_event(job, seq, &at, &text).await?;
+        // Another instance on the same database may number an event of this job at the same
+        // time: the store keeps the first of a number, and the other is numbered again.
+        let mut attempts = 0;
+        let (seq, text) = loop {
+            let last = self.store.last_event(job).await?;
+            if let Some(e) = &last
+                && is_final(&e.body)
+            {
+                // Nothing is said about a job after its end (a run that has not yet seen its
+                // cancel, on another instance, says nothing more).
+                return Ok(e.seq);
+            }
+            let seq = last.map_or(0, |e| e.seq) + 1;
+            let at = rfc3339(providers::now_ms());
+            let mut message = Map::new();
+            message.insert("seq".into(), Value::from(seq));
+            message.insert("at".into(), Value::from(at.clone()));
+            message.insert("jobId".into(), Value::from(job));
+            message.insert("type".into(), Value::from(kind));
+            message.extend(body.clone());
+            let text = Value::Object(message).to_string();
+            if self.store.append_event(job, seq, &at, &text).await? {
+                break (seq, text);
+            }
+            attempts += 1;
+            if attempts >= 100 {
+                return Err(Error::Store(format!(
+                    "job {job}: no free event number after {attempts} tries"
+                )));
+            }
+        };
         let last = FINAL_TYPES.contains(&kind);
         let _ = self.sender(job).send(Message { seq, text, last });
         if last {
@@ -102,6 +125,13 @@ impl EventHub {
         };
         self.publish(job, &kind, fields).await
     }
+}
+
+/// Whether a stored message ends its job's stream.
+pub fn is_final(body: &str) -> bool {
+    FINAL_TYPES
+        .iter()
+        .any(|t| body.contains(&format!("\"type\":\"{t}\"")))
 }
 
 /// `ms` since the epoch as RFC 3339 in UTC, to the millisecond.

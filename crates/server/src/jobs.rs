@@ -1,9 +1,13 @@
 //! Jobs: what a client asks for ([`BeamSearchRequest`]), checked by the orchestrator's own
-//! rules; a bounded pool of workers running them; and the waiter, one task that takes a job
+//! rules; a bounded pool of workers running them; the waiter, one task that takes a job
 //! parked on its batches back to the queue once they are settled, so that a job waiting on
-//! the Batch API holds no worker and no task.
+//! the Batch API holds no worker and no task; and the scanner, which claims the jobs of the
+//! shared database this instance may run (queued ones, and those whose owner's lease
+//! expired). A worker runs a job only once it has claimed it, renews the lease while it runs
+//! (each renewal also tells it of a cancel posted to another instance), and releases it when
+//! the job parks, ends or the server stops.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,7 +24,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::error::ApiError;
 use crate::events::EventHub;
-use crate::store::{JobRow, JobStatus, JobStore};
+use crate::store::{Claim, JobRow, JobStatus, JobStore};
 use crate::view::rating_of;
 
 /// `POST /api/beam-search`: the guide's request. Absent fields take the orchestrator's
@@ -210,6 +214,8 @@ pub struct Counters {
     pub api_errors: AtomicU64,
     /// Workers running.
     pub workers_up: AtomicUsize,
+    /// Jobs this instance took over after their owner's lease expired.
+    pub takeovers: AtomicU64,
 }
 
 /// Everything the handlers and workers share.
@@ -231,30 +237,36 @@ pub struct App {
     pub workers: usize,
     /// How often the waiter looks at waiting jobs.
     pub wait_poll: Duration,
-    /// This process, as a lease owner.
+    /// This instance, as a lease owner.
     pub owner: String,
+    /// How long a claimed job stays this instance's without a renewal.
+    pub lease: Duration,
+    /// How often leases are renewed and the database scanned for jobs to claim.
+    pub heartbeat: Duration,
+    /// Takeovers after which a job is failed instead.
+    pub max_takeovers: u32,
     /// Counters.
     pub counters: Counters,
     queue: mpsc::UnboundedSender<String>,
+    /// Jobs on the workers' queue, not yet taken by a worker (each is queued once).
+    pending: std::sync::Mutex<HashSet<String>>,
     /// Cancel switches of the jobs running here.
     running: std::sync::Mutex<HashMap<String, watch::Sender<bool>>>,
     /// Serialises writes of a job's row between its worker and the API.
     pub row_lock: Mutex<()>,
     /// Stops the workers and the waiter.
     stop: watch::Sender<bool>,
+    /// The workers', the waiter's and the scanner's tasks (for [`App::kill`]).
+    tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl App {
     /// Shared state; the receiver is the workers' queue.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         stack: Arc<Stack>,
         jobs: Arc<dyn JobStore>,
         sessions: SessionStore,
-        pricing: Pricing,
-        sessions_dir: PathBuf,
-        workers: usize,
-        wait_poll: Duration,
+        config: &crate::ServerConfig,
     ) -> (Arc<App>, mpsc::UnboundedReceiver<String>) {
         let (queue, rx) = mpsc::unbounded_channel();
         let app = App {
@@ -262,18 +274,48 @@ impl App {
             events: EventHub::new(jobs.clone()),
             jobs,
             sessions,
-            pricing,
-            sessions_dir,
-            workers,
-            wait_poll,
-            owner: format!("srv_{}", ulid::Ulid::new().to_string().to_lowercase()),
+            pricing: config.pricing.clone(),
+            sessions_dir: config.sessions_dir.clone(),
+            workers: config.workers.max(1),
+            wait_poll: config.wait_poll,
+            owner: config.instance_id.clone(),
+            lease: config.lease,
+            heartbeat: config.heartbeat,
+            max_takeovers: config.max_takeovers,
             counters: Counters::default(),
             queue,
+            pending: std::sync::Mutex::new(HashSet::new()),
             running: std::sync::Mutex::new(HashMap::new()),
             row_lock: Mutex::new(()),
             stop: watch::channel(false).0,
+            tasks: std::sync::Mutex::new(Vec::new()),
         };
         (Arc::new(app), rx)
+    }
+
+    /// The lease, in ms.
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Stops every task at once, as a crash would: nothing is released or renewed (the stop
+    /// switch is left off, so that no worker gives its job back on the way out).
+    pub fn kill(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+
+    fn keep(&self, task: tokio::task::JoinHandle<()>) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task.abort_handle());
     }
 
     /// Whether the models are simulated.
@@ -281,9 +323,25 @@ impl App {
         self.stack.simulated.is_some()
     }
 
-    /// Puts a job on the workers' queue.
+    /// Puts a job on the workers' queue (once: a job already there or running here is not
+    /// queued again). A worker claims it before running it.
     pub fn enqueue(&self, id: &str) {
-        let _ = self.queue.send(id.to_owned());
+        if self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+        {
+            return;
+        }
+        let fresh = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned());
+        if fresh {
+            let _ = self.queue.send(id.to_owned());
+        }
     }
 
     /// Tells the workers and the waiter to stop (jobs stay resumable).
@@ -344,12 +402,13 @@ impl App {
     }
 }
 
-/// Starts `n` workers on the queue and the waiter.
+/// Starts `n` workers on the queue, the waiter and the scanner.
 pub fn spawn_workers(app: &Arc<App>, rx: mpsc::UnboundedReceiver<String>) {
     let rx = Arc::new(Mutex::new(rx));
     for _ in 0..app.workers {
-        let (app, rx) = (app.clone(), rx.clone());
-        tokio::spawn(async move {
+        let (worker_app, rx) = (app.clone(), rx.clone());
+        app.keep(tokio::spawn(async move {
+            let app = worker_app;
             app.counters.workers_up.fetch_add(1, Ordering::SeqCst);
             let mut stop = app.stop.subscribe();
             loop {
@@ -370,10 +429,11 @@ pub fn spawn_workers(app: &Arc<App>, rx: mpsc::UnboundedReceiver<String>) {
                 }
             }
             app.counters.workers_up.fetch_sub(1, Ordering::SeqCst);
-        });
+        }));
     }
-    let app = app.clone();
-    tokio::spawn(async move {
+    let waiter_app = app.clone();
+    app.keep(tokio::spawn(async move {
+        let app = waiter_app;
         let mut stop = app.stop.subscribe();
         let mut states: HashMap<String, (String, bool)> = HashMap::new();
         loop {
@@ -387,7 +447,30 @@ pub fn spawn_workers(app: &Arc<App>, rx: mpsc::UnboundedReceiver<String>) {
                 tracing::warn!(error = %e, "waiter");
             }
         }
-    });
+    }));
+    let scanner_app = app.clone();
+    app.keep(tokio::spawn(async move {
+        let app = scanner_app;
+        let mut stop = app.stop.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(app.heartbeat) => {}
+                () = stopped(&mut stop) => break,
+            }
+            if let Err(e) = scan(&app).await {
+                tracing::warn!(error = %e, "scanning for jobs to claim");
+            }
+        }
+    }));
+}
+
+/// Queues every job this instance may claim now: queued ones, and running ones whose
+/// owner's lease expired (or that were this instance's before a restart).
+pub(crate) async fn scan(app: &Arc<App>) -> Result<(), crate::Error> {
+    for id in app.jobs.claimable(&app.owner, providers::now_ms()).await? {
+        app.enqueue(&id);
+    }
+    Ok(())
 }
 
 /// Takes every job parked on settled batches back to the queue; reports batch status changes.
@@ -401,6 +484,10 @@ async fn wake_settled(
         .with_status(&[JobStatus::Waiting, JobStatus::Running])
         .await?
     {
+        // A running job's batch is its owner's to report.
+        if row.status == JobStatus::Running && row.owner.as_deref() != Some(app.owner.as_str()) {
+            continue;
+        }
         // A waiting job's batches, and the one a running (poll-mode) job waits on now.
         let watched: Vec<&String> = if row.status == JobStatus::Waiting {
             row.batch_ids.iter().collect()
@@ -419,7 +506,7 @@ async fn wake_settled(
                     .unwrap_or_else(|| info.state.clone());
                 let changed = states.get(batch).map(|(s, _)| s) != Some(&now);
                 states.insert(batch.clone(), (now.clone(), info.settled));
-                if changed {
+                if changed && !already_said(app, &row.id, batch, &now).await? {
                     let fields = json!({"batchId": batch, "status": now, "state": info.state,
                         "completed": info.completed, "failed": info.failed, "total": info.total});
                     if let Value::Object(map) = fields {
@@ -428,25 +515,38 @@ async fn wake_settled(
                 }
             }
         }
-        if row.status == JobStatus::Waiting && app.stack.unsettled(&row.wait_keys).await? == 0 {
-            let _lock = app.row_lock.lock().await;
-            let Some(mut row) = app.jobs.get(&row.id).await? else {
-                continue;
-            };
-            if row.status != JobStatus::Waiting {
-                continue;
-            }
-            row.status = JobStatus::Queued;
-            row.batch_id = None;
-            row.wait_keys.clear();
-            row.updated_at_ms = providers::now_ms();
-            app.jobs.save(&row).await?;
+        if row.status == JobStatus::Waiting
+            && app.stack.unsettled(&row.wait_keys).await? == 0
+            && app
+                .jobs
+                .requeue_waiting(&row.id, providers::now_ms())
+                .await?
+        {
+            // This instance's waiter saw it first; whichever worker claims it runs it.
             app.enqueue(&row.id);
         }
     }
     // Forget the batches no job watches any more.
     states.retain(|b, _| seen.contains(b));
     Ok(())
+}
+
+/// Whether the job's last stored `batch_status` for `batch` already says `status` (the
+/// waiter of another instance on the same database said it first).
+async fn already_said(
+    app: &App,
+    job: &str,
+    batch: &str,
+    status: &str,
+) -> Result<bool, crate::Error> {
+    let last = app
+        .jobs
+        .events(job, 0)
+        .await?
+        .into_iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.body).ok())
+        .rfind(|v| v["type"] == "batch_status" && v["batchId"] == batch);
+    Ok(last.is_some_and(|v| v["status"] == status))
 }
 
 /// Resolves once the switch is on (or its sender is gone).
@@ -461,7 +561,8 @@ fn map_of(v: Value) -> Map<String, Value> {
     }
 }
 
-/// Updates the row of `id` under the row lock, unless a client cancelled it meanwhile.
+/// Updates the row of `id` under the row lock, if this instance still holds the running job
+/// (`None` when a client cancelled it or another instance took it over meanwhile).
 async fn update(
     app: &App,
     id: &str,
@@ -471,30 +572,91 @@ async fn update(
     let Some(mut row) = app.jobs.get(id).await? else {
         return Ok(None);
     };
-    if row.status == JobStatus::Cancelled {
+    if row.status != JobStatus::Running || row.owner.as_deref() != Some(app.owner.as_str()) {
         return Ok(None);
     }
     f(&mut row);
     row.updated_at_ms = providers::now_ms();
-    app.jobs.save(&row).await?;
+    if !app.jobs.save_owned(&row, &app.owner).await? {
+        return Ok(None);
+    }
     Ok(Some(row))
 }
 
-/// Runs (or resumes) job `id` until it finishes, fails, is cancelled, or (deferred batch
-/// mode) parks on its stage's batches.
+/// Claims job `id` and runs (or resumes) it until it finishes, fails, is cancelled, or
+/// (deferred batch mode) parks on its stage's batches. A job another instance holds, or one
+/// parked or finished, is left alone.
 async fn run_job(
     app: &Arc<App>,
     id: &str,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), crate::Error> {
-    let Some(row) = app.jobs.get(id).await? else {
-        return Ok(());
-    };
-    if row.status.is_final() || row.status == JobStatus::Waiting {
-        return Ok(());
+    let (cancel_tx, mut cancel) = watch::channel(false);
+    {
+        // One run of a job per instance: the scanner may queue a job this instance runs.
+        let mut running = app.running.lock().unwrap_or_else(|p| p.into_inner());
+        app.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        if running.contains_key(id) {
+            return Ok(());
+        }
+        running.insert(id.to_owned(), cancel_tx);
     }
-    let request: BeamSearchRequest = serde_json::from_str(&row.request)
-        .map_err(|e| crate::Error::Store(format!("job {id}: its request: {e}")))?;
+    let result = claim_and_drive(app, id, &mut cancel, &mut stop).await;
+    app.running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(id);
+    result
+}
+
+async fn claim_and_drive(
+    app: &Arc<App>,
+    id: &str,
+    cancel: &mut watch::Receiver<bool>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), crate::Error> {
+    let claim = app
+        .jobs
+        .claim(
+            id,
+            &app.owner,
+            providers::now_ms(),
+            app.lease_ms(),
+            i64::from(app.max_takeovers),
+        )
+        .await?;
+    let (row, taken_from) = match claim {
+        Claim::Claimed { row, taken_from } => (row, taken_from),
+        Claim::NotClaimable => return Ok(()),
+        Claim::GaveUp(row) => {
+            let error = row.error.clone().unwrap_or_default();
+            app.events
+                .publish(id, "job_failed", map_of(json!({"error": error})))
+                .await?;
+            return Ok(());
+        }
+    };
+    if let Some(from) = &taken_from {
+        app.counters.takeovers.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(job = %id, from = %from, to = %app.owner, "job taken over: its instance's lease expired");
+        app.events
+            .publish(
+                id,
+                "job_taken_over",
+                map_of(json!({"from": from, "to": app.owner, "takeovers": row.takeovers})),
+            )
+            .await?;
+    }
+    let request: BeamSearchRequest = match serde_json::from_str(&row.request) {
+        Ok(r) => r,
+        Err(e) => {
+            fail(app, id, &format!("its stored request cannot be read: {e}")).await?;
+            return Ok(());
+        }
+    };
     let checked = match request.check(false) {
         Ok(c) => c,
         Err(e) => {
@@ -503,17 +665,7 @@ async fn run_job(
         }
     };
     let resumed = row.session_id.is_some();
-    let (cancel_tx, mut cancel) = watch::channel(false);
-    app.running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id.to_owned(), cancel_tx);
-    let result = drive(app, id, row, checked, resumed, &mut cancel, &mut stop).await;
-    app.running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(id);
-    if let Err(e) = result {
+    if let Err(e) = drive(app, id, row, checked, resumed, cancel, stop).await {
         fail(app, id, &e.to_string()).await?;
     }
     Ok(())
@@ -602,7 +754,7 @@ async fn drive(
         r.stages = stages;
         r.started_at_ms.get_or_insert(now);
         r.owner = Some(app.owner.clone());
-        r.lease_until = Some(now + 60_000);
+        r.lease_until = Some(now + app.lease_ms());
     })
     .await?
     else {
@@ -624,8 +776,18 @@ async fn drive(
     let run = search.run();
     tokio::pin!(run);
     let mut listening = true;
+    let mut heartbeat = tokio::time::interval(app.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = heartbeat.tick() => {
+                let until = providers::now_ms().saturating_add(app.lease_ms());
+                if !app.jobs.renew(id, &app.owner, until).await? {
+                    // Cancelled (on any instance) or taken over: this run stops here.
+                    tracing::info!(job = %id, "job no longer held here: stopping its run");
+                    return Ok(());
+                }
+            }
             outcome = &mut run => {
                 // Events sent before the end, not yet read.
                 while let Ok(event) = progress.try_recv() {
@@ -719,7 +881,7 @@ async fn on_progress(
                     }
                 }
                 r.batch_id = None;
-                r.lease_until = Some(providers::now_ms() + 60_000);
+                r.lease_until = Some(providers::now_ms().saturating_add(app.lease_ms()));
             })
             .await?;
         }

@@ -30,7 +30,7 @@ pub use error::{ApiError, Error, ErrorBody, ErrorObject};
 pub use jobs::BeamSearchRequest;
 pub use listen::serve;
 pub use openapi::ApiDoc;
-pub use store::{JobRow, JobStatus, JobStore, SqliteJobStore};
+pub use store::{Claim, DbJobStore, JobRow, JobStatus, JobStore};
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -52,6 +52,22 @@ pub struct ServerConfig {
     pub pricing: Pricing,
     /// How often waiting jobs' batches are looked at.
     pub wait_poll: Duration,
+    /// This instance's name as the owner of the jobs it runs (`--instance-id`).
+    pub instance_id: String,
+    /// How long a job stays this instance's without a renewal; then another instance on the
+    /// same database takes it over.
+    pub lease: Duration,
+    /// How often a running job's lease is renewed, and the database scanned for jobs to
+    /// claim (queued, or whose owner's lease expired); also how soon a cancel posted to
+    /// another instance stops a job running here. Well inside `lease`.
+    pub heartbeat: Duration,
+    /// Takeovers after which a job is failed rather than taken over again.
+    pub max_takeovers: u32,
+}
+
+/// A new instance name: `srv_` and a lowercase ULID.
+pub fn new_instance_id() -> String {
+    format!("srv_{}", ulid::Ulid::new().to_string().to_lowercase())
 }
 
 impl ServerConfig {
@@ -67,11 +83,21 @@ impl ServerConfig {
             sessions_dir: settings.data.sessions.clone(),
             pricing: Pricing::builtin(),
             wait_poll: Duration::from_millis(500),
+            instance_id: s.instance_id.clone().unwrap_or_else(new_instance_id),
+            lease: s.lease,
+            heartbeat: s.lease / 3,
+            max_takeovers: 3,
         }
     }
 
-    /// Refuses to listen beyond loopback without a token.
+    /// Refuses to listen beyond loopback without a token, or a heartbeat not inside the lease.
     pub fn check(&self) -> Result<(), String> {
+        if self.heartbeat.is_zero() || self.heartbeat >= self.lease {
+            return Err(format!(
+                "the lease renewal every {:?} must be shorter than the lease ({:?})",
+                self.heartbeat, self.lease
+            ));
+        }
         if self.token.is_none() && !self.addr.ip().is_loopback() {
             return Err(format!(
                 "{} is not a loopback address: set BATCHBEAM_API_TOKEN to listen there",
@@ -97,44 +123,34 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Opens the stores on the stack's database, starts the workers and the waiter, and puts
-    /// every unfinished job back to work (a job that was running resumes from its
-    /// checkpoints; one waiting stays parked until its batches are settled).
+    /// Opens the stores on the stack's database, starts the workers, the waiter and the
+    /// scanner, which claims every job it may (queued ones, and those of an instance whose
+    /// lease expired: a job that was running resumes from its checkpoints; one waiting stays
+    /// parked until its batches are settled).
     pub async fn start(stack: Stack, config: ServerConfig) -> Result<Server, Error> {
-        let pool = stack.pool.clone().ok_or_else(|| {
-            Error::Store("the server needs the batch side of the stack (always_queue)".to_owned())
-        })?;
-        let jobs: Arc<dyn JobStore> = Arc::new(SqliteJobStore::new(pool.clone()).await?);
-        let sessions = SessionStore::new(pool).await?;
-        let (app, rx) = jobs::App::new(
-            Arc::new(stack),
-            jobs.clone(),
-            sessions,
-            config.pricing.clone(),
-            config.sessions_dir.clone(),
-            config.workers.max(1),
-            config.wait_poll,
-        );
-        for mut row in jobs
-            .with_status(&[JobStatus::Queued, JobStatus::Running])
-            .await?
-        {
-            if row.status == JobStatus::Running {
-                row.status = JobStatus::Queued;
-                row.owner = None;
-                row.lease_until = None;
-                row.updated_at_ms = providers::now_ms();
-                jobs.save(&row).await?;
-            }
-            app.enqueue(&row.id);
+        if !stack.has_batches() {
+            return Err(Error::Store(
+                "the server needs the batch side of the stack (always_queue)".to_owned(),
+            ));
         }
+        config.check().map_err(Error::Store)?;
+        let db = stack.database.clone();
+        let jobs: Arc<dyn JobStore> = Arc::new(DbJobStore::new(db.clone()).await?);
+        let sessions = SessionStore::on(db).await?;
+        let (app, rx) = jobs::App::new(Arc::new(stack), jobs.clone(), sessions, &config);
         jobs::spawn_workers(&app, rx);
+        jobs::scan(&app).await?;
         let router = api::router(app.clone(), &config);
         Ok(Server {
             app,
             router,
             head_timeout: config.request_timeout,
         })
+    }
+
+    /// This instance's name as a job owner.
+    pub fn instance_id(&self) -> &str {
+        &self.app.owner
     }
 
     /// The router (for tests, or to serve on a listener of one's own).
@@ -159,8 +175,16 @@ impl Server {
         Ok(())
     }
 
-    /// Stops the workers and the waiter.
+    /// Stops the workers, the waiter and the scanner (jobs stay resumable: each running job
+    /// goes back to the queue as its worker stops).
     pub fn stop(&self) {
         self.app.stop();
+    }
+
+    /// Stops everything at once, as a crashed process would: no job is given back, and no
+    /// lease renewed. Another instance takes its jobs over when their leases expire (tests of
+    /// takeovers).
+    pub fn kill(&self) {
+        self.app.kill();
     }
 }

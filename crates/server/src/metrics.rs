@@ -119,6 +119,36 @@ pub(crate) async fn render(app: &App) -> Result<String, crate::Error> {
         &[],
         app.counters.api_errors.load(Ordering::Relaxed) as f64,
     );
+    out.family(
+        "instance_info",
+        "gauge",
+        "This server instance (its id as a job owner): always 1.",
+    );
+    out.sample("instance_info", &[("instance", &app.owner)], 1.0);
+    out.family(
+        "jobs_owned",
+        "gauge",
+        "Running jobs by the instance that holds them (every instance on the database).",
+    );
+    let mut owned: BTreeMap<String, u64> = BTreeMap::new();
+    for row in app.jobs.with_status(&[JobStatus::Running]).await? {
+        if let Some(owner) = row.owner {
+            *owned.entry(owner).or_default() += 1;
+        }
+    }
+    for (owner, n) in &owned {
+        out.sample("jobs_owned", &[("instance", owner)], *n as f64);
+    }
+    out.family(
+        "job_takeovers_total",
+        "counter",
+        "Jobs this instance took over after their owner's lease expired.",
+    );
+    out.sample(
+        "job_takeovers_total",
+        &[],
+        app.counters.takeovers.load(Ordering::Relaxed) as f64,
+    );
     out.family("workers_up", "gauge", "Workers running.");
     out.sample(
         "workers_up",

@@ -1,22 +1,26 @@
 //! Checkpoints in the database: each session's parameters and state after every finished
 //! stage, every call result as it arrives, and each stage's record (tier, calls, batches).
-//! Every SQL statement of the orchestrator is here; the search reaches them through the
-//! [`CheckpointStore`] trait, which [`SessionStore`] (SQLite) implements.
+//! Every SQL statement of the orchestrator is here, each written once for SQLite and
+//! PostgreSQL (`?N` placeholders, [`Dialect::sql`](providers::Dialect::sql)); the search
+//! reaches them through the [`CheckpointStore`] trait, which [`SessionStore`] implements on
+//! the process's [`Database`].
 //!
 //! The tables, all prefixed `search_`, sit beside the batch manager's and the queue's in one
-//! SQLite file. They are made by this crate's migrations (`crates/orchestrator/migrations/`),
-//! recorded in a history table of their own ([`MIGRATIONS_TABLE`]): batch-client's
-//! `_sqlx_migrations` never sees them, so neither set can reject or shadow the other's
-//! versions (ours are numbered from 40000000000001 as well, layer 4).
+//! database. They are made by this crate's migrations (`crates/orchestrator/migrations/`, and
+//! `migrations-postgres/` with the same versions), recorded in a history table of their own
+//! ([`MIGRATIONS_TABLE`]): batch-client's `_sqlx_migrations` never sees them, so neither set
+//! can reject or shadow the other's versions (ours are numbered from 40000000000001 as well,
+//! layer 4).
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use providers::db::{self, Database};
+use providers::on_pool;
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Row, SqlitePool};
 
 use crate::{Error, Result};
 
@@ -29,17 +33,35 @@ pub use report::{BestSoFar, SessionReport, SessionSummary};
 /// The history table of the orchestrator's migrations (batch-client keeps `_sqlx_migrations`).
 pub const MIGRATIONS_TABLE: &str = "_orchestrator_migrations";
 
-/// The orchestrator's migrations, recorded in [`MIGRATIONS_TABLE`]. Versions another set
-/// applied are not this set's business (`ignore_missing`), should they ever share a table.
-fn migrator() -> sqlx::migrate::Migrator {
-    let mut migrator = sqlx::migrate!("./migrations");
-    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-    migrator.set_ignore_missing(true);
-    migrator
+/// Brings the orchestrator's tables in `db` up to date (its migrations for the backend,
+/// recorded in [`MIGRATIONS_TABLE`]).
+async fn migrate(db: &Database) -> Result<()> {
+    db::migrate(
+        db,
+        sqlx::migrate!("./migrations"),
+        sqlx::migrate!("./migrations-postgres"),
+        MIGRATIONS_TABLE,
+    )
+    .await
+    .map_err(|source| Error::Migrate { source })
 }
 
-/// The columns [`session_row`] reads.
-const SESSION_COLUMNS: &str = "id, idea, params, state, folder, next_stage, snapshot";
+const CREATE_SQL: &str = "INSERT INTO search_sessions (id, idea, params, state, folder, next_stage, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, 'running', ?4, 0, ?5, ?5)";
+const SESSION_SQL: &str = "SELECT id, idea, params, state, folder, next_stage, snapshot FROM search_sessions WHERE id = ?1";
+const SESSIONS_SQL: &str = "SELECT id, idea, params, state, folder, next_stage, snapshot FROM search_sessions ORDER BY created_at_ms DESC, id DESC";
+const CHECKPOINT_SQL: &str =
+    "UPDATE search_sessions SET next_stage = ?2, snapshot = ?3, updated_at_ms = ?4 WHERE id = ?1";
+const SET_STATE_SQL: &str =
+    "UPDATE search_sessions SET state = ?2, updated_at_ms = ?3 WHERE id = ?1";
+const CALL_SQL: &str = "SELECT record FROM search_calls WHERE session_id = ?1 AND key = ?2";
+const PUT_CALL_SQL: &str = "INSERT INTO search_calls (session_id, key, operation, tier, record, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (session_id, key) DO NOTHING";
+const PUT_STAGE_SQL: &str = "INSERT INTO search_stages (session_id, idx, iteration, kind, tier, calls, reused, batch_ids, started_at_ms, finished_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (session_id, idx) DO UPDATE SET iteration = excluded.iteration, kind = excluded.kind, tier = excluded.tier, calls = excluded.calls, reused = excluded.reused, batch_ids = excluded.batch_ids, started_at_ms = excluded.started_at_ms, finished_at_ms = excluded.finished_at_ms";
+const STAGES_SQL: &str = "SELECT idx, iteration, kind, tier, calls, reused, batch_ids, started_at_ms, finished_at_ms FROM search_stages WHERE session_id = ?1 ORDER BY idx";
+/// Whether the session table exists, per backend (for a read-only open, which migrates
+/// nothing).
+const SQLITE_HAS_TABLE_SQL: &str =
+    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'search_sessions'";
+const POSTGRES_HAS_TABLE_SQL: &str = "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'search_sessions'";
 
 /// A session's state in the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,10 +136,10 @@ pub struct StageRecord {
     pub finished_at_ms: Option<i64>,
 }
 
-/// The checkpoint store.
+/// The checkpoint store, on the process's database (SQLite or PostgreSQL).
 #[derive(Debug, Clone)]
 pub struct SessionStore {
-    pool: SqlitePool,
+    db: Database,
     /// Opened read-only on a database without the session tables (the batch manager's
     /// alone): it holds no sessions.
     empty: bool,
@@ -144,7 +166,7 @@ impl SessionStore {
             .connect_with(options)
             .await
             .map_err(|e| Error::store(path.display(), e))?;
-        SessionStore::new(pool).await
+        SessionStore::on(Database::Sqlite(pool)).await
     }
 
     /// Opens the SQLite file at `path` read-only, for commands that only read (`sessions`,
@@ -163,42 +185,62 @@ impl SessionStore {
             .connect_with(options)
             .await
             .map_err(|e| Error::store(path.display(), e))?;
-        let tables: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'search_sessions'",
-        )
-        .fetch_one(&pool)
-        .await
-        .map_err(|e| Error::store(path.display(), e))?;
+        SessionStore::reading(Database::Sqlite(pool)).await
+    }
+
+    /// On an open SQLite pool, its tables brought up to date ([`SessionStore::on`] with
+    /// `Database::Sqlite`).
+    pub async fn new(pool: sqlx::SqlitePool) -> Result<SessionStore> {
+        SessionStore::on(Database::Sqlite(pool)).await
+    }
+
+    /// On an open database (the process's, so that one database holds everything), its
+    /// tables brought up to date.
+    pub async fn on(db: Database) -> Result<SessionStore> {
+        migrate(&db).await?;
+        Ok(SessionStore { db, empty: false })
+    }
+
+    /// On an open database, for commands that only read: no table is made (a database
+    /// without the session tables holds no sessions).
+    pub async fn reading(db: Database) -> Result<SessionStore> {
+        let tables: i64 = on_pool!(&db, |pool| {
+            let sql = match db.dialect() {
+                providers::Dialect::Sqlite => SQLITE_HAS_TABLE_SQL,
+                providers::Dialect::Postgres => POSTGRES_HAS_TABLE_SQL,
+            };
+            sqlx::query_scalar(sql).fetch_one(pool).await
+        })
+        .map_err(|e| Error::store("looking for the session tables", e))?;
         Ok(SessionStore {
-            pool,
+            db,
             empty: tables == 0,
         })
     }
 
-    /// Uses an open pool (the batch manager's, so that one file holds everything), and brings
-    /// its tables up to date.
-    pub async fn new(pool: SqlitePool) -> Result<SessionStore> {
-        migrator()
-            .run(&pool)
-            .await
-            .map_err(|source| Error::Migrate { source })?;
-        Ok(SessionStore { pool, empty: false })
+    /// The database it is in.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    fn sql(&self, text: &str) -> sqlx::AssertSqlSafe<String> {
+        db::sql(&self.db, text)
     }
 
     /// Records a new session.
     pub async fn create(&self, id: &str, idea: &str, params: &str, folder: &str) -> Result<()> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO search_sessions (id, idea, params, state, folder, next_stage, created_at_ms, updated_at_ms) VALUES (?, ?, ?, 'running', ?, 0, ?, ?)",
-        )
-        .bind(id)
-        .bind(idea)
-        .bind(params)
-        .bind(folder)
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await
+        let sql = self.sql(CREATE_SQL);
+        on_pool!(&self.db, |pool| {
+            sqlx::query(sql)
+                .bind(id)
+                .bind(idea)
+                .bind(params)
+                .bind(folder)
+                .bind(now_ms())
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
         .map_err(|e| Error::store(format_args!("creating session {id}"), e))?;
         Ok(())
     }
@@ -208,14 +250,12 @@ impl SessionStore {
         if self.empty {
             return Ok(None);
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLUMNS} FROM search_sessions WHERE id = ?"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
+        let sql = self.sql(SESSION_SQL);
+        let row: Option<RawSession> = on_pool!(&self.db, |pool| {
+            sqlx::query_as(sql).bind(id).fetch_optional(pool).await
+        })
         .map_err(|e| Error::store(format_args!("reading session {id}"), e))?;
-        row.map(|r| session_row(&r)).transpose()
+        row.map(RawSession::checked).transpose()
     }
 
     /// Every session, newest first.
@@ -223,56 +263,57 @@ impl SessionStore {
         if self.empty {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLUMNS} FROM search_sessions ORDER BY created_at_ms DESC, id DESC"
-        )))
-        .fetch_all(&self.pool)
-        .await
+        let rows: Vec<RawSession> = on_pool!(&self.db, |pool| {
+            sqlx::query_as(SESSIONS_SQL).fetch_all(pool).await
+        })
         .map_err(|e| Error::store("listing sessions", e))?;
-        rows.iter().map(session_row).collect()
+        rows.into_iter().map(RawSession::checked).collect()
     }
 
     /// The checkpoint after a finished stage: the state and the next stage to run.
     pub async fn checkpoint(&self, id: &str, next_stage: usize, snapshot: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE search_sessions SET next_stage = ?, snapshot = ?, updated_at_ms = ? WHERE id = ?",
-        )
-        .bind(i64::try_from(next_stage).unwrap_or(i64::MAX))
-        .bind(snapshot)
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await
+        let sql = self.sql(CHECKPOINT_SQL);
+        on_pool!(&self.db, |pool| {
+            sqlx::query(sql)
+                .bind(id)
+                .bind(i64::try_from(next_stage).unwrap_or(i64::MAX))
+                .bind(snapshot)
+                .bind(now_ms())
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
         .map_err(|e| Error::store(format_args!("checkpointing session {id}"), e))?;
         Ok(())
     }
 
     /// Sets the session's state.
     pub async fn set_state(&self, id: &str, state: SessionState) -> Result<()> {
-        sqlx::query("UPDATE search_sessions SET state = ?, updated_at_ms = ? WHERE id = ?")
-            .bind(state.as_str())
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| Error::store(format_args!("setting the state of session {id}"), e))?;
+        let sql = self.sql(SET_STATE_SQL);
+        on_pool!(&self.db, |pool| {
+            sqlx::query(sql)
+                .bind(id)
+                .bind(state.as_str())
+                .bind(now_ms())
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+        .map_err(|e| Error::store(format_args!("setting the state of session {id}"), e))?;
         Ok(())
     }
 
     /// A call's stored record, if it finished before.
     pub async fn call(&self, session: &str, key: &str) -> Result<Option<String>> {
-        let context = || format!("reading call {key}");
-        let row = sqlx::query("SELECT record FROM search_calls WHERE session_id = ? AND key = ?")
-            .bind(session)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| Error::store(context(), e))?;
-        row.map(|r| {
-            r.try_get::<String, _>(0)
-                .map_err(|e| Error::store(context(), e))
+        let sql = self.sql(CALL_SQL);
+        on_pool!(&self.db, |pool| {
+            sqlx::query_scalar(sql)
+                .bind(session)
+                .bind(key)
+                .fetch_optional(pool)
+                .await
         })
-        .transpose()
+        .map_err(|e| Error::store(format_args!("reading call {key}"), e))
     }
 
     /// Stores a finished call's record (once; a repeat keeps the first).
@@ -284,52 +325,60 @@ impl SessionStore {
         tier: &str,
         record: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT OR IGNORE INTO search_calls (session_id, key, operation, tier, record, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(session)
-        .bind(key)
-        .bind(operation)
-        .bind(tier)
-        .bind(record)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await
+        let sql = self.sql(PUT_CALL_SQL);
+        on_pool!(&self.db, |pool| {
+            sqlx::query(sql)
+                .bind(session)
+                .bind(key)
+                .bind(operation)
+                .bind(tier)
+                .bind(record)
+                .bind(now_ms())
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
         .map_err(|e| Error::store(format_args!("storing call {key}"), e))?;
         Ok(())
     }
 
     /// Records a stage (insert or replace: a resumed stage is recorded again).
     pub async fn put_stage(&self, session: &str, stage: &StageRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT OR REPLACE INTO search_stages (session_id, idx, iteration, kind, tier, calls, reused, batch_ids, started_at_ms, finished_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(session)
-        .bind(i64::try_from(stage.index).unwrap_or(i64::MAX))
-        .bind(i64::from(stage.iteration))
-        .bind(&stage.kind)
-        .bind(&stage.tier)
-        .bind(i64::try_from(stage.calls).unwrap_or(i64::MAX))
-        .bind(i64::try_from(stage.reused).unwrap_or(i64::MAX))
-        .bind(serde_json::to_string(&stage.batch_ids).map_err(Error::Encode)?)
-        .bind(stage.started_at_ms)
-        .bind(stage.finished_at_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| Error::store(format_args!("storing stage {} of session {session}", stage.index), e))?;
+        let batch_ids = serde_json::to_string(&stage.batch_ids).map_err(Error::Encode)?;
+        let sql = self.sql(PUT_STAGE_SQL);
+        on_pool!(&self.db, |pool| {
+            sqlx::query(sql)
+                .bind(session)
+                .bind(i64::try_from(stage.index).unwrap_or(i64::MAX))
+                .bind(i64::from(stage.iteration))
+                .bind(&stage.kind)
+                .bind(&stage.tier)
+                .bind(i64::try_from(stage.calls).unwrap_or(i64::MAX))
+                .bind(i64::try_from(stage.reused).unwrap_or(i64::MAX))
+                .bind(&batch_ids)
+                .bind(stage.started_at_ms)
+                .bind(stage.finished_at_ms)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+        .map_err(|e| {
+            Error::store(
+                format_args!("storing stage {} of session {session}", stage.index),
+                e,
+            )
+        })?;
         Ok(())
     }
 
     /// A session's stages, in order.
     pub async fn stages(&self, session: &str) -> Result<Vec<StageRecord>> {
-        let rows = sqlx::query(
-            "SELECT idx, iteration, kind, tier, calls, reused, batch_ids, started_at_ms, finished_at_ms FROM search_stages WHERE session_id = ? ORDER BY idx",
-        )
-        .bind(session)
-        .fetch_all(&self.pool)
-        .await
+        let sql = self.sql(STAGES_SQL);
+        let rows: Vec<RawStage> = on_pool!(&self.db, |pool| {
+            sqlx::query_as(sql).bind(session).fetch_all(pool).await
+        })
         .map_err(|e| Error::store(format_args!("reading the stages of session {session}"), e))?;
-        rows.iter().map(|r| stage_row(session, r)).collect()
+        rows.into_iter().map(|r| r.checked(session)).collect()
     }
 }
 
@@ -429,70 +478,89 @@ fn sqlite_options(path: &Path) -> Result<SqliteConnectOptions> {
         .busy_timeout(Duration::from_secs(10)))
 }
 
-fn session_row(r: &sqlx::sqlite::SqliteRow) -> Result<SessionRow> {
-    let id: String = r
-        .try_get("id")
-        .map_err(|e| Error::store("reading a session row", e))?;
-    let corrupt = |field: &'static str, problem: String| Error::Checkpoint {
-        session: id.clone(),
-        field,
-        problem,
-    };
-    let text =
-        |c: &'static str| -> Result<String> { r.try_get(c).map_err(|e| corrupt(c, e.to_string())) };
-    let state = text("state")?;
-    let next: i64 = r
-        .try_get("next_stage")
-        .map_err(|e| corrupt("next_stage", e.to_string()))?;
-    Ok(SessionRow {
-        idea: text("idea")?,
-        params: text("params")?,
-        state: SessionState::parse(&state).ok_or_else(|| {
-            corrupt(
-                "state",
-                format!("'{state}' is not running, completed or failed"),
-            )
-        })?,
-        folder: r
-            .try_get("folder")
-            .map_err(|e| corrupt("folder", e.to_string()))?,
-        next_stage: usize::try_from(next)
-            .map_err(|_| corrupt("next_stage", format!("{next} is not a stage index")))?,
-        snapshot: r
-            .try_get("snapshot")
-            .map_err(|e| corrupt("snapshot", e.to_string()))?,
-        id: id.clone(),
-    })
+/// A `search_sessions` row as read, before its fields are checked.
+#[derive(sqlx::FromRow)]
+struct RawSession {
+    id: String,
+    idea: String,
+    params: String,
+    state: String,
+    folder: Option<String>,
+    next_stage: i64,
+    snapshot: Option<String>,
 }
 
-fn stage_row(session: &str, r: &sqlx::sqlite::SqliteRow) -> Result<StageRecord> {
-    let corrupt = |field: &'static str, problem: String| Error::Checkpoint {
-        session: session.to_owned(),
-        field,
-        problem,
-    };
-    let n =
-        |c: &'static str| -> Result<i64> { r.try_get(c).map_err(|e| corrupt(c, e.to_string())) };
-    let count = |c: &'static str| -> Result<usize> {
-        let v = n(c)?;
-        usize::try_from(v).map_err(|_| corrupt(c, format!("{v} is negative")))
-    };
-    let text =
-        |c: &'static str| -> Result<String> { r.try_get(c).map_err(|e| corrupt(c, e.to_string())) };
-    let iteration = n("iteration")?;
-    Ok(StageRecord {
-        index: count("idx")?,
-        iteration: u32::try_from(iteration)
-            .map_err(|_| corrupt("iteration", format!("{iteration} is not an iteration")))?,
-        kind: text("kind")?,
-        tier: text("tier")?,
-        calls: count("calls")?,
-        reused: count("reused")?,
-        batch_ids: serde_json::from_str(&text("batch_ids")?)
-            .map_err(|e| corrupt("batch_ids", e.to_string()))?,
-        started_at_ms: n("started_at_ms")?,
-        finished_at_ms: r
-            .try_get("finished_at_ms")
-            .map_err(|e| corrupt("finished_at_ms", e.to_string()))?,
-    })
+impl RawSession {
+    fn checked(self) -> Result<SessionRow> {
+        let corrupt = |field: &'static str, problem: String| Error::Checkpoint {
+            session: self.id.clone(),
+            field,
+            problem,
+        };
+        let state = SessionState::parse(&self.state).ok_or_else(|| {
+            corrupt(
+                "state",
+                format!("'{}' is not running, completed or failed", self.state),
+            )
+        })?;
+        let next_stage = usize::try_from(self.next_stage).map_err(|_| {
+            corrupt(
+                "next_stage",
+                format!("{} is not a stage index", self.next_stage),
+            )
+        })?;
+        Ok(SessionRow {
+            id: self.id,
+            idea: self.idea,
+            params: self.params,
+            state,
+            folder: self.folder,
+            next_stage,
+            snapshot: self.snapshot,
+        })
+    }
+}
+
+/// A `search_stages` row as read, before its fields are checked.
+#[derive(sqlx::FromRow)]
+struct RawStage {
+    idx: i64,
+    iteration: i64,
+    kind: String,
+    tier: String,
+    calls: i64,
+    reused: i64,
+    batch_ids: String,
+    started_at_ms: i64,
+    finished_at_ms: Option<i64>,
+}
+
+impl RawStage {
+    fn checked(self, session: &str) -> Result<StageRecord> {
+        let corrupt = |field: &'static str, problem: String| Error::Checkpoint {
+            session: session.to_owned(),
+            field,
+            problem,
+        };
+        let count = |c: &'static str, v: i64| -> Result<usize> {
+            usize::try_from(v).map_err(|_| corrupt(c, format!("{v} is negative")))
+        };
+        Ok(StageRecord {
+            index: count("idx", self.idx)?,
+            iteration: u32::try_from(self.iteration).map_err(|_| {
+                corrupt(
+                    "iteration",
+                    format!("{} is not an iteration", self.iteration),
+                )
+            })?,
+            kind: self.kind,
+            tier: self.tier,
+            calls: count("calls", self.calls)?,
+            reused: count("reused", self.reused)?,
+            batch_ids: serde_json::from_str(&self.batch_ids)
+                .map_err(|e| corrupt("batch_ids", e.to_string()))?,
+            started_at_ms: self.started_at_ms,
+            finished_at_ms: self.finished_at_ms,
+        })
+    }
 }

@@ -1,13 +1,38 @@
-//! The checkpoint store: round trips, read-only opens, migrations of older databases.
+//! The checkpoint store: round trips and corrupt rows on every backend (SQLite; PostgreSQL
+//! when `BATCHBEAM_TEST_POSTGRES` is set, `cargo xtask pg -- cargo nextest run -p
+//! orchestrator`), read-only opens and migrations of older SQLite files.
+
+use providers::db::testing;
+use sqlx::SqlitePool;
 
 use super::*;
 
+/// Runs `body` with `store`, a fresh store on every backend available.
+macro_rules! on_every_backend {
+    (|$store:ident| $body:block) => {{
+        let dir = tempfile::tempdir().unwrap();
+        let admin = std::env::var(testing::VAR).ok();
+        for (name, db, _) in testing::every_backend(dir.path(), admin).await {
+            eprintln!("backend: {name}");
+            let $store = SessionStore::on(db).await.unwrap();
+            $body
+        }
+    }};
+}
+
+/// Runs `sql` on the store's database.
+async fn execute(store: &SessionStore, sql: &'static str) {
+    on_pool!(store.database(), |pool| {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    });
+}
+
 #[tokio::test]
 async fn sessions_calls_and_stages_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SessionStore::open(&dir.path().join("db/batchbeam.db"))
-        .await
-        .unwrap();
+    on_every_backend!(|store| { round_trip(&store).await });
+}
+
+async fn round_trip(store: &SessionStore) {
     store.create("s1", "a fox", "{}", "/tmp/s1").await.unwrap();
     assert!(store.call("s1", "k").await.unwrap().is_none());
     store
@@ -45,6 +70,10 @@ async fn sessions_calls_and_stages_round_trip() {
     assert_eq!(row.snapshot.as_deref(), Some("{\"x\":true}"));
     assert!(store.session("s2").await.unwrap().is_none());
     assert_eq!(store.sessions().await.unwrap().len(), 1);
+    let reader = SessionStore::reading(store.database().clone())
+        .await
+        .unwrap();
+    assert_eq!(reader.sessions().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -171,15 +200,18 @@ async fn a_database_from_before_migrations_keeps_its_rows() {
     drop(store);
     let store = SessionStore::open(&db).await.unwrap();
     assert_eq!(store.sessions().await.unwrap().len(), 1);
+    let Database::Sqlite(pool) = store.database() else {
+        unreachable!("an SQLite file")
+    };
     let ours: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM {MIGRATIONS_TABLE}"
     )))
-    .fetch_one(&store.pool)
+    .fetch_one(pool)
     .await
     .unwrap();
     assert_eq!(ours, 1);
     let theirs: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
-        .fetch_all(&store.pool)
+        .fetch_all(pool)
         .await
         .unwrap();
     assert_eq!(
@@ -191,10 +223,10 @@ async fn a_database_from_before_migrations_keeps_its_rows() {
 
 #[tokio::test]
 async fn a_corrupt_or_foreign_checkpoint_names_the_session_and_the_field() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SessionStore::open(&dir.path().join("batchbeam.db"))
-        .await
-        .unwrap();
+    on_every_backend!(|store| { corrupt(&store).await });
+}
+
+async fn corrupt(store: &SessionStore) {
     let params = serde_json::to_string(&crate::SearchParams::new("a fox")).unwrap();
     store
         .create("s_bad_params", "x", "{\"plan\": 7}", "/tmp/a")
@@ -212,10 +244,11 @@ async fn a_corrupt_or_foreign_checkpoint_names_the_session_and_the_field() {
         .create("s_foreign", "x", &params, "/tmp/c")
         .await
         .unwrap();
-    sqlx::query("UPDATE search_sessions SET state = 'paused' WHERE id = 's_foreign'")
-        .execute(&store.pool)
-        .await
-        .unwrap();
+    execute(
+        store,
+        "UPDATE search_sessions SET state = 'paused' WHERE id = 's_foreign'",
+    )
+    .await;
     store
         .create("s_good", "x", &params, "/tmp/d")
         .await
@@ -252,7 +285,7 @@ async fn a_corrupt_or_foreign_checkpoint_names_the_session_and_the_field() {
         Error::UnknownSession(_)
     ));
     // Reading a corrupt session back for a resume is the same error, not a panic.
-    let e = crate::BeamSearch::finished("s_bad_params", &store)
+    let e = crate::BeamSearch::finished("s_bad_params", store)
         .await
         .unwrap_err();
     check(e, "s_bad_params", "params");

@@ -1,12 +1,13 @@
-//! Where the request cache keeps its entries: the [`CacheStore`] trait and its SQLite
-//! implementation, a `request_cache` table in the database the rest of batchbeam uses, made by
-//! this crate's migrations (`crates/providers/migrations/`, recorded in
-//! [`MIGRATIONS_TABLE`]).
+//! Where the request cache keeps its entries: the [`CacheStore`] trait and [`DbCacheStore`], a
+//! `request_cache` table in the database the rest of batchbeam uses (SQLite or PostgreSQL),
+//! made by this crate's migrations (`crates/providers/migrations/` and
+//! `migrations-postgres/`, the same versions, recorded in [`MIGRATIONS_TABLE`]). Every
+//! statement is written once ([`Dialect::sql`](crate::Dialect::sql)).
 
 use std::fmt;
 
+use crate::db::{self, Database};
 use async_trait::async_trait;
-use sqlx::{Row, SqlitePool};
 
 use crate::{ProviderError, Result};
 
@@ -57,95 +58,123 @@ fn store_error(e: impl fmt::Display) -> ProviderError {
     ProviderError::Cache(e.to_string())
 }
 
-/// A [`CacheStore`] in a SQLite database (usually batch-client's, shared with the queue and
-/// the sessions).
+/// A [`CacheStore`] in the process's database (shared with the batch records, the queue and
+/// the sessions), SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
-pub struct SqliteCacheStore {
-    pool: SqlitePool,
+pub struct DbCacheStore {
+    db: Database,
 }
 
-impl SqliteCacheStore {
-    /// The cache's table in the database of `pool`, created or upgraded by the migrations.
-    pub async fn new(pool: SqlitePool) -> Result<SqliteCacheStore> {
-        let mut migrator = sqlx::migrate!("./migrations");
-        migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-        // Other sets in the same database keep their own history tables.
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await.map_err(store_error)?;
-        Ok(SqliteCacheStore { pool })
+/// A `request_cache` row as read.
+#[derive(sqlx::FromRow)]
+struct Row {
+    key: String,
+    endpoint: String,
+    model: String,
+    snapshot: String,
+    tier: String,
+    body: String,
+    file: Option<String>,
+    created_at_ms: i64,
+}
+
+const GET_SQL: &str = "UPDATE request_cache SET hits = hits + 1 WHERE key = ?1 \
+     RETURNING key, endpoint, model, snapshot, tier, body, file, created_at_ms";
+const DROP_OTHER_SNAPSHOTS_SQL: &str =
+    "DELETE FROM request_cache WHERE model = ?1 AND snapshot <> ?2";
+const PUT_SQL: &str = "INSERT INTO request_cache \
+     (key, endpoint, model, snapshot, tier, body, file, created_at_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+     ON CONFLICT (key) DO UPDATE SET endpoint = excluded.endpoint, \
+     model = excluded.model, snapshot = excluded.snapshot, tier = excluded.tier, \
+     body = excluded.body, file = excluded.file, created_at_ms = excluded.created_at_ms";
+const REMOVE_SQL: &str = "DELETE FROM request_cache WHERE key = ?1";
+const COUNT_SQL: &str = "SELECT COUNT(*) FROM request_cache";
+
+impl DbCacheStore {
+    /// The cache's table in `db`, created or upgraded by the migrations.
+    pub async fn new(db: Database) -> Result<DbCacheStore> {
+        db::migrate(
+            &db,
+            sqlx::migrate!("./migrations"),
+            sqlx::migrate!("./migrations-postgres"),
+            MIGRATIONS_TABLE,
+        )
+        .await
+        .map_err(store_error)?;
+        Ok(DbCacheStore { db })
+    }
+
+    /// The database it is in.
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 }
 
 #[async_trait]
-impl CacheStore for SqliteCacheStore {
+impl CacheStore for DbCacheStore {
     async fn get(&self, key: &str) -> Result<Option<CacheEntry>> {
-        let row = sqlx::query(
-            "UPDATE request_cache SET hits = hits + 1 WHERE key = ? \
-             RETURNING key, endpoint, model, snapshot, tier, body, file, created_at_ms",
-        )
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?;
-        row.map(|r| {
-            Ok(CacheEntry {
-                key: r.try_get("key").map_err(store_error)?,
-                endpoint: r.try_get("endpoint").map_err(store_error)?,
-                model: r.try_get("model").map_err(store_error)?,
-                snapshot: r.try_get("snapshot").map_err(store_error)?,
-                tier: r.try_get("tier").map_err(store_error)?,
-                body: r.try_get("body").map_err(store_error)?,
-                file: r.try_get("file").map_err(store_error)?,
-                created_at_ms: r.try_get("created_at_ms").map_err(store_error)?,
-            })
+        let sql = db::sql(&self.db, GET_SQL);
+        let row: Option<Row> = crate::on_pool!(&self.db, |pool| {
+            sqlx::query_as(sql).bind(key).fetch_optional(pool).await
         })
-        .transpose()
+        .map_err(store_error)?;
+        Ok(row.map(|r| CacheEntry {
+            key: r.key,
+            endpoint: r.endpoint,
+            model: r.model,
+            snapshot: r.snapshot,
+            tier: r.tier,
+            body: r.body,
+            file: r.file,
+            created_at_ms: r.created_at_ms,
+        }))
     }
 
     async fn put(&self, e: &CacheEntry) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        sqlx::query("DELETE FROM request_cache WHERE model = ? AND snapshot <> ?")
-            .bind(&e.model)
-            .bind(&e.snapshot)
-            .execute(&mut *tx)
+        let (drop, put) = (
+            db::sql(&self.db, DROP_OTHER_SNAPSHOTS_SQL),
+            db::sql(&self.db, PUT_SQL),
+        );
+        crate::on_pool!(&self.db, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                sqlx::query(drop)
+                    .bind(&e.model)
+                    .bind(&e.snapshot)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(put)
+                    .bind(&e.key)
+                    .bind(&e.endpoint)
+                    .bind(&e.model)
+                    .bind(&e.snapshot)
+                    .bind(&e.tier)
+                    .bind(&e.body)
+                    .bind(&e.file)
+                    .bind(e.created_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            }
             .await
-            .map_err(store_error)?;
-        sqlx::query(
-            "INSERT INTO request_cache \
-             (key, endpoint, model, snapshot, tier, body, file, created_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (key) DO UPDATE SET endpoint = excluded.endpoint, \
-             model = excluded.model, snapshot = excluded.snapshot, tier = excluded.tier, \
-             body = excluded.body, file = excluded.file, created_at_ms = excluded.created_at_ms",
-        )
-        .bind(&e.key)
-        .bind(&e.endpoint)
-        .bind(&e.model)
-        .bind(&e.snapshot)
-        .bind(&e.tier)
-        .bind(&e.body)
-        .bind(&e.file)
-        .bind(e.created_at_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)
+        })
+        .map_err(store_error)
     }
 
     async fn remove(&self, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM request_cache WHERE key = ?")
-            .bind(key)
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        let sql = db::sql(&self.db, REMOVE_SQL);
+        crate::on_pool!(&self.db, |pool| {
+            sqlx::query(sql).bind(key).execute(pool).await.map(|_| ())
+        })
+        .map_err(store_error)
     }
 
     async fn count(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM request_cache")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
+        let n: i64 = crate::on_pool!(&self.db, |pool| {
+            sqlx::query_scalar(COUNT_SQL).fetch_one(pool).await
+        })
+        .map_err(store_error)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use batch_format::{ChatCompletionRequest, ImageGenerationRequest};
 use serde_json::{Value, json};
 
-use super::{CacheKey, IMAGES, RequestCache, SqliteCacheStore};
+use super::{CacheEntry, CacheKey, CacheStore, DbCacheStore, IMAGES, RequestCache};
+use crate::db::testing;
 use crate::transport::SimulatedTransport;
 use crate::{
     ChatRequest, Delivered, ImageProvider, ImageRequest, JudgeRequest, LlmProvider, OpenAiProvider,
@@ -92,10 +93,16 @@ struct Rig {
 
 async fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let store = batch_client::SqliteStore::open(&dir.path().join("cache.db"))
-        .await
-        .unwrap();
-    let cache = RequestCache::sqlite(store.pool().clone(), dir.path().join("request-cache"))
+    let db = testing::open(&dir.path().join("cache.db").to_string_lossy()).await;
+    rig_in(db, dir).await
+}
+
+async fn rig_on(db: crate::Database) -> Rig {
+    rig_in(db, tempfile::tempdir().unwrap()).await
+}
+
+async fn rig_in(db: crate::Database, dir: tempfile::TempDir) -> Rig {
+    let cache = RequestCache::on(db, dir.path().join("request-cache"))
         .await
         .unwrap();
     let transport = Counting::new();
@@ -332,31 +339,81 @@ async fn a_judge_vote_with_a_seed_is_cached_and_the_image_is_part_of_the_key() {
     assert_eq!(r.transport.sent(), sent + 2);
 }
 
+/// Runs `body` on a fresh database of every backend (SQLite; PostgreSQL when
+/// `BATCHBEAM_TEST_POSTGRES` is set), with what opens the same database again.
+macro_rules! on_every_backend {
+    (|$db:ident, $location:ident| $body:block) => {{
+        let dir = tempfile::tempdir().unwrap();
+        let admin = std::env::var(testing::VAR).ok();
+        for (name, $db, $location) in testing::every_backend(dir.path(), admin).await {
+            eprintln!("backend: {name}");
+            $body
+        }
+    }};
+}
+
+fn entry(key: &str, model: &str, snapshot: &str) -> CacheEntry {
+    CacheEntry {
+        key: key.into(),
+        endpoint: super::CHAT.into(),
+        model: model.into(),
+        snapshot: snapshot.into(),
+        tier: "batch".into(),
+        body: format!("{{\"k\":\"{key}\"}}"),
+        file: None,
+        created_at_ms: 7,
+    }
+}
+
+#[tokio::test]
+async fn the_store_keeps_one_entry_per_key_and_drops_other_snapshots() {
+    on_every_backend!(|db, _location| {
+        let store = DbCacheStore::new(db).await.unwrap();
+        assert_eq!(store.count().await.unwrap(), 0);
+        assert!(store.get("k1").await.unwrap().is_none());
+        store.put(&entry("k1", "m", "m-1")).await.unwrap();
+        store.put(&entry("k2", "m", "m-1")).await.unwrap();
+        store.put(&entry("k9", "other", "o-1")).await.unwrap();
+        let mut again = entry("k2", "m", "m-1");
+        again.body = "{}".into();
+        store.put(&again).await.unwrap();
+        assert_eq!(store.count().await.unwrap(), 3, "a repeat replaces");
+        assert_eq!(store.get("k2").await.unwrap().unwrap(), again);
+        // The alias moved to a new snapshot: its older answers go, other models' stay.
+        store.put(&entry("k3", "m", "m-2")).await.unwrap();
+        assert!(store.get("k1").await.unwrap().is_none());
+        assert!(store.get("k9").await.unwrap().is_some());
+        store.remove("k3").await.unwrap();
+        assert_eq!(store.count().await.unwrap(), 1);
+    });
+}
+
 #[tokio::test]
 async fn the_store_keeps_its_answers_across_openings() {
-    let r = rig().await;
-    r.provider.chat(writer(Some(1), 0.9)).await.unwrap();
-    let pool = batch_client::SqliteStore::open(&r.dir.path().join("cache.db"))
-        .await
-        .unwrap()
-        .pool()
-        .clone();
-    let store = SqliteCacheStore::new(pool.clone()).await.unwrap();
-    let reopened = RequestCache::new(Arc::new(store), r.cache.folder());
-    let provider =
-        OpenAiProvider::new(r.transport.clone(), RoleModels::default()).with_cache(reopened);
-    assert!(
-        provider
-            .chat(writer(Some(1), 0.9))
-            .await
-            .unwrap()
-            .meta
-            .cached
-    );
-    assert_eq!(r.transport.sent(), 1);
-    let hits: i64 = sqlx::query_scalar("SELECT hits FROM request_cache")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(hits, 1);
+    on_every_backend!(|db, location| {
+        let r = rig_on(db).await;
+        r.provider.chat(writer(Some(1), 0.9)).await.unwrap();
+        // Another process: its own pool on the same database.
+        let db = testing::open(&location).await;
+        let store = DbCacheStore::new(db.clone()).await.unwrap();
+        let reopened = RequestCache::new(Arc::new(store), r.cache.folder());
+        let provider =
+            OpenAiProvider::new(r.transport.clone(), RoleModels::default()).with_cache(reopened);
+        assert!(
+            provider
+                .chat(writer(Some(1), 0.9))
+                .await
+                .unwrap()
+                .meta
+                .cached
+        );
+        assert_eq!(r.transport.sent(), 1);
+        let hits: i64 = crate::on_pool!(&db, |pool| {
+            sqlx::query_scalar("SELECT hits FROM request_cache")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        });
+        assert_eq!(hits, 1);
+    });
 }

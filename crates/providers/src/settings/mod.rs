@@ -242,14 +242,67 @@ impl Default for OpenAiSettings {
     }
 }
 
+/// A `postgres://` URL: a secret, since it may hold a password. `Debug` and
+/// [`DatabaseUrl::redacted`] show it with the password (and any query) replaced; only
+/// [`DatabaseUrl::expose`] gives it whole, to connect.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// A URL as given.
+    pub fn new(url: impl Into<String>) -> DatabaseUrl {
+        DatabaseUrl(url.into())
+    }
+
+    /// The URL, to connect with. Never log or show it: use [`DatabaseUrl::redacted`].
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without its password or query (`postgres://bb:[REDACTED]@db:5432/bb`).
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+/// `url` with the password of its user info and its query string replaced by `[REDACTED]`.
+fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, _)) => (r, "?[REDACTED]"),
+        None => (rest, ""),
+    };
+    // The user info ends at the last '@' before the path.
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:[REDACTED]@{host}"),
+            None => format!("{user}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    format!("{scheme}://{authority}{path}{query}")
+}
+
 /// Where batchbeam keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataSettings {
     /// The SQLite database: `--db`, else `BATCHBEAM_DB`, else `data.db`, else a `sqlite:`
-    /// `DATABASE_URL`, else `batchbeam.db`.
+    /// `DATABASE_URL`, else `batchbeam.db`. Unused when [`DataSettings::postgres`] is set.
     pub db: PathBuf,
-    /// Batch input and result files: `batchbeam-files/` beside the database, as an absolute
-    /// path.
+    /// The PostgreSQL database every store is in instead of [`DataSettings::db`], when a
+    /// `postgres://` `DATABASE_URL` (`--database-url`, `data.database_url`) is chosen.
+    pub postgres: Option<DatabaseUrl>,
+    /// Batch input and result files and the request cache's images: `BATCHBEAM_FILES` /
+    /// `data.files`, else `batchbeam-files/` beside the SQLite database
+    /// (in the working directory with PostgreSQL), as an absolute path.
     pub files: PathBuf,
     /// `--sessions` / `BATCHBEAM_SESSIONS` / `data.sessions` (`batchbeam-sessions`).
     pub sessions: PathBuf,
@@ -267,7 +320,17 @@ impl DataSettings {
         DataSettings {
             files: parent.join("batchbeam-files"),
             db,
+            postgres: None,
             sessions: PathBuf::from("batchbeam-sessions"),
+        }
+    }
+
+    /// The database, as shown to people: the SQLite file's path, or the PostgreSQL URL
+    /// without its password.
+    pub fn database_shown(&self) -> String {
+        match &self.postgres {
+            Some(url) => url.redacted(),
+            None => self.db.display().to_string(),
         }
     }
 }
@@ -315,6 +378,11 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     /// `BATCHBEAM_REQUEST_TIMEOUT_SECS` / `server.request_timeout_secs` (30).
     pub request_timeout: Duration,
+    /// `--instance-id` / `BATCHBEAM_INSTANCE_ID` / `server.instance_id`: this instance's name
+    /// as a job owner; `None`: a new one at each start.
+    pub instance_id: Option<String>,
+    /// `BATCHBEAM_LEASE_SECS` / `server.lease_secs` (30): a job's lease, renewed every third.
+    pub lease: Duration,
 }
 
 impl Default for ServerSettings {
@@ -325,6 +393,8 @@ impl Default for ServerSettings {
             workers: 4,
             body_limit_bytes: 65_536,
             request_timeout: Duration::from_secs(30),
+            instance_id: None,
+            lease: Duration::from_secs(30),
         }
     }
 }
@@ -397,13 +467,13 @@ impl Settings {
         if let Some(n) = r.whole("openai.max_retries")? {
             openai.max_retries = n as usize;
         }
-        let db = match r.text("data.db")? {
-            Some(db) => PathBuf::from(db),
-            None => database_url(vars)?.unwrap_or_else(|| PathBuf::from("batchbeam.db")),
-        };
-        let mut data = DataSettings::at(db);
+        let mut data = read_database(&r)?;
         if let Some(sessions) = r.text("data.sessions")? {
             data.sessions = PathBuf::from(sessions);
+        }
+        if let Some(files) = r.text("data.files")? {
+            let files = PathBuf::from(files);
+            data.files = std::path::absolute(&files).unwrap_or(files);
         }
         let api_token = match vars("BATCHBEAM_API_TOKEN").filter(|t| !t.trim().is_empty()) {
             Some(t) if t.trim().chars().count() < 16 => {
@@ -436,6 +506,10 @@ impl Settings {
         if let Some(s) = r.positive("server.request_timeout_secs")? {
             server.request_timeout = Duration::from_secs_f64(s);
         }
+        server.instance_id = r.text("server.instance_id")?;
+        if let Some(s) = r.positive("server.lease_secs")? {
+            server.lease = Duration::from_secs_f64(s);
+        }
         Ok(Settings {
             providers,
             openai,
@@ -464,24 +538,56 @@ impl Settings {
     }
 }
 
-/// The database a `sqlite:` `DATABASE_URL` names; `None` when unset or of another scheme.
-fn database_url(vars: &dyn Fn(&str) -> Option<String>) -> Result<Option<PathBuf>, ConfigError> {
-    let Some(url) = vars("DATABASE_URL") else {
-        return Ok(None);
+/// `text` with the password (and query) of every URL in it redacted: for an error that quotes
+/// a line of a file, which may be a database URL's.
+pub(crate) fn scrub_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // The URL starts after the last separator before `://`.
+        let start = rest[..at]
+            .rfind(|c: char| c.is_whitespace() || "\"'`=([{<,".contains(c))
+            .map_or(0, |i| i + 1);
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || "\"'`)]}>,".contains(c))
+            .map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..start]);
+        out.push_str(&redact_url(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where the database is: `data.database_url` (`--database-url`, `DATABASE_URL`) when it is
+/// set in a later layer than `data.db` (`--db`, `BATCHBEAM_DB`), else `data.db`, else
+/// `batchbeam.db`. A `postgres://` URL selects PostgreSQL; a `sqlite:` URL names a file; a
+/// URL of another scheme is ignored (the variable is common to many tools).
+fn read_database(r: &Reader<'_>) -> Result<DataSettings, ConfigError> {
+    let db = r.text("data.db")?;
+    let Some(url) = r.secret_text("data.database_url")? else {
+        return Ok(DataSettings::at(
+            db.unwrap_or_else(|| "batchbeam.db".to_owned()),
+        ));
     };
+    if db.is_some() && r.layer("data.db") >= r.layer("data.database_url") {
+        return Ok(DataSettings::at(db.unwrap_or_default()));
+    }
+    let fallback = || DataSettings::at(db.clone().unwrap_or_else(|| "batchbeam.db".to_owned()));
+    if batch_client::db::is_postgres_url(&url) {
+        let mut data = fallback();
+        data.postgres = Some(DatabaseUrl(url.trim().to_owned()));
+        return Ok(data);
+    }
     let Some(rest) = url.trim().strip_prefix("sqlite:") else {
-        return Ok(None);
+        return Ok(fallback());
     };
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     let path = rest.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
-        return Err(ConfigError::Invalid {
-            name: "DATABASE_URL".to_owned(),
-            value: url.clone(),
-            allowed: table::Rule::SqliteUrl.allowed(),
-        });
+        return Err(r.invalid("data.database_url", &url));
     }
-    Ok(Some(PathBuf::from(path)))
+    Ok(DataSettings::at(path))
 }
 
 /// The providers' settings of `r`.

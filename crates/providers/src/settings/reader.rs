@@ -81,7 +81,8 @@ pub(super) fn unreadable(figment: &Figment, e: figment::Error) -> ConfigError {
             _ => None,
         })
         .unwrap_or_default();
-    ConfigError::Unreadable(format!("{file}{}", e.to_string().trim_end()))
+    let why = super::scrub_urls(e.to_string().trim_end());
+    ConfigError::Unreadable(format!("{file}{why}"))
 }
 
 /// Reads values from a figment by their rules and names their source in errors.
@@ -112,7 +113,8 @@ impl Reader<'_> {
     fn invalid_as(&self, key: &str, value: &str, allowed: &str) -> ConfigError {
         ConfigError::Invalid {
             name: self.name(key),
-            value: value.to_owned(),
+            // A URL's password is never shown, whatever setting it was given to.
+            value: super::scrub_urls(value),
             allowed: allowed.to_owned(),
         }
     }
@@ -216,10 +218,44 @@ impl Reader<'_> {
                 Rule::Model => !v.is_empty() && !v.contains(char::is_whitespace),
                 Rule::HttpUrl => v.starts_with("http://") || v.starts_with("https://"),
                 Rule::Addr => v.parse::<std::net::SocketAddr>().is_ok(),
+                Rule::InstanceId => {
+                    (1..=64).contains(&v.len())
+                        && v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                }
                 _ => !v.is_empty(),
             };
             ok.then(|| v.to_owned())
         })
+    }
+
+    /// Text that may be a secret (a database URL with a password): a value that is not a single
+    /// piece of text is refused without being shown.
+    pub(super) fn secret_text(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        let Some(v) = self.value(key)? else {
+            return Ok(None);
+        };
+        match v {
+            Value::String(_, s) if !s.trim().is_empty() => Ok(Some(s)),
+            _ => Err(self.invalid_as(
+                key,
+                "[REDACTED]",
+                &by_key(key).map_or_else(|| "text".to_owned(), |s| s.rule.allowed()),
+            )),
+        }
+    }
+
+    /// Which layer set `key`: 0 unset or a default, 1 a file, 2 the environment, 3 a flag.
+    pub(super) fn layer(&self, key: &str) -> u8 {
+        match self.figment.find_metadata(key) {
+            Some(md) => match &md.source {
+                Some(Source::File(_)) => 1,
+                Some(Source::Custom(layer)) if layer == FLAGS => 3,
+                Some(Source::Custom(_)) => 2,
+                _ => 0,
+            },
+            None => 0,
+        }
     }
 
     /// Keys nobody reads are typos: say so rather than ignore them.

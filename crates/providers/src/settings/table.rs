@@ -35,14 +35,17 @@ pub enum Rule {
     Path,
     /// A URL starting with `http://` or `https://`.
     HttpUrl,
-    /// A `sqlite:` URL naming a file; a URL of another scheme is ignored.
-    SqliteUrl,
+    /// A `postgres://` (or `postgresql://`) URL, whose password is never shown, or a `sqlite:`
+    /// URL naming a file; a URL of another scheme is ignored.
+    DatabaseUrl,
     /// A secret: read from the environment only, never shown.
     Secret,
     /// A bearer token clients must send: read from the environment only, never shown.
     Token,
     /// A socket address, `host:port`.
     Addr,
+    /// A server instance's name: 1 to 64 letters, digits, `-`, `_` or `.`.
+    InstanceId,
 }
 
 impl Rule {
@@ -70,14 +73,15 @@ impl Rule {
             Rule::Text => "any text".to_owned(),
             Rule::Path => "a path".to_owned(),
             Rule::HttpUrl => "a URL starting with http:// or https://".to_owned(),
-            Rule::SqliteUrl => {
-                "a sqlite: URL naming a file (a URL of another scheme is ignored)".to_owned()
-            }
+            Rule::DatabaseUrl => "a postgres:// URL (its password never shown) or a sqlite: URL \
+                 naming a file (a URL of another scheme is ignored)"
+                .to_owned(),
             Rule::Secret => "the API key (environment only, never shown)".to_owned(),
             Rule::Token => {
                 "a token of 16 or more characters (environment only, never shown)".to_owned()
             }
             Rule::Addr => "an address and port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080".to_owned(),
+            Rule::InstanceId => "1 to 64 letters, digits, -, _ or .".to_owned(),
         }
     }
 }
@@ -184,11 +188,11 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         var: "DATABASE_URL",
-        key: None,
-        flag: None,
+        key: Some("data.database_url"),
+        flag: Some("--database-url"),
         default: "unset",
-        rule: Rule::SqliteUrl,
-        about: "the database when `BATCHBEAM_DB` (and `--db`, `data.db`) is not set",
+        rule: Rule::DatabaseUrl,
+        about: "the database, when set in a later layer than `BATCHBEAM_DB` (a tie goes to `BATCHBEAM_DB`): PostgreSQL, which several `serve` instances share, or an SQLite file",
     },
     Setting {
         var: "BATCHBEAM_SESSIONS",
@@ -198,6 +202,13 @@ pub const SETTINGS: &[Setting] = &[
         rule: Rule::Path,
         about: "the folder sessions write their images and `session.json` to",
     },
+    s(
+        "BATCHBEAM_FILES",
+        "data.files",
+        "`batchbeam-files/` beside the SQLite database (in the working directory with PostgreSQL)",
+        Rule::Path,
+        "batch input and result files and the request cache's images; instances sharing a PostgreSQL database must share it (and `BATCHBEAM_SESSIONS`) at the same path",
+    ),
     s(
         "BATCH_API_ENABLED",
         "batch.enabled",
@@ -422,6 +433,24 @@ pub const SETTINGS: &[Setting] = &[
             unit: "seconds",
         },
         "a request head slower than this closes the connection; a slower body or handler is answered 408",
+    ),
+    Setting {
+        var: "BATCHBEAM_INSTANCE_ID",
+        key: Some("server.instance_id"),
+        flag: Some("--instance-id"),
+        default: "`srv_` + a new ULID at each start",
+        rule: Rule::InstanceId,
+        about: "this `serve` instance's name as the owner of the jobs it runs (shown at start, in `/metrics` and in each job)",
+    },
+    s(
+        "BATCHBEAM_LEASE_SECS",
+        "server.lease_secs",
+        "`30`",
+        Rule::Positive {
+            max: 3600.0,
+            unit: "seconds",
+        },
+        "how long a job stays an instance's without a renewal (renewed every third of it); then another instance takes it over",
     ),
 ];
 
