@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_queue;
+mod bench_scale;
 mod bench_session;
 mod browser;
 mod chaos;
@@ -46,7 +47,8 @@ enum Command {
     /// Benchmarks, reported as ratios against a baseline measured in the same run.
     Bench {
         /// Which benchmark: `format` (batch-format against Python), `queue` (BatchRequestQueue
-        /// throughput), `session` (the guide's session per plan, batch against standard).
+        /// throughput), `session` (the guide's session per plan, batch against standard), `scale`
+        /// (10,000 parked sessions on two instances over PostgreSQL).
         #[arg(default_value = "format")]
         what: String,
     },
@@ -89,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         Command::Phase { n } => ci::phase(&root, n),
         Command::Deny => deny::run(&root),
         Command::Bench { what } if what == "session" => bench_session::run(&root),
+        Command::Bench { what } if what == "scale" => bench_scale::run(&root),
         Command::Bench { what } => bench::run(&root, &what),
         Command::Demo => demo::run(&root),
         Command::Chaos {

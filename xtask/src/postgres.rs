@@ -103,7 +103,7 @@ impl Postgres {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             bail!("{name:?} is not a plain database name");
         }
-        let psql = self.bin.join("psql");
+        let psql = self.program("psql");
         exec(
             Command::new(&psql)
                 .args(["-q", "-v", "ON_ERROR_STOP=1", &self.url(), "-c"])
@@ -115,6 +115,11 @@ impl Postgres {
             "postgres://postgres@127.0.0.1:{}/{name}",
             self.port
         ))
+    }
+
+    /// One of the server's programs (`psql`, ...).
+    pub(crate) fn program(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
     }
 
     fn cluster_dir(&self) -> String {

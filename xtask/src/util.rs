@@ -87,6 +87,11 @@ static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 /// ([`check_interrupted`]), so that they return an error and every process and folder they
 /// started is dropped (killed, removed) on the way out instead of left behind.
 pub(crate) fn catch_interrupts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(set_interrupt_handler);
+}
+
+fn set_interrupt_handler() {
     let set = ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
             eprintln!("xtask: interrupted again; still stopping what it started");
