@@ -255,6 +255,8 @@ fn drive(
                     "chaos: {} exited by itself ({status}); starting it again",
                     inst.id
                 );
+                run.crashes
+                    .push(format!("{} at {now:.0}s ({status})", inst.id));
                 back_at[i] = Some(now);
             }
             if back_at[i].is_some_and(|t| t <= now) {
@@ -341,6 +343,8 @@ fn post_job(instances: &[Instance], n: usize, body: &Value) -> anyhow::Result<bo
         );
         match reply {
             Ok(r) if r.status == 202 => return Ok(true),
+            // Starting up or going down: another may take it.
+            Ok(r) if r.status >= 500 => continue,
             Ok(r) => bail!(
                 "POST /api/beam-search on {} answered {}: {}",
                 inst.id,

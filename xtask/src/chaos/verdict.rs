@@ -21,6 +21,8 @@ pub(crate) struct RunFacts {
     pub(crate) deadline_hit: bool,
     /// The instance ids that were ever SIGKILLed.
     pub(crate) killed: BTreeSet<String>,
+    /// Instances that exited without being killed (a crash): which, when, how.
+    pub(crate) crashes: Vec<String>,
 }
 
 /// What the simulator counted.
@@ -375,6 +377,9 @@ fn kills(run: &RunFacts) -> Row {
             run.kills, run.planned_kills
         ));
     }
+    for crash in &run.crashes {
+        problems.push(format!("exited by itself: {crash}"));
+    }
     Row::check(
         "kills",
         format!(
@@ -434,6 +439,7 @@ mod tests {
             restarts: 3,
             deadline_hit: false,
             killed: ["i1".to_owned()].into(),
+            crashes: Vec::new(),
         };
         let db = json!({
             "jobs": 2, "jobs_by_status": {"completed": 2},
