@@ -87,6 +87,7 @@ pub(crate) fn rows(run: &RunFacts, db: &Value, sim: &SimFacts) -> Vec<Row> {
     vec![
         jobs(run, db),
         batches(db, sim),
+        shards(db),
         billing(db, sim),
         outcomes(db),
         fallbacks(db, sim),
@@ -183,17 +184,45 @@ fn batches(db: &Value, sim: &SimFacts) -> Row {
             sim.batches.len()
         ));
     }
-    let shards = records.len();
-    let retried = sim.batches.len().saturating_sub(shards);
+    let retried = per_attempt.keys().filter(|(_, a)| a != "1").count();
     Row::check(
         "batches vs shards",
         format!(
-            "{} batches for {shards} shards ({retried} attempts after the first); {} twice",
+            "{} batches for {} shards ({retried} attempts after the first); {} twice",
             sim.batches.len(),
+            records.len(),
             per_attempt.values().filter(|v| v.len() > 1).count()
         ),
         problems,
     )
+}
+
+/// Every shard (batch-client record) finished: `done`. One left in another state says where
+/// it stopped and who holds its lease, for how much longer.
+fn shards(db: &Value) -> Row {
+    let now = u(&db["now_ms"]) as i64;
+    let mut states: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for r in db["records"].as_array().into_iter().flatten() {
+        let state = s(&r[2]);
+        *states.entry(state).or_default() += 1;
+        if state == "done" {
+            continue;
+        }
+        let lease = match (r[4].as_str(), r[5].as_i64()) {
+            (Some(owner), Some(until)) if until > now => {
+                format!(
+                    ", lease held by {owner} for {:.0}s more",
+                    (until - now) as f64 / 1000.0
+                )
+            }
+            _ => String::new(),
+        };
+        let error = r[6].as_str().map(|e| format!(": {e}")).unwrap_or_default();
+        problems.push(format!("{} is {state}{lease}{error}", s(&r[0])));
+    }
+    let states: Vec<String> = states.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    Row::check("shards", states.join(", "), problems)
 }
 
 /// Nothing billed twice: per custom id (a queue request's id), at most one billed line over
@@ -445,7 +474,8 @@ mod tests {
             "jobs": 2, "jobs_by_status": {"completed": 2},
             "takeovers": [{"job": "j_1", "event": {"type": "job_taken_over", "previousOwner": "i1"}}],
             "queue": [["rq_a", "done", "batch"], ["rq_b", "done", "batch"], ["rq_c", "done", "standard"]],
-            "records": [["rec_1", "bbk_1", "completed", 2]],
+            "now_ms": 1000,
+            "records": [["rec_1", "bbk_1", "done", 2, null, 0, null]],
             "record_batches": [["batch_1", "rec_1", 1], ["batch_2", "rec_1", 2]],
             "checkpoints": [["rq_a", "batch"], ["rq_b", "batch"], ["rq_c", "standard"], ["rq_x", "standard"]],
         });
@@ -500,12 +530,17 @@ mod tests {
             .push(json!(["rq_a", "batch"]));
         db["jobs_by_status"] = json!({"completed": 1, "waiting": 1});
         db["takeovers"][0]["event"]["previousOwner"] = json!("i2");
+        // A shard left half-submitted under a lease of a dead process.
+        db["records"].as_array_mut().unwrap().push(json!([
+            "rec_2", "bbk_2", "uploaded", 1, "mgr_x", 600_000, null
+        ]));
         let rows = rows(&run, &db, &sim);
         assert_eq!(
             failed(&rows),
             [
                 "jobs",
                 "batches vs shards",
+                "shards",
                 "requests billed",
                 "outcomes",
                 "takeovers"
@@ -519,6 +554,10 @@ mod tests {
         assert!(t.contains("rq_a has 2 checkpoints"), "{t}");
         assert!(
             t.contains("taken over from i2, which was never killed"),
+            "{t}"
+        );
+        assert!(
+            t.contains("rec_2 is uploaded, lease held by mgr_x for 599s more"),
             "{t}"
         );
     }

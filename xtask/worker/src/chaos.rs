@@ -46,9 +46,18 @@ async fn facts(location: &str) -> anyhow::Result<Value> {
         .collect();
     let queue: Vec<(String, String, Option<String>)> =
         rows(&db, "SELECT id, state, tier FROM queue_requests").await?;
-    let records: Vec<(String, String, String, i64)> = rows(
+    let records: Vec<(
+        String,
+        String,
+        String,
+        i64,
+        Option<String>,
+        i64,
+        Option<String>,
+    )> = rows(
         &db,
-        "SELECT id, idempotency_key, state, CAST(attempts AS BIGINT) FROM batch_jobs",
+        "SELECT id, idempotency_key, state, CAST(attempts AS BIGINT), lease_owner, \
+         CAST(lease_until_ms AS BIGINT), last_error FROM batch_jobs",
     )
     .await?;
     let record_batches: Vec<(String, String, i64)> = rows(
@@ -63,6 +72,9 @@ async fn facts(location: &str) -> anyhow::Result<Value> {
         .collect();
     Ok(json!({
         "backend": db.backend(),
+        "now_ms": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
         "jobs": jobs.len(),
         "jobs_by_status": by_status,
         "takeovers": takeovers,
