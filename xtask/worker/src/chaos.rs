@@ -14,6 +14,18 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
+/// A batch-client record: id, idempotency key, state, attempts, lease owner, lease expiry
+/// (ms), last error.
+type Record = (
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    i64,
+    Option<String>,
+);
+
 /// Reads the facts of the database at `location` (a `postgres://` URL or an SQLite path).
 pub(crate) fn run(location: &str) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -46,15 +58,7 @@ async fn facts(location: &str) -> anyhow::Result<Value> {
         .collect();
     let queue: Vec<(String, String, Option<String>)> =
         rows(&db, "SELECT id, state, tier FROM queue_requests").await?;
-    let records: Vec<(
-        String,
-        String,
-        String,
-        i64,
-        Option<String>,
-        i64,
-        Option<String>,
-    )> = rows(
+    let records: Vec<Record> = rows(
         &db,
         "SELECT id, idempotency_key, state, CAST(attempts AS BIGINT), lease_owner, \
          CAST(lease_until_ms AS BIGINT), last_error FROM batch_jobs",
