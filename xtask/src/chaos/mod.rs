@@ -21,7 +21,7 @@ use crate::serve_process::{Instance, Launch};
 use crate::sim_process::Sim;
 use crate::util::{cargo, check_interrupted, exec, free_port, target_dir};
 pub(crate) use plan::Size;
-use plan::{Kill, Plan};
+use plan::{Kill, LEASE_SECS, Plan};
 use verdict::{RunFacts, SimFacts};
 
 /// The simulator's key for the instances (any key is accepted; this one is never secret).
@@ -163,6 +163,7 @@ fn run_in(
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain([("BATCHBEAM_LEASE_SECS".to_owned(), LEASE_SECS.to_string())])
     .collect();
     let sessions = dir.join("sessions").display().to_string();
     let mut instances = Vec::new();
@@ -193,6 +194,7 @@ fn run_in(
     }
     let mut run = RunFacts {
         planned_kills: plan.kills.len(),
+        lease_ms: LEASE_SECS * 1000,
         ..RunFacts::default()
     };
     let outcome = drive(plan, &mut instances, &launch_of, &mut run, started);
@@ -288,6 +290,10 @@ fn drive(
                 inst.kill();
                 run.kills += 1;
                 run.killed.insert(inst.id.clone());
+                run.kill_times
+                    .entry(inst.id.clone())
+                    .or_default()
+                    .push(wall_ms());
                 back_at[i] = Some(now + down_for);
                 next_kill += 1;
             }
@@ -417,4 +423,11 @@ fn db_facts(worker: &Path, db: &str) -> anyhow::Result<Value> {
         );
     }
     serde_json::from_slice(&out.stdout).context("reading xtask-worker chaos-facts")
+}
+
+/// Milliseconds since the Unix epoch, as the instances stamp their events.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -5,6 +5,11 @@
 
 use serde_json::{Value, json};
 
+/// The job lease the instances run with (`BATCHBEAM_LEASE_SECS`), in seconds: short, so that
+/// an instance down for longer has its running jobs taken over by another within the run.
+pub(crate) const LEASE_SECS: u64 = 8;
+const LEASE: f64 = LEASE_SECS as f64;
+
 /// SplitMix64: a tiny seeded generator (xtask takes no `rand`), the same numbers on every
 /// machine for a seed.
 pub(crate) struct Rng(u64);
@@ -90,9 +95,11 @@ impl Plan {
     pub(crate) fn new(seed: u64, size: Size, instances: usize) -> Plan {
         let mut rng = Rng::new(seed);
         let (jobs, kills, post_gap, kill_gap, down, deadline_secs) = match size {
-            Size::Short => (10, 4, (0.5, 2.0), (6.0, 14.0), (1.0, 4.0), 8 * 60),
-            Size::Normal => (24, 10, (0.5, 2.5), (4.0, 10.0), (1.0, 5.0), 15 * 60),
-            Size::Long => (50, 24, (0.5, 2.5), (3.0, 9.0), (1.0, 6.0), 40 * 60),
+            // An instance stays down from a second to twice the job lease
+            // (`LEASE_SECS`): its jobs are either resumed by it or taken over by another.
+            Size::Short => (10, 4, (0.5, 2.0), (6.0, 14.0), (1.0, 2.0 * LEASE), 8 * 60),
+            Size::Normal => (24, 10, (0.5, 2.5), (4.0, 10.0), (1.0, 2.0 * LEASE), 15 * 60),
+            Size::Long => (50, 24, (0.5, 2.5), (3.0, 9.0), (1.0, 2.0 * LEASE), 40 * 60),
         };
         let mut at = 1.0;
         let jobs = (0..jobs)

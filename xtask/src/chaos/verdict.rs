@@ -23,6 +23,10 @@ pub(crate) struct RunFacts {
     pub(crate) killed: BTreeSet<String>,
     /// Instances that exited without being killed (a crash): which, when, how.
     pub(crate) crashes: Vec<String>,
+    /// When each instance was SIGKILLed (ms since the epoch), in order.
+    pub(crate) kill_times: BTreeMap<String, Vec<u64>>,
+    /// The job lease the instances ran with.
+    pub(crate) lease_ms: u64,
 }
 
 /// What the simulator counted.
@@ -374,6 +378,28 @@ fn takeovers(run: &RunFacts, db: &Value) -> Row {
                 "job {} taken over from {prev}, which was never killed",
                 s(&e["job"])
             ));
+            continue;
+        }
+        // Its lease was last renewed at most a third of a lease before the kill, so it
+        // cannot have expired sooner than two thirds of a lease after it (half, for slack).
+        let at = ev["at"].as_str().and_then(rfc3339_ms);
+        let last_kill = at.and_then(|at| {
+            run.kill_times
+                .get(prev)
+                .and_then(|ks| ks.iter().rev().find(|k| **k <= at).copied())
+        });
+        match (at, last_kill) {
+            (Some(at), Some(kill)) if at < kill + run.lease_ms / 2 => problems.push(format!(
+                "job {} taken over from {prev} {:.1}s after its kill, before its {}s lease could expire",
+                s(&e["job"]),
+                (at - kill) as f64 / 1000.0,
+                run.lease_ms / 1000
+            )),
+            (Some(_), None) if !run.kill_times.is_empty() => problems.push(format!(
+                "job {} taken over from {prev} before {prev} was ever killed",
+                s(&e["job"])
+            )),
+            _ => {}
         }
     }
     let from: Vec<String> = from
@@ -436,6 +462,28 @@ fn faults(sim: &SimFacts) -> Row {
     )
 }
 
+/// `2026-12-03T03:41:12.345Z` (UTC, as the server stamps events) in ms since the epoch.
+fn rfc3339_ms(text: &str) -> Option<u64> {
+    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, min) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let secs: f64 = t.next()?.parse().ok()?;
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let ms = (days * 86_400 + h * 3600 + min * 60) as f64 * 1000.0 + secs * 1000.0;
+    (ms >= 0.0).then_some(ms.round() as u64)
+}
+
 /// The table, one line per row, problems under their row.
 pub(crate) fn table(rows: &[Row]) -> String {
     let mut t = String::new();
@@ -469,10 +517,12 @@ mod tests {
             deadline_hit: false,
             killed: ["i1".to_owned()].into(),
             crashes: Vec::new(),
+            kill_times: [("i1".to_owned(), vec![1_764_732_000_000])].into(),
+            lease_ms: 8000,
         };
         let db = json!({
             "jobs": 2, "jobs_by_status": {"completed": 2},
-            "takeovers": [{"job": "j_1", "event": {"type": "job_taken_over", "previousOwner": "i1"}}],
+            "takeovers": [{"job": "j_1", "event": {"type": "job_taken_over", "from": "i1", "at": "2025-12-03T03:20:10.000Z"}}],
             "queue": [["rq_a", "done", "batch"], ["rq_b", "done", "batch"], ["rq_c", "done", "standard"]],
             "now_ms": 1000,
             "records": [["rec_1", "bbk_1", "done", 2, null, 0, null]],
@@ -529,7 +579,7 @@ mod tests {
             .unwrap()
             .push(json!(["rq_a", "batch"]));
         db["jobs_by_status"] = json!({"completed": 1, "waiting": 1});
-        db["takeovers"][0]["event"]["previousOwner"] = json!("i2");
+        db["takeovers"][0]["event"]["from"] = json!("i2");
         // A shard left half-submitted under a lease of a dead process.
         db["records"].as_array_mut().unwrap().push(json!([
             "rec_2", "bbk_2", "uploaded", 1, "mgr_x", 600_000, null
@@ -560,6 +610,19 @@ mod tests {
             t.contains("rec_2 is uploaded, lease held by mgr_x for 599s more"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn a_takeover_before_the_lease_could_expire_fails() {
+        let (run, mut db, sim) = good();
+        // 1 s after the kill, with an 8 s lease.
+        db["takeovers"][0]["event"]["at"] = json!("2025-12-03T03:20:01.000Z");
+        let rows = rows(&run, &db, &sim);
+        assert_eq!(failed(&rows), ["takeovers"]);
+        assert!(table(&rows).contains("1.0s after its kill, before its 8s lease"));
+        assert_eq!(rfc3339_ms("1970-01-01T00:00:01.5Z"), Some(1500));
+        assert_eq!(rfc3339_ms("2025-12-03T03:20:00Z"), Some(1_764_732_000_000));
+        assert_eq!(rfc3339_ms("yesterday"), None);
     }
 
     #[test]
