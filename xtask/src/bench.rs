@@ -32,7 +32,7 @@ pub(crate) fn run(root: &Path, what: &str) -> anyhow::Result<()> {
     match what {
         "format" => format(root),
         "queue" => crate::bench_queue::run(root),
-        other => bail!("unknown benchmark `{other}`; available: format"),
+        other => bail!("unknown benchmark `{other}`; available: format, queue, session, scale"),
     }
 }
 

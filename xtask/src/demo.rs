@@ -234,7 +234,7 @@ fn session(root: &Path, bin: &Path, dir: &Path) -> anyhow::Result<()> {
         serde_json::from_slice(&out.stdout).context("`resume --json` is not JSON")?;
     let stages = outcome["stages"].as_array().map_or(0, Vec::len) as u64;
     let calls = outcome["calls"].as_u64().unwrap_or_default();
-    let stats = sim_stats(&sim.base_url)?;
+    let stats = crate::http::get_json(crate::http::host_of(&sim.base_url)?, "/sim/stats", None)?;
     let batches = stats["batches_created"].as_u64().unwrap_or_default();
     let billed = stats["batch_requests_billed"].as_u64().unwrap_or_default();
     println!(
@@ -257,28 +257,6 @@ fn session(root: &Path, bin: &Path, dir: &Path) -> anyhow::Result<()> {
         "{billed} requests billed for {calls} calls"
     );
     Ok(())
-}
-
-/// `GET /sim/stats` of the simulator at `base_url` (`http://host:port/v1`), without a client
-/// library: one HTTP/1.1 request on loopback.
-fn sim_stats(base_url: &str) -> anyhow::Result<serde_json::Value> {
-    use std::io::{Read, Write};
-    let host = base_url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split('/').next())
-        .context("the simulator's URL is not http://host:port/v1")?;
-    let mut stream = std::net::TcpStream::connect(host)?;
-    write!(
-        stream,
-        "GET /sim/stats HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body)
-        .context("no HTTP body from /sim/stats")?;
-    serde_json::from_str(body).with_context(|| format!("/sim/stats is not JSON: {body}"))
 }
 
 /// Runs `batchbeam batch validate` and returns its exit code and combined output.

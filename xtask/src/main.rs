@@ -4,13 +4,17 @@
 
 mod bench;
 mod bench_queue;
+mod bench_scale;
 mod bench_session;
 mod browser;
+mod chaos;
 mod ci;
 mod conformance;
 mod demo;
 mod deny;
+mod http;
 mod postgres;
+mod serve_process;
 mod sim_process;
 mod tools;
 mod util;
@@ -43,7 +47,8 @@ enum Command {
     /// Benchmarks, reported as ratios against a baseline measured in the same run.
     Bench {
         /// Which benchmark: `format` (batch-format against Python), `queue` (BatchRequestQueue
-        /// throughput), `session` (the guide's session per plan, batch against standard).
+        /// throughput), `session` (the guide's session per plan, batch against standard), `scale`
+        /// (10,000 parked sessions on two instances over PostgreSQL).
         #[arg(default_value = "format")]
         what: String,
     },
@@ -55,6 +60,22 @@ enum Command {
         /// The command and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
+    },
+    /// Three `batchbeam serve` on one PostgreSQL and a faulty `batchbeam sim`, instances
+    /// SIGKILLed at seeded moments; checks that every job finished and nothing ran twice.
+    Chaos {
+        /// Seeds the jobs, the kills and the simulator's faults.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// CI's size: 10 jobs, 4 kills.
+        #[arg(long, conflicts_with = "long")]
+        short: bool,
+        /// The documented size: 50 jobs, 24 kills.
+        #[arg(long)]
+        long: bool,
+        /// One instance on an SQLite file instead (SQLite takes one process).
+        #[arg(long)]
+        sqlite: bool,
     },
     /// Show what the batchbeam binary can do so far, end to end, on generated files.
     Demo,
@@ -70,8 +91,22 @@ fn main() -> anyhow::Result<()> {
         Command::Phase { n } => ci::phase(&root, n),
         Command::Deny => deny::run(&root),
         Command::Bench { what } if what == "session" => bench_session::run(&root),
+        Command::Bench { what } if what == "scale" => bench_scale::run(&root),
         Command::Bench { what } => bench::run(&root, &what),
         Command::Demo => demo::run(&root),
+        Command::Chaos {
+            seed,
+            short,
+            long,
+            sqlite,
+        } => {
+            let size = match (short, long) {
+                (true, _) => chaos::Size::Short,
+                (_, true) => chaos::Size::Long,
+                _ => chaos::Size::Normal,
+            };
+            chaos::run(&root, seed, size, sqlite)
+        }
         Command::Pg { command } => postgres::with_server(&command),
         Command::Conformance => conformance::run(&root),
         Command::Browser => browser::run(&root),

@@ -5,13 +5,12 @@
 //! `initdb` refuses to run as root, and CI runs as root: then the cluster belongs to the
 //! package's `postgres` user and every server command runs as that user (`runuser`).
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::util::{describe, exec};
+use crate::util::{describe, exec, free_port};
 
 /// The variable the store test suites read: an admin URL of a server they may create
 /// databases on (one per test). Unset, they run on SQLite only and say so.
@@ -99,6 +98,30 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// Creates database `name` (letters, digits and `_`) and returns its URL.
+    pub(crate) fn create_database(&self, name: &str) -> anyhow::Result<String> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!("{name:?} is not a plain database name");
+        }
+        let psql = self.program("psql");
+        exec(
+            Command::new(&psql)
+                .args(["-q", "-v", "ON_ERROR_STOP=1", &self.url(), "-c"])
+                .arg(format!("CREATE DATABASE {name}"))
+                .stdout(std::process::Stdio::null()),
+        )
+        .with_context(|| format!("creating database {name}"))?;
+        Ok(format!(
+            "postgres://postgres@127.0.0.1:{}/{name}",
+            self.port
+        ))
+    }
+
+    /// One of the server's programs (`psql`, ...).
+    pub(crate) fn program(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+
     fn cluster_dir(&self) -> String {
         format!("{}/cluster", self.data.path().display())
     }
@@ -173,10 +196,9 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// A loopback port nobody listens on now.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
+/// Whether `location` is a PostgreSQL URL rather than an SQLite path.
+pub(crate) fn is_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
 /// `cargo xtask pg -- COMMAND…`: runs COMMAND with a throwaway server's URL in

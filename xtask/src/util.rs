@@ -55,6 +55,12 @@ pub(crate) fn cargo() -> Command {
     cmd
 }
 
+/// A loopback port nobody listens on now.
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
 /// Runs a command to completion with inherited output, failing with the command line on a
 /// non-zero exit.
 pub(crate) fn exec(cmd: &mut Command) -> anyhow::Result<()> {
@@ -73,4 +79,37 @@ pub(crate) fn describe(cmd: &Command) -> String {
     let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
     parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
     parts.join(" ")
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, Ctrl-C and SIGTERM only set a flag that long commands look at
+/// ([`check_interrupted`]), so that they return an error and every process and folder they
+/// started is dropped (killed, removed) on the way out instead of left behind.
+pub(crate) fn catch_interrupts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(set_interrupt_handler);
+}
+
+fn set_interrupt_handler() {
+    let set = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("xtask: interrupted again; still stopping what it started");
+        } else {
+            eprintln!("xtask: interrupted; stopping what it started");
+        }
+    });
+    if let Err(e) = set {
+        eprintln!(
+            "xtask: cannot catch Ctrl-C ({e}); an interrupted run may leave processes behind"
+        );
+    }
+}
+
+/// An error once Ctrl-C or SIGTERM arrived (after [`catch_interrupts`]).
+pub(crate) fn check_interrupted() -> anyhow::Result<()> {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    Ok(())
 }

@@ -17,7 +17,7 @@
 //! # delay_ms = 1500              # slow: real delay before the request is served
 //!
 //! [[batches]]                    # forced outcomes for batches, in creation order
-//! outcome = "expire"             # fail | expire | stall
+//! outcome = "expire"             # fail | expire | stall | cancel | token_limit
 //! next = 1                       # or probability = 0.5
 //! ```
 
@@ -297,6 +297,11 @@ pub enum BatchOutcome {
     Expire,
     /// No request ever finishes: the batch stays `in_progress` until it expires.
     Stall,
+    /// Half the requests finish, then the batch is cancelled on OpenAI's side (as an
+    /// organisation's owner can): `cancelling`, then `cancelled` with the rest unrun.
+    Cancel,
+    /// Validation fails with `token_limit_exceeded`, whatever the limits say.
+    TokenLimit,
 }
 
 impl BatchOutcome {
@@ -306,6 +311,8 @@ impl BatchOutcome {
             BatchOutcome::Fail => "batch_fail",
             BatchOutcome::Expire => "batch_expire",
             BatchOutcome::Stall => "batch_stall",
+            BatchOutcome::Cancel => "batch_cancel",
+            BatchOutcome::TokenLimit => "batch_token_limit",
         }
     }
 }

@@ -16,7 +16,7 @@
 //! - `POST/GET /v1/batches`, `GET /v1/batches/{id}`, `POST /v1/batches/{id}/cancel`
 //! - `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/responses`,
 //!   `/v1/moderations`, `/v1/images/generations`, answered by [`models::Models`]
-//! - `GET /sim/stats`, `POST /sim/clock/advance?seconds=N`, `POST /sim/faults` (no auth)
+//! - `GET /sim/stats`, `GET /sim/stats/requests`, `POST /sim/clock/advance?seconds=N`, `POST /sim/faults` (no auth)
 //!
 //! Objects, error bodies, ids and headers follow `shared/openai/observed-behaviour.md`.
 //! A batch moves `validating` -> `in_progress` -> `finalizing` -> `completed` (or `failed`,
@@ -39,6 +39,7 @@ mod server;
 mod state;
 mod stats;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -51,7 +52,7 @@ pub use error::{Error, Result};
 pub use faults::{BatchOutcome, BatchOutcomeRule, FaultConfig, FaultKind, FaultRule};
 pub use limits::Limits;
 pub use refused::RefusedPort;
-pub use stats::{BatchStats, StatsSnapshot};
+pub use stats::{BatchStats, RequestStats, StatsSnapshot};
 
 use state::{Sim, lock};
 
@@ -104,6 +105,14 @@ impl SimHandle {
     pub async fn stats(&self) -> StatsSnapshot {
         let sim = Arc::clone(&self.sim);
         tokio::task::spawn_blocking(move || sim.stats())
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Per custom id, what the batches ran and billed (same as `GET /sim/stats/requests`).
+    pub async fn request_stats(&self) -> BTreeMap<String, RequestStats> {
+        let sim = Arc::clone(&self.sim);
+        tokio::task::spawn_blocking(move || sim.request_stats())
             .await
             .unwrap_or_default()
     }

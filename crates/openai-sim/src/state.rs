@@ -11,7 +11,9 @@ use crate::faults::FaultInjector;
 use crate::files::FileTable;
 use crate::ids::IdGen;
 use crate::models::Models;
-use crate::stats::{Counters, StatsSnapshot};
+use std::collections::BTreeMap;
+
+use crate::stats::{Counters, RequestStats, StatsSnapshot};
 
 /// Locks a mutex, ignoring poisoning (state stays usable after a panicking thread).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -86,6 +88,12 @@ impl Sim {
         let now = self.now();
         lock(&self.engine).advance_all(self, now);
         lock(&self.files).purge_expired(secs(now));
+    }
+
+    /// Per custom id: batch lines run and billed (`GET /sim/stats/requests`).
+    pub(crate) fn request_stats(&self) -> BTreeMap<String, RequestStats> {
+        self.advance();
+        lock(&self.engine).request_stats()
     }
 
     pub(crate) fn stats(&self) -> StatsSnapshot {

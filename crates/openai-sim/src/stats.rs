@@ -49,6 +49,20 @@ pub struct BatchStats {
     pub output_tokens: u64,
 }
 
+/// What the batches did with one custom id, as served by `GET /sim/stats/requests`: a
+/// client that sends each request once, and never a second time once it was answered, shows
+/// `billed` of at most 1 for every custom id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RequestStats {
+    /// Lines with this custom id run through a model, over all batches.
+    pub executed: u64,
+    /// Of those, answered 200 and billed.
+    pub billed: u64,
+    /// The batches that ran them, in no particular order.
+    pub batches: Vec<String>,
+}
+
 /// Counters kept outside the batch table.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {

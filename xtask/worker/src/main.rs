@@ -8,8 +8,10 @@
 //! xtask-worker queue baseline|queue  one side of `bench queue`
 //! xtask-worker judge-sizes           the judge request sizes of `bench session`
 //! xtask-worker demo-shards DIR       the builder's shards for `demo`
+//! xtask-worker chaos-facts LOCATION  what a `chaos` run's database holds, as JSON
 //! ```
 
+mod chaos;
 mod demo;
 mod format;
 mod queue;
@@ -28,8 +30,9 @@ fn main() -> anyhow::Result<()> {
         Some("demo-shards") => demo::run(std::path::Path::new(
             rest.first().context("demo-shards: which folder?")?,
         )),
+        Some("chaos-facts") => chaos::run(rest.first().context("chaos-facts: which database?")?),
         _ => bail!(
-            "usage: xtask-worker format STEP ARGS… | queue baseline|queue | judge-sizes | demo-shards DIR"
+            "usage: xtask-worker format STEP ARGS… | queue baseline|queue | judge-sizes | demo-shards DIR | chaos-facts LOCATION"
         ),
     }
 }

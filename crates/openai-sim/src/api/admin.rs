@@ -23,6 +23,13 @@ pub(super) async fn stats(State(sim): State<Arc<Sim>>) -> Result<Response, ApiEr
     Ok(json_value(&snapshot, true))
 }
 
+/// `GET /sim/stats/requests`: `{"requests": {custom_id: {executed, billed, batches}}}` over
+/// every batch line run so far.
+pub(super) async fn request_stats(State(sim): State<Arc<Sim>>) -> Result<Response, ApiError> {
+    let by_id = blocking(&sim, |s| s.request_stats()).await?;
+    Ok(json_value(&json!({ "requests": by_id }), false))
+}
+
 /// `POST /sim/clock/advance?seconds=N`: jumps simulated time and catches every batch up.
 pub(super) async fn advance_clock(
     State(sim): State<Arc<Sim>>,

@@ -85,6 +85,7 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         .layer(middleware::from_fn_with_state(Arc::clone(&sim), faults));
     let admin = Router::new()
         .route("/sim/stats", get(admin::stats))
+        .route("/sim/stats/requests", get(admin::request_stats))
         .route("/sim/clock/advance", post(admin::advance_clock))
         .route("/sim/faults", post(admin::set_faults));
     Router::new()

@@ -9,7 +9,7 @@
 
 pub(crate) mod object;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -25,7 +25,7 @@ use crate::faults::BatchOutcome;
 use crate::files::THIRTY_DAYS;
 use crate::jsonfmt::write_python_line;
 use crate::state::{Sim, lock};
-use crate::stats::BatchStats;
+use crate::stats::{BatchStats, RequestStats};
 use object::{
     BatchObject, ErrorItem, ErrorList, LineError, LineResponse, Metadata, OutputLine,
     RequestCounts, UsageObject,
@@ -174,6 +174,8 @@ struct BatchRec {
     output_tokens: u64,
     executed: u64,
     billed: u64,
+    /// The custom id of every line run so far, and whether it was billed.
+    lines_run: Vec<(String, bool)>,
     /// Final `(completed, failed)` once the batch has ended.
     finals: Option<(u64, u64)>,
     run: Option<Run>,
@@ -239,6 +241,7 @@ impl Engine {
             output_tokens: 0,
             executed: 0,
             billed: 0,
+            lines_run: Vec::new(),
             finals: None,
             run: None,
         };
@@ -296,8 +299,12 @@ impl Engine {
                 b.input_model = v.model.clone();
                 b.tokens = v.tokens;
                 let limit = v.model.as_deref().and_then(|m| sim.config.token_limit(m));
-                if let (Some(limit), Some(model)) = (limit, v.model.as_deref())
-                    && enqueued + v.tokens > limit
+                let forced = b.forced == Some(BatchOutcome::TokenLimit);
+                // A forced refusal names the configured limit, else one just below what it asks.
+                let limit = limit.or(forced.then_some(enqueued + v.tokens.saturating_sub(1)));
+                let model = v.model.as_deref().unwrap_or("gpt-4o-mini");
+                if let Some(limit) = limit
+                    && (forced || (v.model.is_some() && enqueued + v.tokens > limit))
                 {
                     let message = format!(
                         "Enqueued token limit reached for {model} in organization {}. Limit: {} enqueued tokens. Please try again once some in_progress batches have been completed.",
@@ -324,7 +331,7 @@ impl Engine {
                 }
                 let cap = match b.forced {
                     Some(BatchOutcome::Stall) => 0,
-                    Some(BatchOutcome::Expire) => n / 2,
+                    Some(BatchOutcome::Expire | BatchOutcome::Cancel) => n / 2,
                     _ => n,
                 };
                 let dir = lock(&sim.files).dir().to_owned();
@@ -399,6 +406,20 @@ impl Engine {
             .map(|b| (b.id.clone(), b.to_json(sim, now, false)))
             .collect();
         (page, rest.len() > limit)
+    }
+
+    /// Per custom id, over every batch: lines run and billed, for `/sim/stats/requests`.
+    pub(crate) fn request_stats(&self) -> BTreeMap<String, RequestStats> {
+        let mut by_id: BTreeMap<String, RequestStats> = BTreeMap::new();
+        for b in self.batches.values() {
+            for (id, billed) in &b.lines_run {
+                let s = by_id.entry(id.clone()).or_default();
+                s.executed += 1;
+                s.billed += u64::from(*billed);
+                s.batches.push(b.id.clone());
+            }
+        }
+        by_id
     }
 
     /// Per-batch counters for `/sim/stats`.
@@ -612,6 +633,19 @@ impl BatchRec {
                     let Some(run) = self.run.as_ref() else { return };
                     let n = run.offsets.len();
                     let done = run.outcomes.len();
+                    if self.forced == Some(BatchOutcome::Cancel) && done >= run.cap {
+                        // Cancelled on OpenAI's side once the lines it lets run have run.
+                        let at = match run.cap {
+                            0 => run.start,
+                            cap => self.finish_time(sim, run, cap - 1),
+                        };
+                        if at <= until {
+                            self.phase = Phase::Cancelling;
+                            self.cancelling_at = Some(secs(at));
+                            self.cancel_time = Some(at);
+                            continue;
+                        }
+                    }
                     let last = if n == 0 {
                         run.start + sim.config.timing.work_base_secs
                     } else {
@@ -711,6 +745,11 @@ impl BatchRec {
             run.err.write(&out)?;
         }
         run.outcomes.push(ok);
+        let id = match &custom_id {
+            Value::String(id) => id.clone(),
+            other => other.to_string(),
+        };
+        self.lines_run.push((id, ok));
         self.executed += 1;
         if ok {
             self.billed += 1;

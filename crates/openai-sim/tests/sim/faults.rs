@@ -250,6 +250,65 @@ async fn forced_outcomes_fail_expire_and_stall() {
 }
 
 #[tokio::test]
+async fn forced_outcomes_cancel_and_token_limit() {
+    let faults = FaultConfig::default()
+        .with_batch_outcome(BatchOutcomeRule::new(BatchOutcome::TokenLimit).next(1))
+        .with_batch_outcome(BatchOutcomeRule::new(BatchOutcome::Cancel).next(1));
+    let ctx = Ctx::with(SimConfig::default().with_frozen_clock().with_faults(faults)).await;
+    let lines: Vec<Value> = (0..4)
+        .map(|i| chat_line(&format!("r{i}"), "gpt-4o-mini", "hi"))
+        .collect();
+    let refused = ctx.batch_of(&lines).await;
+    let cancelled = ctx.batch_of(&lines).await;
+
+    ctx.advance(3.0).await;
+    let b = ctx.batch(&refused).await;
+    assert_eq!(b["status"], "failed");
+    assert_eq!(b["errors"]["data"][0]["code"], "token_limit_exceeded");
+    assert!(
+        b["errors"]["data"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Enqueued token limit reached for gpt-4o-mini")
+    );
+
+    ctx.advance(3600.0).await;
+    let c = ctx.batch(&cancelled).await;
+    assert_eq!(c["status"], "cancelled");
+    assert_eq!(
+        c["request_counts"],
+        json!({"total": 4, "completed": 2, "failed": 0})
+    );
+    assert!(c["cancelling_at"].is_i64() && c["cancelled_at"].is_i64());
+    let out = jsonl(
+        &ctx.content(c["output_file_id"].as_str().unwrap())
+            .await
+            .text,
+    );
+    assert_eq!(out.len(), 2);
+    let errs = jsonl(&ctx.content(c["error_file_id"].as_str().unwrap()).await.text);
+    assert_eq!(errs.len(), 2);
+    assert!(errs.iter().all(|l| l["error"]["code"] == "batch_cancelled"));
+
+    // Per custom id: each of the two lines that ran was billed once, in the cancelled batch.
+    let by_id = &ctx.get("/sim/stats/requests").await.json()["requests"];
+    let billed: Vec<&str> = out
+        .iter()
+        .map(|l| l["custom_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(by_id.as_object().unwrap().len(), 2);
+    for id in billed {
+        assert_eq!(by_id[id]["billed"], 1);
+        assert_eq!(by_id[id]["executed"], 1);
+        assert_eq!(by_id[id]["batches"], json!([cancelled]));
+    }
+
+    let f = &ctx.stats().await["faults"];
+    assert_eq!(f["batch_token_limit"], 1);
+    assert_eq!(f["batch_cancel"], 1);
+}
+
+#[tokio::test]
 async fn faults_load_from_toml_and_json_files_and_can_be_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let toml_path = dir.path().join("faults.toml");
