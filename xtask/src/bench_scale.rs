@@ -256,7 +256,7 @@ fn load(oha: &Path, inst: &Instance, job: &str, pg: &Postgres) -> anyhow::Result
         std::thread::spawn(move || sample_activity(&psql, &url, &stop))
     };
     let out = Command::new(oha)
-        .args(["--no-tui", "--output-format", "json", "-z"])
+        .args(["--no-tui", "--output-format", "json", "--latency-correction", "-z"])
         .arg(format!("{LOAD_SECS}s"))
         .args(["-q", &RATE.to_string(), "-c", &CONNECTIONS.to_string()])
         .arg(&url)

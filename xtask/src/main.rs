@@ -67,7 +67,7 @@ enum Command {
         /// Seeds the jobs, the kills and the simulator's faults.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// CI's size: 10 jobs, 4 kills.
+        /// CI's size: 12 jobs, 5 kills.
         #[arg(long, conflicts_with = "long")]
         short: bool,
         /// The documented size: 50 jobs, 24 kills.

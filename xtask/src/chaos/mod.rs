@@ -204,7 +204,7 @@ fn run_in(
     let secs = started.elapsed().as_secs_f64();
     outcome?;
 
-    eprintln!("chaos: every job final after {secs:.0}s; reading the database and the simulator");
+    eprintln!("chaos: stopped after {secs:.0}s; reading the database and the simulator");
     let host = http::host_of(&sim.base_url)?.to_owned();
     let sim_facts = SimFacts {
         stats: http::get_json(&host, "/sim/stats", None)?,
