@@ -159,7 +159,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
 fn post(inst: &Instance, n: usize) -> anyhow::Result<String> {
     let body = json!({
         "prompt": "a lighthouse on a basalt cliff in a winter storm",
-        "n": 4, "m": 2, "iterations": 1, "plan": "fused", "judging": "comparative",
+        "n": 2, "m": 1, "iterations": 1, "plan": "fused", "judging": "comparative",
         "ensemble": 1, "seed": n, "useBatch": true, "batchWaitMode": "deferred",
     });
     let reply = http::request(
@@ -244,7 +244,7 @@ fn batches_made(sim: &str) -> anyhow::Result<String> {
     ))
 }
 
-/// oha at a fixed rate on one job's status, with `pg_stat_activity` sampled every 100 ms
+/// oha at a fixed rate on one job's status, with `pg_stat_activity` sampled every 250 ms
 /// meanwhile; the summary line and the activity seen most often.
 fn load(oha: &Path, inst: &Instance, job: &str, pg: &Postgres) -> anyhow::Result<(String, String)> {
     let url = format!("http://{}/api/job/{job}", inst.host());
@@ -293,7 +293,7 @@ fn sample_activity(psql: &Path, url: &str, stop: &AtomicBool) -> String {
                 *counts.entry(line.to_owned()).or_default() += 1;
             }
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(250));
     }
     let mut top: Vec<(usize, String)> = counts.into_iter().map(|(k, v)| (v, k)).collect();
     top.sort_by_key(|t| std::cmp::Reverse(t.0));
