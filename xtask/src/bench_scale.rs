@@ -85,8 +85,9 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let mut posted = 0usize;
     let mut first_job = String::new();
-    let mut report = String::new();
+    println!("bench scale: two serve instances on one PostgreSQL, sim clock frozen");
     for target in STEPS {
+        let mut report = String::new();
         eprintln!("bench scale: posting jobs up to {target} ...");
         let t = Instant::now();
         while posted < target {
@@ -144,11 +145,11 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
                 writeln!(report, "    {line}")?;
             }
         }
+        // Each step's figures as soon as they are known: the 10,000 step takes a while.
+        print!("{report}");
     }
     drop(instances);
     drop(sim);
-    println!("bench scale: two serve instances on one PostgreSQL, sim clock frozen");
-    print!("{report}");
     println!(
         "goals: 10,000 pending sessions on one machine; status p99 under 10 ms at {RATE} requests/s"
     );
@@ -256,7 +257,13 @@ fn load(oha: &Path, inst: &Instance, job: &str, pg: &Postgres) -> anyhow::Result
         std::thread::spawn(move || sample_activity(&psql, &url, &stop))
     };
     let out = Command::new(oha)
-        .args(["--no-tui", "--output-format", "json", "--latency-correction", "-z"])
+        .args([
+            "--no-tui",
+            "--output-format",
+            "json",
+            "--latency-correction",
+            "-z",
+        ])
         .arg(format!("{LOAD_SECS}s"))
         .args(["-q", &RATE.to_string(), "-c", &CONNECTIONS.to_string()])
         .arg(&url)
