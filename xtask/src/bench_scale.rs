@@ -85,8 +85,9 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let mut posted = 0usize;
     let mut first_job = String::new();
-    let mut report = String::new();
+    println!("bench scale: two serve instances on one PostgreSQL, sim clock frozen");
     for target in STEPS {
+        let mut report = String::new();
         eprintln!("bench scale: posting jobs up to {target} ...");
         let t = Instant::now();
         while posted < target {
@@ -144,11 +145,11 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
                 writeln!(report, "    {line}")?;
             }
         }
+        // Each step's figures as soon as they are known: the 10,000 step takes a while.
+        print!("{report}");
     }
     drop(instances);
     drop(sim);
-    println!("bench scale: two serve instances on one PostgreSQL, sim clock frozen");
-    print!("{report}");
     println!(
         "goals: 10,000 pending sessions on one machine; status p99 under 10 ms at {RATE} requests/s"
     );
@@ -159,7 +160,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
 fn post(inst: &Instance, n: usize) -> anyhow::Result<String> {
     let body = json!({
         "prompt": "a lighthouse on a basalt cliff in a winter storm",
-        "n": 4, "m": 2, "iterations": 1, "plan": "fused", "judging": "comparative",
+        "n": 2, "m": 1, "iterations": 1, "plan": "fused", "judging": "comparative",
         "ensemble": 1, "seed": n, "useBatch": true, "batchWaitMode": "deferred",
     });
     let reply = http::request(
@@ -244,7 +245,7 @@ fn batches_made(sim: &str) -> anyhow::Result<String> {
     ))
 }
 
-/// oha at a fixed rate on one job's status, with `pg_stat_activity` sampled every 100 ms
+/// oha at a fixed rate on one job's status, with `pg_stat_activity` sampled every 250 ms
 /// meanwhile; the summary line and the activity seen most often.
 fn load(oha: &Path, inst: &Instance, job: &str, pg: &Postgres) -> anyhow::Result<(String, String)> {
     let url = format!("http://{}/api/job/{job}", inst.host());
@@ -256,7 +257,13 @@ fn load(oha: &Path, inst: &Instance, job: &str, pg: &Postgres) -> anyhow::Result
         std::thread::spawn(move || sample_activity(&psql, &url, &stop))
     };
     let out = Command::new(oha)
-        .args(["--no-tui", "--output-format", "json", "-z"])
+        .args([
+            "--no-tui",
+            "--output-format",
+            "json",
+            "--latency-correction",
+            "-z",
+        ])
         .arg(format!("{LOAD_SECS}s"))
         .args(["-q", &RATE.to_string(), "-c", &CONNECTIONS.to_string()])
         .arg(&url)
@@ -293,7 +300,7 @@ fn sample_activity(psql: &Path, url: &str, stop: &AtomicBool) -> String {
                 *counts.entry(line.to_owned()).or_default() += 1;
             }
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(250));
     }
     let mut top: Vec<(usize, String)> = counts.into_iter().map(|(k, v)| (v, k)).collect();
     top.sort_by_key(|t| std::cmp::Reverse(t.0));

@@ -138,7 +138,7 @@ fn tests(root: &Path) -> anyhow::Result<()> {
     // The short chaos run on the same server: three instances, SIGKILLs, faults, its table.
     eprintln!("==> tests: cargo xtask chaos --short --seed {CHAOS_SEED} on the same PostgreSQL");
     crate::util::catch_interrupts();
-    crate::chaos::run_on(root, Backend::Postgres(&pg), CHAOS_SEED, Size::Short)?;
+    crate::chaos::run_on(root, Backend::Postgres(&pg), CHAOS_SEED, Size::Short, None)?;
     drop(pg);
     // nextest does not run doctests; the crates' opening examples must compile and pass.
     exec(test_env(cargo().current_dir(root).args([

@@ -67,7 +67,7 @@ enum Command {
         /// Seeds the jobs, the kills and the simulator's faults.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// CI's size: 10 jobs, 4 kills.
+        /// CI's size: 12 jobs, 5 kills.
         #[arg(long, conflicts_with = "long")]
         short: bool,
         /// The documented size: 50 jobs, 24 kills.
@@ -76,6 +76,9 @@ enum Command {
         /// One instance on an SQLite file instead (SQLite takes one process).
         #[arg(long)]
         sqlite: bool,
+        /// Stop (and fail) after this many seconds instead of the size's deadline.
+        #[arg(long, value_name = "SECS")]
+        deadline: Option<u64>,
     },
     /// Show what the batchbeam binary can do so far, end to end, on generated files.
     Demo,
@@ -99,13 +102,14 @@ fn main() -> anyhow::Result<()> {
             short,
             long,
             sqlite,
+            deadline,
         } => {
             let size = match (short, long) {
                 (true, _) => chaos::Size::Short,
                 (_, true) => chaos::Size::Long,
                 _ => chaos::Size::Normal,
             };
-            chaos::run(&root, seed, size, sqlite)
+            chaos::run(&root, seed, size, sqlite, deadline)
         }
         Command::Pg { command } => postgres::with_server(&command),
         Command::Conformance => conformance::run(&root),

@@ -42,14 +42,20 @@ pub(crate) enum Backend<'a> {
 }
 
 /// `cargo xtask chaos`: builds the binaries, starts a PostgreSQL, runs.
-pub(crate) fn run(root: &Path, seed: u64, size: Size, sqlite: bool) -> anyhow::Result<()> {
+pub(crate) fn run(
+    root: &Path,
+    seed: u64,
+    size: Size,
+    sqlite: bool,
+    deadline: Option<u64>,
+) -> anyhow::Result<()> {
     crate::util::catch_interrupts();
     build(root)?;
     if sqlite {
-        return run_on(root, Backend::Sqlite, seed, size);
+        return run_on(root, Backend::Sqlite, seed, size, deadline);
     }
     let pg = Postgres::start().context("starting a PostgreSQL for the instances")?;
-    run_on(root, Backend::Postgres(&pg), seed, size)
+    run_on(root, Backend::Postgres(&pg), seed, size, deadline)
 }
 
 /// Builds what a run starts (a no-op after `cargo xtask ci`'s workspace build).
@@ -70,6 +76,7 @@ pub(crate) fn run_on(
     backend: Backend<'_>,
     seed: u64,
     size: Size,
+    deadline: Option<u64>,
 ) -> anyhow::Result<()> {
     let target = target_dir(root)?;
     let (bin, worker) = (
@@ -85,7 +92,10 @@ pub(crate) fn run_on(
         Backend::Postgres(_) => INSTANCES,
         Backend::Sqlite => 1,
     };
-    let plan = Plan::new(seed, size, instances);
+    let mut plan = Plan::new(seed, size, instances);
+    if let Some(secs) = deadline {
+        plan.deadline_secs = secs;
+    }
     let db = match backend {
         Backend::Postgres(pg) => {
             pg.create_database(&format!("chaos_{seed}_{}", std::process::id()))?
@@ -204,7 +214,7 @@ fn run_in(
     let secs = started.elapsed().as_secs_f64();
     outcome?;
 
-    eprintln!("chaos: every job final after {secs:.0}s; reading the database and the simulator");
+    eprintln!("chaos: stopped after {secs:.0}s; reading the database and the simulator");
     let host = http::host_of(&sim.base_url)?.to_owned();
     let sim_facts = SimFacts {
         stats: http::get_json(&host, "/sim/stats", None)?,

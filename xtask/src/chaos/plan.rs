@@ -97,7 +97,7 @@ impl Plan {
         let (jobs, kills, post_gap, kill_gap, down, deadline_secs) = match size {
             // An instance stays down from a second to twice the job lease
             // (`LEASE_SECS`): its jobs are either resumed by it or taken over by another.
-            Size::Short => (10, 4, (0.5, 2.0), (6.0, 14.0), (1.0, 2.0 * LEASE), 8 * 60),
+            Size::Short => (12, 5, (0.5, 2.0), (5.0, 12.0), (1.0, 2.0 * LEASE), 8 * 60),
             Size::Normal => (24, 10, (0.5, 2.5), (4.0, 10.0), (1.0, 2.0 * LEASE), 15 * 60),
             Size::Long => (50, 24, (0.5, 2.5), (3.0, 9.0), (1.0, 2.0 * LEASE), 40 * 60),
         };
