@@ -24,6 +24,11 @@ pub struct ManagerConfig {
     /// processes never do it at once. A process that dies holding one delays others by at most
     /// this long.
     pub lease: Duration,
+    /// The name this manager holds its leases under. A process started again under the name
+    /// it had (a server's `--instance-id`) takes the records it held back at once instead of
+    /// waiting out [`Self::lease`]; two live processes must never share one. `None` (the
+    /// default): a fresh `mgr_…` name per manager.
+    pub owner: Option<String>,
 }
 
 impl ManagerConfig {
@@ -37,6 +42,7 @@ impl ManagerConfig {
             resubmit_delay: Duration::from_secs(300),
             max_attempts: 10,
             lease: Duration::from_secs(600),
+            owner: None,
         }
     }
 }

@@ -153,12 +153,13 @@ impl BatchJobManager<DbStore> {
 impl<S: JobStore> BatchJobManager<S> {
     /// A manager over `store`.
     pub fn new(client: OpenAiClient, store: S, config: ManagerConfig) -> BatchJobManager<S> {
+        let owner = config.owner.clone().unwrap_or_else(|| new_id("mgr_"));
         BatchJobManager {
             inner: Arc::new(Inner {
                 client,
                 store,
                 config,
-                owner: new_id("mgr_"),
+                owner,
                 failpoint: StdMutex::new(None),
                 locks: StdMutex::new(HashMap::new()),
                 wake: Notify::new(),
