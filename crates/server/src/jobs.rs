@@ -650,6 +650,10 @@ async fn claim_and_drive(
             )
             .await?;
     }
+    // The lease is renewed from its own task while this worker holds the job, so that a slow
+    // resume or a long stretch of the search between two polls of the loop below never lets
+    // it lapse while the job runs here. Dropped (and aborted) with this worker, as in a crash.
+    let _keep_alive = KeepAlive::start(app, id);
     let request: BeamSearchRequest = match serde_json::from_str(&row.request) {
         Ok(r) => r,
         Err(e) => {
@@ -669,6 +673,34 @@ async fn claim_and_drive(
         fail(app, id, &e.to_string()).await?;
     }
     Ok(())
+}
+
+/// Renews this instance's lease on a job every heartbeat until dropped. A renewal that
+/// changes nothing (the job is not running here yet, or no longer) is harmless; the run's own
+/// loop is what notices a lost lease and stops.
+struct KeepAlive(tokio::task::JoinHandle<()>);
+
+impl KeepAlive {
+    fn start(app: &Arc<App>, id: &str) -> KeepAlive {
+        let (app, id) = (Arc::clone(app), id.to_owned());
+        KeepAlive(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(app.heartbeat);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let until = providers::now_ms().saturating_add(app.lease_ms());
+                if let Err(e) = app.jobs.renew(&id, &app.owner, until).await {
+                    tracing::warn!(job = %id, error = %e, "renewing the job's lease");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn fail(app: &App, id: &str, message: &str) -> Result<(), crate::Error> {
@@ -754,7 +786,8 @@ async fn drive(
         r.stages = stages;
         r.started_at_ms.get_or_insert(now);
         r.owner = Some(app.owner.clone());
-        r.lease_until = Some(now + app.lease_ms());
+        // From now, not from before the resume: that may have taken a while.
+        r.lease_until = Some(providers::now_ms().saturating_add(app.lease_ms()));
     })
     .await?
     else {
