@@ -232,14 +232,10 @@ impl Stack {
                 .any(|op| config.tier_for(*op) == crate::Tier::Batch);
         let mut factory = ProviderFactory::new(config.clone()).with_client(client.clone());
         let batch = if batch_used {
-            // Leases under the instance's name, when it has one: an instance started again
-            // under its `--instance-id` takes back at once the records it held when it died.
-            let mut manager_config = config.manager_config(data_dir);
-            manager_config.owner = settings
-                .server
-                .instance_id
-                .as_ref()
-                .map(|id| format!("mgr_{id}"));
+            // Leases under a fresh name per process (not the instance id): a create sent just
+            // before a crash may land after a restart, and only the full lease keeps the
+            // restarted process from creating that shard's batch again (docs/scaling.md).
+            let manager_config = config.manager_config(data_dir);
             let manager = BatchJobManager::on(
                 OpenAiClient::new(client.clone()).map_err(StackError::Client)?,
                 database.clone(),
