@@ -38,16 +38,28 @@ pub(crate) fn run(root: &Path, what: &str) -> anyhow::Result<()> {
 
 /// Builds `xtask-worker` in release: the process that runs each measured step.
 pub(crate) fn release_worker(root: &Path) -> anyhow::Result<PathBuf> {
+    release_bin(root, "xtask-worker")
+}
+
+/// Builds `batchbeam` in release: the binary the benchmarks run as a user would.
+pub(crate) fn release_batchbeam(root: &Path) -> anyhow::Result<PathBuf> {
+    release_bin(root, "batchbeam")
+}
+
+/// Builds `package` (whose binary has its name) in release; the binary's path.
+fn release_bin(root: &Path, package: &str) -> anyhow::Result<PathBuf> {
     exec(
         cargo()
             .current_dir(root)
-            .args(["build", "--release", "--locked", "-p", "xtask-worker"]),
+            .args(["build", "--release", "--locked", "-p", package]),
     )?;
-    Ok(target_dir(root)?.join("release/xtask-worker"))
+    Ok(target_dir(root)?.join("release").join(package))
 }
 
 fn format(root: &Path) -> anyhow::Result<()> {
     let worker = release_worker(root)?;
+    let batchbeam = release_batchbeam(root)?;
+    let batchbeam_s = path_str(&batchbeam)?;
     let params = Command::new(&worker)
         .args(["format", "params"])
         .output()
@@ -92,12 +104,33 @@ fn format(root: &Path) -> anyhow::Result<()> {
     let py_parse = best_of(|| python(PY_LOADS, &[output_s], &[]))?;
     let py_text = best_of(|| python(PY_LOADS, &[text_s], &[]))?;
 
+    // What a user runs, whole processes from start to exit (start-up, reading, the token
+    // estimate, the summary), each timed by the same harness.
+    eprintln!(
+        "bench format: `batchbeam batch validate` and the Python loop as whole processes ..."
+    );
+    let text_process = best_of(|| {
+        python(
+            PY_PROCESS,
+            &[text_s, batchbeam_s, "batch", "validate", text_s],
+            &[],
+        )
+    })?;
+    let py_text_process = best_of(|| {
+        python(
+            PY_PROCESS,
+            &[text_s, "python3", "-c", PY_LOADS, text_s],
+            &[],
+        )
+    })?;
+
     let rows = [
         ("build+serialise", &build, &py_build),
         ("validate", &validate, &py_validate),
         ("validate, all cores", &validate_par, &py_validate),
         ("validate + tokens", &validate_tok, &py_validate),
         ("tokens, text-heavy", &validate_text, &py_text),
+        ("text-heavy, process", &text_process, &py_text_process),
         ("parse output", &parse, &py_parse),
     ];
     let mut table = String::new();
@@ -127,6 +160,7 @@ fn format(root: &Path) -> anyhow::Result<()> {
         &validate_par,
         &validate_tok,
         &validate_text,
+        &text_process,
         &parse,
     ]
     .iter()
@@ -138,12 +172,13 @@ fn format(root: &Path) -> anyhow::Result<()> {
     let min_ratio = [
         validate_par.mb_per_s() / py_validate.mb_per_s(),
         validate_text.mb_per_s() / py_text.mb_per_s(),
+        text_process.mb_per_s() / py_text_process.mb_per_s(),
         parse.mb_per_s() / py_parse.mb_per_s(),
     ]
     .into_iter()
     .fold(f64::INFINITY, f64::min);
     println!(
-        "targets: validate (all cores), validate + tokens on the text-heavy file, and parse >= 5x python: {} (worst {min_ratio:.1}x); streaming peak RSS < 64 MB on a {:.0} MB file: {} ({streaming_rss:.1} MB)",
+        "targets: validate (all cores), validate + tokens on the text-heavy file (in the worker and as `batchbeam batch validate`), and parse >= 5x python: {} (worst {min_ratio:.1}x); streaming peak RSS < 64 MB on a {:.0} MB file: {} ({streaming_rss:.1} MB)",
         if min_ratio >= 5.0 { "met" } else { "MISSED" },
         validate.bytes as f64 / 1e6,
         if streaming_rss < 64.0 {
@@ -235,6 +270,17 @@ with open(sys.argv[1], "rb") as f:
         json.loads(line); n += len(line)
 dt = time.perf_counter() - t
 print(n, dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"#;
+
+/// Runs a command (`argv[2:]`) as a whole process and reports the size of `argv[1]`, the
+/// wall time from start to exit, and the child's peak RSS: times `batchbeam batch validate`
+/// and the Python loop alike.
+const PY_PROCESS: &str = r#"
+import os, resource, subprocess, sys, time
+t = time.perf_counter()
+subprocess.run(sys.argv[2:], check=True, stdout=subprocess.DEVNULL)
+dt = time.perf_counter() - t
+print(os.path.getsize(sys.argv[1]), dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 "#;
 
 /// The same requests built as dicts and written with `json.dumps`: the baseline for building.

@@ -12,7 +12,6 @@ use std::process::Command;
 use anyhow::Context;
 
 use crate::sim_process::Sim;
-use crate::util::{cargo, exec, target_dir};
 
 /// What the worker reads: the simulator's URL and its scratch folder.
 const URL_VAR: &str = "BATCHBEAM_BENCH_QUEUE_URL";
@@ -28,12 +27,7 @@ struct Step {
 
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let worker = crate::bench::release_worker(root)?;
-    exec(
-        cargo()
-            .current_dir(root)
-            .args(["build", "--release", "--locked", "-p", "batchbeam"]),
-    )?;
-    let batchbeam = target_dir(root)?.join("release/batchbeam");
+    let batchbeam = crate::bench::release_batchbeam(root)?;
     let dir = tempfile::tempdir().context("creating a temp dir")?;
     let sim = Sim::start(&batchbeam, &dir.path().join("sim.log"), &[])?;
     let mut shape = (0usize, 0usize);

@@ -22,7 +22,7 @@ use crate::http;
 use crate::postgres::Postgres;
 use crate::serve_process::{Instance, Launch};
 use crate::sim_process::Sim;
-use crate::util::{cargo, check_interrupted, exec, free_port, target_dir};
+use crate::util::{check_interrupted, free_port};
 
 /// Sessions parked at each step.
 const STEPS: [usize; 2] = [1_000, 10_000];
@@ -32,15 +32,23 @@ const LOAD_SECS: u32 = 20;
 const CONNECTIONS: u32 = 32;
 const SIM_KEY: &str = "sk-bench-not-a-secret";
 
-pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
+/// Runs the steps up to `max_sessions` (every step when `None`), each instance with
+/// `workers` (the server's default when `None`).
+pub(crate) fn run(
+    root: &Path,
+    max_sessions: Option<usize>,
+    workers: Option<usize>,
+) -> anyhow::Result<()> {
     crate::util::catch_interrupts();
-    exec(
-        cargo()
-            .current_dir(root)
-            .args(["build", "--release", "--locked", "-p", "batchbeam"]),
-    )?;
+    let steps: Vec<usize> = STEPS
+        .into_iter()
+        .filter(|s| max_sessions.is_none_or(|m| *s <= m))
+        .collect();
+    if steps.is_empty() {
+        bail!("--sessions must be at least {}", STEPS[0]);
+    }
+    let bin = crate::bench::release_batchbeam(root)?;
     let oha = crate::tools::OHA.ensure()?;
-    let bin = target_dir(root)?.join("release/batchbeam");
     let pg = Postgres::start().context("starting a PostgreSQL")?;
     let db = pg.create_database("bench_scale")?;
     let scratch = tempfile::Builder::new()
@@ -50,7 +58,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     // A frozen clock: no batch ever leaves `validating` unless the bench moves it.
     let sim = Sim::start(&bin, &dir.join("sim.log"), &["--time-scale", "0"])?;
     let sim_host = http::host_of(&sim.base_url)?.to_owned();
-    let launch = Launch {
+    let mut launch = Launch {
         bin: bin.clone(),
         args: vec![
             "--database-url".to_owned(),
@@ -68,6 +76,9 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         .collect(),
         dir: dir.to_owned(),
     };
+    if let Some(n) = workers {
+        launch.args.extend(["--workers".to_owned(), n.to_string()]);
+    }
     let mut instances = vec![
         Instance::new("s1", free_port()?, dir),
         Instance::new("s2", free_port()?, dir),
@@ -85,8 +96,11 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let mut posted = 0usize;
     let mut first_job = String::new();
-    println!("bench scale: two serve instances on one PostgreSQL, sim clock frozen");
-    for target in STEPS {
+    let each = workers.map_or("the default".to_owned(), |n| n.to_string());
+    println!(
+        "bench scale: two serve instances on one PostgreSQL ({each} workers each), sim clock frozen"
+    );
+    for target in steps {
         let mut report = String::new();
         eprintln!("bench scale: posting jobs up to {target} ...");
         let t = Instant::now();

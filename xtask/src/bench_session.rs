@@ -15,8 +15,6 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::util::{cargo, exec, target_dir};
-
 const IDEA: &str = "a lighthouse on a basalt cliff in a winter storm";
 
 struct Run {
@@ -165,12 +163,7 @@ fn levers(bin: &Path, dir: &Path, standard: &Run, batch: &Run) -> anyhow::Result
 }
 
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
-    exec(
-        cargo()
-            .current_dir(root)
-            .args(["build", "--release", "--locked", "-p", "batchbeam"]),
-    )?;
-    let bin = target_dir(root)?.join("release/batchbeam");
+    let bin = crate::bench::release_batchbeam(root)?;
     let dir = tempfile::tempdir().context("creating a temp dir")?;
     let mut table = String::new();
     table.push_str(&format!(

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
+use crate::chaos::{Backend, Size};
 use crate::postgres::{Postgres, TEST_URL_VAR};
 use crate::tools::CARGO_NEXTEST;
 use crate::util::{build_workspace, cargo, exec};
@@ -64,7 +65,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         ),
         (
             "tests",
-            "build every target once, then every test with cargo-nextest, then the doctests",
+            "build every target once, then every test with cargo-nextest, a short chaos run, then the doctests",
             Box::new(tests),
         ),
         (
@@ -108,6 +109,9 @@ fn clippy(root: &Path) -> anyhow::Result<()> {
     ]))
 }
 
+/// The seed of CI's chaos run: one seed, so that a red run can be run again as it was.
+const CHAOS_SEED: u64 = 1;
+
 /// Environment for test runs: snapshots must match, never be written.
 fn test_env(cmd: &mut std::process::Command) -> &mut std::process::Command {
     cmd.env("INSTA_UPDATE", "no").env("CI", "true")
@@ -131,6 +135,10 @@ fn tests(root: &Path) -> anyhow::Result<()> {
         ]))
         .env(TEST_URL_VAR, pg.url()),
     )?;
+    // The short chaos run on the same server: three instances, SIGKILLs, faults, its table.
+    eprintln!("==> tests: cargo xtask chaos --short --seed {CHAOS_SEED} on the same PostgreSQL");
+    crate::util::catch_interrupts();
+    crate::chaos::run_on(root, Backend::Postgres(&pg), CHAOS_SEED, Size::Short, None)?;
     drop(pg);
     // nextest does not run doctests; the crates' opening examples must compile and pass.
     exec(test_env(cargo().current_dir(root).args([

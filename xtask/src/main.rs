@@ -51,6 +51,14 @@ enum Command {
         /// (10,000 parked sessions on two instances over PostgreSQL).
         #[arg(default_value = "format")]
         what: String,
+        /// `scale` only: park at most this many sessions (`--sessions 1000` runs the first
+        /// step alone).
+        #[arg(long, value_name = "N")]
+        sessions: Option<usize>,
+        /// `scale` only: each instance's `--workers` (jobs run at once; the server's default
+        /// when not given).
+        #[arg(long, value_name = "N")]
+        workers: Option<usize>,
     },
     /// The official `openai` Python SDK against `batchbeam sim` (scripts/conformance).
     Conformance,
@@ -93,9 +101,13 @@ fn main() -> anyhow::Result<()> {
         Command::Ci => ci::run(&root),
         Command::Phase { n } => ci::phase(&root, n),
         Command::Deny => deny::run(&root),
-        Command::Bench { what } if what == "session" => bench_session::run(&root),
-        Command::Bench { what } if what == "scale" => bench_scale::run(&root),
-        Command::Bench { what } => bench::run(&root, &what),
+        Command::Bench { what, .. } if what == "session" => bench_session::run(&root),
+        Command::Bench {
+            what,
+            sessions,
+            workers,
+        } if what == "scale" => bench_scale::run(&root, sessions, workers),
+        Command::Bench { what, .. } => bench::run(&root, &what),
         Command::Demo => demo::run(&root),
         Command::Chaos {
             seed,

@@ -14,8 +14,8 @@ use sqlx::sqlite::{
 
 use crate::{Error, Result};
 
-/// Connections in a PostgreSQL pool unless the caller says otherwise.
-pub const DEFAULT_PG_CONNECTIONS: u32 = 16;
+/// Connections in a pool unless the caller says otherwise (`BATCHBEAM_DB_CONNECTIONS`).
+pub const DEFAULT_CONNECTIONS: u32 = 16;
 
 /// A database and its pool. `Debug` names the backend only: a PostgreSQL URL may hold a
 /// password, and nothing here prints it.
@@ -47,10 +47,10 @@ impl Database {
     /// SQLite file (created, with its directory, when missing).
     pub async fn open(location: &str) -> Result<Database> {
         if is_postgres_url(location) {
-            Database::postgres(location, DEFAULT_PG_CONNECTIONS).await
+            Database::postgres(location, DEFAULT_CONNECTIONS).await
         } else if location.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(location).map_err(Error::store)?;
-            Database::sqlite_with(options, true).await
+            Database::sqlite_with(options, true, DEFAULT_CONNECTIONS).await
         } else {
             Database::sqlite(Path::new(location)).await
         }
@@ -58,6 +58,11 @@ impl Database {
 
     /// Opens (creating when missing, with its directory) the SQLite file at `path`.
     pub async fn sqlite(path: &Path) -> Result<Database> {
+        Database::sqlite_pooled(path, DEFAULT_CONNECTIONS).await
+    }
+
+    /// [`Database::sqlite`] with up to `max_connections` in its pool.
+    pub async fn sqlite_pooled(path: &Path, max_connections: u32) -> Result<Database> {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
@@ -65,7 +70,8 @@ impl Database {
                 .await
                 .map_err(|e| Error::io(parent, e))?;
         }
-        Database::sqlite_with(SqliteConnectOptions::new().filename(path), true).await
+        let options = SqliteConnectOptions::new().filename(path);
+        Database::sqlite_with(options, true, max_connections).await
     }
 
     /// Opens the SQLite file at `path`, which must exist ([`Error::NoDatabase`] otherwise):
@@ -84,11 +90,16 @@ impl Database {
             }
             Err(e) => return Err(Error::io(path, e)),
         }
-        Database::sqlite_with(SqliteConnectOptions::new().filename(path), false).await
+        let options = SqliteConnectOptions::new().filename(path);
+        Database::sqlite_with(options, false, DEFAULT_CONNECTIONS).await
     }
 
     /// Connects with the settings every SQLite opening shares.
-    async fn sqlite_with(options: SqliteConnectOptions, create: bool) -> Result<Database> {
+    async fn sqlite_with(
+        options: SqliteConnectOptions,
+        create: bool,
+        max_connections: u32,
+    ) -> Result<Database> {
         let options = options
             .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
@@ -96,11 +107,11 @@ impl Database {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         // Every store of the process shares this pool (batch records, the queue, sessions,
-        // jobs, the request cache). With 4 connections, 12 jobs on `batchbeam serve` left API
-        // reads waiting ~29 s (the pool's acquire timeout) for a connection, seen by
-        // schemathesis as a timeout; with 16 they answer in milliseconds.
+        // jobs, the request cache). No task may hold a connection while it waits for another
+        // (the server once polled a job's search, mid-query, only between writes of its
+        // events: with as many jobs as connections, each waited ~30 s, the acquire timeout).
         let pool = SqlitePoolOptions::new()
-            .max_connections(16)
+            .max_connections(max_connections.max(1))
             .connect_with(options)
             .await
             .map_err(Error::store)?;
@@ -143,6 +154,79 @@ impl Database {
             Database::Sqlite(p) => p.close().await,
             Database::Postgres(p) => p.close().await,
         }
+    }
+}
+
+/// The PostgreSQL channel on which a batch record's id is announced when the record changes
+/// state or status, and when a higher layer has settled it (batch-queue, once its requests hold
+/// their results): what lets a process wake the work waiting on a record another process
+/// carried, without asking about every record.
+pub const RECORD_CHANNEL: &str = "batchbeam_records";
+
+/// What [`Database::notices`] hands on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The record with this id changed (announced on [`RECORD_CHANNEL`]).
+    Record(String),
+    /// The listening connection was lost and is being made again: announcements may have been
+    /// missed meanwhile, so whatever they would have said must be looked up.
+    Missed,
+}
+
+/// Announces record `record_id` on [`RECORD_CHANNEL`] to every process listening on the
+/// database, from the transaction `conn` is in: delivered once (and only if) it commits.
+/// PostgreSQL only; SQLite's one process learns of its own changes without it.
+pub async fn announce_record(conn: &mut sqlx::PgConnection, record_id: &str) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(RECORD_CHANNEL)
+        .bind(record_id)
+        .execute(conn)
+        .await
+        .map_err(Error::store)?;
+    Ok(())
+}
+
+impl Database {
+    /// Every announcement on [`RECORD_CHANNEL`] by any process on this database (this one
+    /// included), from a connection of its own kept by a task that ends when the receiver is
+    /// dropped. `None` on SQLite: there is no one to hear from.
+    pub async fn notices(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<Notice>>> {
+        let Database::Postgres(pool) = self else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+            .await
+            .map_err(Error::store)?;
+        listener
+            .listen(RECORD_CHANNEL)
+            .await
+            .map_err(Error::store)?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let received = tokio::select! {
+                    r = listener.try_recv() => r,
+                    () = tx.closed() => return,
+                };
+                let notice = match received {
+                    Ok(Some(n)) => Notice::Record(n.payload().to_owned()),
+                    // The connection dropped; the next call makes it again.
+                    Ok(None) => Notice::Missed,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for record changes");
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            () = tx.closed() => return,
+                        }
+                        Notice::Missed
+                    }
+                };
+                if tx.send(notice).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Some(rx))
     }
 }
 

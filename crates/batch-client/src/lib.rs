@@ -64,7 +64,7 @@ mod types;
 
 pub use client::OpenAiClient;
 pub use config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, RetryHook, RetryNotice, RetryPolicy};
-pub use db::{Database, Dialect};
+pub use db::{Database, Dialect, Notice, RECORD_CHANNEL};
 pub use error::{ApiError, BoxError, Error, OpenAiErrorBody, Result, SubmitStep};
 pub use manager::{
     BatchJobManager, BatchResults, CheckedShard, METADATA_ATTEMPT, METADATA_KEY, METADATA_RECORD,
@@ -72,7 +72,8 @@ pub use manager::{
     upload_filename,
 };
 pub use store::{
-    DbStore, JobRecord, JobState, JobStore, PgStore, SqliteStore, StatusChange, Submission,
+    DbStore, JobRecord, JobState, JobStore, PgStore, RecordStatus, SqliteStore, StatusChange,
+    Submission, UnfinishedSummary,
 };
 pub use types::{
     Batch, BatchError, BatchErrors, BatchListQuery, BatchStatus, CreateBatchRequest, DeletedFile,

@@ -278,6 +278,32 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
+    /// An array at the cursor. For each element, `element` is called with the cursor on it
+    /// and must consume it. The checks and errors are [`Scanner::skip`]'s.
+    pub(crate) fn array(&mut self, mut element: impl FnMut(&mut Self) -> Scan<()>) -> Scan<()> {
+        self.enter()?;
+        if self.peek() == Some(b']') {
+            self.i += 1;
+        } else {
+            loop {
+                self.ws();
+                element(self)?;
+                self.ws();
+                match self.peek() {
+                    Some(b',') => self.i += 1,
+                    Some(b']') => {
+                        self.i += 1;
+                        break;
+                    }
+                    None => return self.fail("EOF while parsing a list"),
+                    _ => return self.fail("expected ',' or ']'"),
+                }
+            }
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
     /// A string at the cursor, unescaped (escapes are rare; only then is anything copied).
     fn string(&mut self) -> Scan<Cow<'a, str>> {
         let open = self.i;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use batch_client::{BatchJobManager, OpenAiClient};
 
 use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::now_ms;
 use crate::store::{GroupKey, Lease, Lookup, NewRequest, QueueDb, QueueStore};
@@ -19,7 +20,6 @@ use crate::{Completed, Error, QueueConfig, QueuedRequest, RequestId, Result};
 mod dispatch;
 mod settle;
 
-use dispatch::AbortOnDrop;
 mod standard;
 
 /// Batch metadata naming the flush that submitted a record, so a restart finds the record of a
@@ -32,6 +32,9 @@ const WRITE_BATCH: usize = 2_048;
 const STANDARD_CONCURRENCY: usize = 16;
 /// The longest lease of a flush in flight (shorter when `ManagerConfig::lease` is).
 const DISPATCH_LEASE: Duration = Duration::from_secs(60);
+/// A standard-API fallback's claim, at least: it is not renewed, so it outlasts the call with
+/// its retries.
+const STANDARD_LEASE: Duration = Duration::from_secs(600);
 /// How often the driver asks the database whether requests it holds waiters for were settled
 /// by another queue (another process polled their batch), at least.
 const FOREIGN_CHECK: Duration = Duration::from_millis(500);
@@ -44,7 +47,7 @@ type Waiter = oneshot::Sender<Result<Completed>>;
 #[derive(Clone)]
 pub struct BatchRequestQueue {
     inner: Arc<Inner<QueueDb>>,
-    _driver: Arc<AbortOnDrop>,
+    _driver: Arc<AbortOnDropHandle<()>>,
 }
 
 /// The queue's state, over any [`QueueStore`] (the manager's database, SQLite or PostgreSQL).
@@ -65,7 +68,22 @@ struct Inner<S: QueueStore> {
     /// `flush` before it looks for pending requests: a flush includes every enqueue that had
     /// begun before it, however slowly the database answers.
     enqueuing: tokio::sync::RwLock<()>,
+    /// What stage barriers asked since the last flush, and when requests last arrived.
+    asks: StdMutex<Asks>,
+    /// Held by the one [`BatchRequestQueue::flush_soon`] that flushes for all who asked.
+    flushing: tokio::sync::Mutex<()>,
     wake: Notify,
+}
+
+/// The state [`BatchRequestQueue::flush_soon`] decides on.
+#[derive(Debug, Default)]
+struct Asks {
+    /// When the first barrier asked since the last flush began.
+    first: Option<Instant>,
+    /// When the last barrier's flush began.
+    flushed: Option<Instant>,
+    /// When a request was last enqueued.
+    enqueued: Option<Instant>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -125,7 +143,7 @@ impl BatchRequestQueue {
     /// `queue_*` tables), and sending fallbacks through `standard`. Starts one background task
     /// that flushes on size and delay, polls the queue's batches and settles them. Other
     /// queues (other processes) may share the database: their requests coalesce with these,
-    /// and the leases of `ManagerConfig::lease` keep each flush, record and fallback to one.
+    /// and leases keep each flush, record and fallback to one.
     pub async fn new(
         manager: Arc<BatchJobManager>,
         standard: OpenAiClient,
@@ -147,13 +165,15 @@ impl BatchRequestQueue {
             groups: StdMutex::new(HashMap::new()),
             dispatch: tokio::sync::Mutex::new(()),
             enqueuing: tokio::sync::RwLock::new(()),
+            asks: StdMutex::new(Asks::default()),
+            flushing: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
         });
         inner.reload_groups().await?;
         let driver = tokio::spawn(drive(Arc::clone(&inner)));
         Ok(BatchRequestQueue {
             inner,
-            _driver: Arc::new(AbortOnDrop(driver)),
+            _driver: Arc::new(AbortOnDropHandle::new(driver)),
         })
     }
 
@@ -263,6 +283,7 @@ impl BatchRequestQueue {
             group.oldest.get_or_insert_with(Instant::now);
             group.pending >= self.inner.config.max_group_size
         };
+        self.inner.lock_asks().enqueued = Some(Instant::now());
         if full || self.inner.config.flush_delay.is_some() {
             self.inner.wake.notify_one();
         }
@@ -281,6 +302,48 @@ impl BatchRequestQueue {
         }
         self.inner.wake.notify_one();
         Ok(())
+    }
+
+    /// A stage barrier's flush that lets other sessions join: with
+    /// [`QueueConfig::coalesce`] set, the pending groups go once no request has been enqueued
+    /// for a tenth of it, or once it has passed since the first barrier asked, in one flush for
+    /// every barrier that asked meanwhile; without it, at once, as [`flush`](Self::flush).
+    /// Returns once the requests enqueued before the call are submitted.
+    pub async fn flush_soon(&self) -> Result<()> {
+        let Some(window) = self.inner.config.coalesce else {
+            return self.flush().await;
+        };
+        let asked = Instant::now();
+        let quiet = window / 10;
+        loop {
+            let due = {
+                let mut asks = self.inner.lock_asks();
+                let first = *asks.first.get_or_insert(asked);
+                let calm = asks.enqueued.map_or(asked, |at| at + quiet);
+                (first + window).min(calm)
+            };
+            let now = Instant::now();
+            if due <= now {
+                break;
+            }
+            tokio::time::sleep(due - now).await;
+        }
+        let _one = self.inner.flushing.lock().await;
+        let before = {
+            let mut asks = self.inner.lock_asks();
+            // Another barrier's flush began after this one asked: it covered these requests.
+            if asks.flushed.is_some_and(|at| at >= asked) {
+                return Ok(());
+            }
+            asks.first = None;
+            asks.flushed.replace(Instant::now())
+        };
+        let flushed = self.flush().await;
+        if flushed.is_err() {
+            // The barriers waiting behind this one flush for themselves.
+            self.inner.lock_asks().flushed = before;
+        }
+        flushed
     }
 
     /// A request's result: `Some` when it succeeded, `None` while it is still on its way, its
@@ -371,6 +434,10 @@ impl<S: QueueStore> Inner<S> {
         self.waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn lock_asks(&self) -> std::sync::MutexGuard<'_, Asks> {
+        self.asks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn lock_groups(&self) -> std::sync::MutexGuard<'_, HashMap<GroupKey, GroupState>> {
         self.groups.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -397,10 +464,10 @@ impl<S: QueueStore> Inner<S> {
         Ok(())
     }
 
-    /// A lease for this queue from now, as long as the manager's (`ManagerConfig::lease`): a
-    /// standard-API claim, which is not renewed and must outlast the call.
+    /// A standard-API claim for this queue from now: not renewed, so it must outlast the call
+    /// (`STANDARD_LEASE`, or the manager's lease when that is longer).
     fn lease(&self) -> Lease<'_> {
-        self.lease_for(self.manager.config().lease)
+        self.lease_for(self.manager.config().lease.max(STANDARD_LEASE))
     }
 
     /// A flush's lease: renewed every third of it while the flush submits, so it can be
@@ -486,7 +553,13 @@ impl<S: QueueStore> Inner<S> {
                 self.flush_group(&key).await?;
             }
         }
-        let waiting: Vec<RequestId> = self.lock_waiters().keys().cloned().collect();
+        let waiting: Vec<RequestId> = {
+            // A handle dropped (its session was put aside to wait) needs no result handed to
+            // it: its waiter goes, so that parked sessions cost this check nothing.
+            let mut waiters = self.lock_waiters();
+            waiters.retain(|_, tx| !tx.is_closed());
+            waiters.keys().cloned().collect()
+        };
         if waiting.is_empty() {
             return Ok(());
         }
@@ -556,13 +629,22 @@ impl<S: QueueStore> Inner<S> {
             if let Err(e) = &report {
                 tracing::warn!(error = %e, "manager poll failed");
             }
-            for record_id in &open {
-                let settled = match self.manager.record(record_id).await {
-                    Ok(record) if record.state.is_finished() => self.settle_leased(record_id).await,
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(e.into()),
-                };
-                if let Err(e) = settled {
+            // Which of them finished: their states in a few set-based reads, no manifests.
+            let open: std::collections::HashSet<String> = open.into_iter().collect();
+            let listed: Vec<String> = open.iter().cloned().collect();
+            let finished = match self.manager.statuses(&listed).await {
+                Ok(statuses) => statuses
+                    .into_iter()
+                    .filter(|s| s.state.is_finished() && open.contains(&s.id))
+                    .map(|s| s.id)
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the open records' states failed");
+                    Vec::new()
+                }
+            };
+            for record_id in finished {
+                if let Err(e) = self.settle_leased(&record_id).await {
                     tracing::warn!(error = %e, record = %record_id, "settling failed");
                 }
             }

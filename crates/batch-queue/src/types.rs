@@ -21,6 +21,11 @@ pub struct QueueConfig {
     /// A group is submitted this long after its oldest pending request was queued, if no
     /// `flush()` came first. `None` (the default): only at `flush()` or `max_group_size`.
     pub flush_delay: Option<Duration>,
+    /// How long a stage barrier's [`flush_soon`](crate::BatchRequestQueue::flush_soon) may hold
+    /// the pending requests back for other sessions to add theirs: they go once no request has
+    /// been enqueued for a tenth of this, or this long after the first barrier asked, whichever
+    /// comes first. `None` (the default): at once, as [`flush`](crate::BatchRequestQueue::flush).
+    pub coalesce: Option<Duration>,
     /// How many later batches may carry a request that failed, expired or was cancelled.
     /// Default 1.
     pub max_retries: u32,
@@ -34,6 +39,7 @@ impl Default for QueueConfig {
         QueueConfig {
             max_group_size: 10_000,
             flush_delay: None,
+            coalesce: None,
             max_retries: 1,
             fallback_to_standard: true,
         }
@@ -52,6 +58,11 @@ impl QueueConfig {
         if self.flush_delay == Some(Duration::ZERO) {
             return Err(Error::Config(
                 "flush_delay must be positive (None turns it off)".into(),
+            ));
+        }
+        if self.coalesce == Some(Duration::ZERO) {
+            return Err(Error::Config(
+                "coalesce must be positive (None turns it off)".into(),
             ));
         }
         Ok(())

@@ -18,6 +18,40 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines written to stderr from this level up (default: info for `serve` and `sim`,
+    /// warn for the rest).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log: Option<LogLevel>,
+}
+
+/// How much the log on stderr says.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// Writes the crates' log lines (a job taken over, a flush that failed and will be tried again,
+/// a retry) to stderr, from `level` up.
+fn install_log(level: LogLevel) {
+    use tracing_subscriber::filter::LevelFilter;
+    let max = match level {
+        LogLevel::Off => LevelFilter::OFF,
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Trace => LevelFilter::TRACE,
+    };
+    // Only fails when a subscriber is already installed, which leaves logging as it was.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(max)
+        .try_init();
 }
 
 #[derive(Subcommand)]
@@ -42,6 +76,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve(_) | Command::Sim(_));
+    install_log(cli.log.unwrap_or(if serving {
+        LogLevel::Info
+    } else {
+        LogLevel::Warn
+    }));
     let outcome = match cli.command {
         Command::Batch(cmd) => batch::run(cmd),
         Command::Run(args) => async_main(run::run(args)),

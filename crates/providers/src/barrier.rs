@@ -28,7 +28,8 @@ pub trait StageBarrier: Send + Sync + fmt::Debug {
         Ok(())
     }
 
-    /// Sends every call stored so far.
+    /// Sends every call stored so far (a batch tier may first wait briefly for other sessions'
+    /// calls to join them: `BATCH_COALESCE_MS`).
     async fn flush(&self) -> Result<()> {
         Ok(())
     }

@@ -17,7 +17,9 @@ use crate::{
 /// Each call is enqueued under its operation's name and resolves when its batch is done. In
 /// [`BatchMode::Immediate`] the transport flushes the queue after each enqueue; in
 /// [`BatchMode::Deferred`] the call waits for the queue's own flush: the orchestrator's stage
-/// barrier ([`BatchRequestQueue::flush`]), a full group, or the queue's flush delay.
+/// barrier ([`BatchRequestQueue::flush_soon`]: sent once other sessions had
+/// `BATCH_COALESCE_MS` to join, so that many sessions share few batches), a full group, or the
+/// queue's flush delay.
 ///
 /// A keyed call ([`ChatRequest::key`](crate::ChatRequest::key) and the like) goes through
 /// [`BatchRequestQueue::enqueue_keyed`]: sent at most once, and answered from the queue's
@@ -129,7 +131,7 @@ impl StageBarrier for BatchTransport {
     }
 
     async fn flush(&self) -> Result<()> {
-        self.queue.flush().await.map_err(ProviderError::Queue)
+        self.queue.flush_soon().await.map_err(ProviderError::Queue)
     }
 
     async fn batches(&self, keys: &[String]) -> Vec<String> {

@@ -6,7 +6,7 @@
 //! the store suites that run on both backends ([`testing`]).
 
 pub use batch_client::db::is_postgres_url;
-pub use batch_client::{Database, Dialect};
+pub use batch_client::{Database, Dialect, Notice};
 
 /// Runs a store's migrations on `db`: `sqlite`'s or `postgres`'s set (the same versions, one
 /// directory per backend), recorded in the history table `table` (each layer keeps its own, so

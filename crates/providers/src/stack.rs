@@ -5,6 +5,7 @@
 //! serve` both start here, so that neither names the queue or the client; the server asks the
 //! stack, not the queue, about the batches its jobs wait on.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -218,11 +219,10 @@ impl Stack {
             source,
         };
         // One pool per process: every store below (and above) is built on it.
+        let connections = settings.data.connections;
         let database = match &settings.data.postgres {
-            Some(url) => {
-                Database::postgres(url.expose(), batch_client::db::DEFAULT_PG_CONNECTIONS).await
-            }
-            None => Database::sqlite(&settings.data.db).await,
+            Some(url) => Database::postgres(url.expose(), connections).await,
+            None => Database::sqlite_pooled(&settings.data.db, connections).await,
         }
         .map_err(open_error)?;
         let batch_used = options.always_queue
@@ -233,9 +233,11 @@ impl Stack {
         let mut factory = ProviderFactory::new(config.clone()).with_client(client.clone());
         let batch = if batch_used {
             // Leases under a fresh name per process (not the instance id): a create sent just
-            // before a crash may land after a restart, and only the full lease keeps the
-            // restarted process from creating that shard's batch again (docs/scaling.md).
-            let manager_config = config.manager_config(data_dir);
+            // before a crash may land after a restart, and only the create's bound kept on the
+            // lease keeps the restarted process from creating that shard's batch again
+            // (docs/scaling.md). Record leases last `BATCHBEAM_LEASE_SECS`, renewed while held.
+            let mut manager_config = config.manager_config(data_dir);
+            manager_config.lease = settings.server.lease;
             let manager = BatchJobManager::on(
                 OpenAiClient::new(client.clone()).map_err(StackError::Client)?,
                 database.clone(),
@@ -356,6 +358,82 @@ impl Stack {
         Ok(left.len())
     }
 
+    /// Of these call keys, those not answered yet (neither done nor failed), for many sessions
+    /// at once: one indexed read per 500 keys.
+    pub async fn unsettled_among(&self, keys: &[String]) -> Result<HashSet<String>, StackError> {
+        let Some(side) = &self.batch else {
+            return Ok(HashSet::new());
+        };
+        let by_id: HashMap<RequestId, &String> =
+            keys.iter().map(|k| (RequestId::for_key(k), k)).collect();
+        let ids: Vec<RequestId> = by_id.keys().cloned().collect();
+        let open = side
+            .transport
+            .queue()
+            .unsettled_among(&ids)
+            .await
+            .map_err(StackError::Queue)?;
+        Ok(open
+            .iter()
+            .filter_map(|id| by_id.get(id).map(|k| (*k).clone()))
+            .collect())
+    }
+
+    /// Many batches at once, each by OpenAI's id or batchbeam's record id, keyed by the id
+    /// asked for: a few set-based reads without the records' manifests (an id only an earlier
+    /// attempt of a record had is looked up on its own). Ids the database does not hold are
+    /// left out.
+    pub async fn batches_among(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, BatchInfo>, StackError> {
+        let Some(side) = &self.batch else {
+            return Ok(HashMap::new());
+        };
+        let statuses = side
+            .manager
+            .statuses(ids)
+            .await
+            .map_err(StackError::Client)?;
+        let mut found = HashMap::with_capacity(ids.len());
+        for s in statuses {
+            let info = info_from(
+                &s.id,
+                s.batch_id.as_ref(),
+                s.state,
+                s.remote_status.as_ref(),
+                s.request_counts,
+            );
+            if let Some(b) = &s.batch_id {
+                found.insert(b.clone(), info.clone());
+            }
+            found.insert(s.id, info);
+        }
+        let asked: HashSet<&String> = ids.iter().collect();
+        found.retain(|id, _| asked.contains(id));
+        for id in ids {
+            if !found.contains_key(id)
+                && let Some(info) = self.batch(id).await?
+            {
+                found.insert(id.clone(), info);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Every change of a batch record's state or status and every record the queue settled,
+    /// in any process on this database, as the record's id (PostgreSQL's `LISTEN`); a
+    /// [`Notice::Missed`](crate::db::Notice::Missed) when the listening connection was lost.
+    /// `None` on SQLite (one process, which polls) or without the batch side.
+    pub async fn batch_notices(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<crate::db::Notice>>, StackError> {
+        if self.batch.is_none() {
+            return Ok(None);
+        }
+        self.database.notices().await.map_err(StackError::Client)
+    }
+
     /// A batch by OpenAI's id or batchbeam's record id; `None` when the database has none.
     pub async fn batch(&self, id: &str) -> Result<Option<BatchInfo>, StackError> {
         let Some(side) = &self.batch else {
@@ -434,18 +512,33 @@ impl Stack {
 }
 
 fn info_of(r: &batch_client::JobRecord) -> BatchInfo {
+    info_from(
+        &r.id,
+        r.batch_id.as_ref(),
+        r.state,
+        r.remote_status.as_ref(),
+        r.request_counts,
+    )
+}
+
+/// A batch as shown, from a record's fields (OpenAI's status as its API spells it).
+fn info_from(
+    record_id: &str,
+    batch_id: Option<&String>,
+    state: JobState,
+    remote_status: Option<&batch_client::BatchStatus>,
+    counts: batch_client::RequestCounts,
+) -> BatchInfo {
     BatchInfo {
-        batch_id: r.batch_id.clone(),
-        record_id: r.id.clone(),
-        state: r.state.as_str().to_owned(),
-        remote_status: r
-            .remote_status
-            .as_ref()
+        batch_id: batch_id.cloned(),
+        record_id: record_id.to_owned(),
+        state: state.as_str().to_owned(),
+        remote_status: remote_status
             .and_then(|s| serde_json::to_value(s).ok())
             .and_then(|v| v.as_str().map(str::to_owned)),
-        total: r.request_counts.total,
-        completed: r.request_counts.completed,
-        failed: r.request_counts.failed,
-        settled: matches!(r.state, JobState::Done | JobState::Error),
+        total: counts.total,
+        completed: counts.completed,
+        failed: counts.failed,
+        settled: matches!(state, JobState::Done | JobState::Error),
     }
 }

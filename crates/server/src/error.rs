@@ -24,6 +24,9 @@ pub enum Error {
     /// The listener.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A job's search ended without an outcome (its task panicked).
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// OpenAI's error object.

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use orchestrator::{
     BeamSearch, Engines, Hybrid, JudgingMode, Plan, Pricing, ProgressEvent, SearchParams,
@@ -21,10 +21,11 @@ use providers::{Operation, Stack, Tier};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Mutex, mpsc, watch};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::error::ApiError;
 use crate::events::EventHub;
-use crate::store::{Claim, JobRow, JobStatus, JobStore};
+use crate::store::{Claim, JobRow, JobStatus, JobStore, Watched};
 use crate::view::rating_of;
 
 /// `POST /api/beam-search`: the guide's request. Absent fields take the orchestrator's
@@ -235,8 +236,11 @@ pub struct App {
     pub sessions_dir: PathBuf,
     /// Workers configured.
     pub workers: usize,
-    /// How often the waiter looks at waiting jobs.
+    /// How often the waiter looks at what changed (records announced, jobs parked here).
     pub wait_poll: Duration,
+    /// How often the waiter looks at every waiting job even without a notice (on
+    /// PostgreSQL; on SQLite it looks every `wait_poll`).
+    pub wait_sweep: Duration,
     /// This instance, as a lease owner.
     pub owner: String,
     /// How long a claimed job stays this instance's without a renewal.
@@ -248,6 +252,8 @@ pub struct App {
     /// Counters.
     pub counters: Counters,
     queue: mpsc::UnboundedSender<String>,
+    /// Jobs parked here since the waiter's last pass: it looks at them next, whatever it hears.
+    parked: std::sync::Mutex<HashSet<String>>,
     /// Jobs on the workers' queue, not yet taken by a worker (each is queued once).
     pending: std::sync::Mutex<HashSet<String>>,
     /// Cancel switches of the jobs running here.
@@ -278,12 +284,14 @@ impl App {
             sessions_dir: config.sessions_dir.clone(),
             workers: config.workers.max(1),
             wait_poll: config.wait_poll,
+            wait_sweep: config.wait_sweep,
             owner: config.instance_id.clone(),
             lease: config.lease,
             heartbeat: config.heartbeat,
             max_takeovers: config.max_takeovers,
             counters: Counters::default(),
             queue,
+            parked: std::sync::Mutex::new(HashSet::new()),
             pending: std::sync::Mutex::new(HashSet::new()),
             running: std::sync::Mutex::new(HashMap::new()),
             row_lock: Mutex::new(()),
@@ -435,16 +443,68 @@ pub fn spawn_workers(app: &Arc<App>, rx: mpsc::UnboundedReceiver<String>) {
     app.keep(tokio::spawn(async move {
         let app = waiter_app;
         let mut stop = app.stop.subscribe();
+        // On PostgreSQL the waiter hears of every record changed or settled by any instance,
+        // and looks at every waiting job only every `wait_sweep`, as a safety net; on SQLite
+        // (one process) it looks every `wait_poll`.
+        let mut notices = match app.stack.batch_notices().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "listening for batch changes: polling instead");
+                None
+            }
+        };
         let mut states: HashMap<String, (String, bool)> = HashMap::new();
+        let mut swept: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(app.wait_poll) => {}
                 () = stopped(&mut stop) => break,
             }
+            let mut records = HashSet::new();
+            let mut missed = false;
+            if let Some(rx) = &mut notices {
+                loop {
+                    match rx.try_recv() {
+                        Ok(providers::db::Notice::Record(id)) => {
+                            records.insert(id);
+                        }
+                        Ok(providers::db::Notice::Missed) => missed = true,
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            missed = true;
+                            notices = None;
+                            break;
+                        }
+                    }
+                }
+            }
+            let parked: HashSet<String> =
+                std::mem::take(&mut *app.parked.lock().unwrap_or_else(|p| p.into_inner()));
+            let sweep_every = if notices.is_some() {
+                app.wait_sweep
+            } else {
+                app.wait_poll
+            };
+            let sweep = missed || swept.is_none_or(|at| at.elapsed() >= sweep_every);
+            if !sweep && records.is_empty() && parked.is_empty() {
+                continue;
+            }
+            let scope = if sweep {
+                Scope::All
+            } else {
+                Scope::Some { records, parked }
+            };
+            let looked = wake_settled(&app, &mut states, scope).await;
             app.counters.polls.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = wake_settled(&app, &mut states).await {
-                app.counters.poll_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "waiter");
+            match looked {
+                Ok(()) if sweep => swept = Some(Instant::now()),
+                Ok(()) => {}
+                Err(e) => {
+                    app.counters.poll_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "waiter");
+                    // What this pass was told of is not lost: the next one looks at everything.
+                    swept = None;
+                }
             }
         }
     }));
@@ -473,80 +533,127 @@ pub(crate) async fn scan(app: &Arc<App>) -> Result<(), crate::Error> {
     Ok(())
 }
 
-/// Takes every job parked on settled batches back to the queue; reports batch status changes.
+/// Which jobs a pass of the waiter looks at.
+enum Scope {
+    /// Every waiting job (and this instance's running ones): the sweep.
+    All,
+    /// Those watching these records (by record id) and those parked here since the last pass.
+    Some {
+        /// Records announced as changed or settled.
+        records: HashSet<String>,
+        /// Jobs parked here.
+        parked: HashSet<String>,
+    },
+}
+
+/// The batches a watched job's events speak of: a waiting job's, and the one a running
+/// (poll-mode) job waits on now.
+fn watched_batches(job: &Watched) -> &[String] {
+    if job.status == JobStatus::Waiting {
+        &job.batch_ids
+    } else {
+        job.batch_id.as_slice()
+    }
+}
+
+/// Reports the status changes of the batches the jobs in `scope` watch (once per job and
+/// change, whichever instance says it first) and takes those of them whose calls are all
+/// settled back to the queue. The work is per distinct batch and set-based: one read of the
+/// watched jobs, a few of the batches, a few of the calls.
 async fn wake_settled(
     app: &Arc<App>,
     states: &mut HashMap<String, (String, bool)>,
+    scope: Scope,
 ) -> Result<(), crate::Error> {
-    let mut seen: Vec<String> = Vec::new();
-    for row in app
-        .jobs
-        .with_status(&[JobStatus::Waiting, JobStatus::Running])
-        .await?
-    {
-        // A running job's batch is its owner's to report.
-        if row.status == JobStatus::Running && row.owner.as_deref() != Some(app.owner.as_str()) {
-            continue;
-        }
-        // A waiting job's batches, and the one a running (poll-mode) job waits on now.
-        let watched: Vec<&String> = if row.status == JobStatus::Waiting {
-            row.batch_ids.iter().collect()
-        } else {
-            row.batch_id.iter().collect()
-        };
-        for batch in watched {
-            seen.push(batch.clone());
-            if states.get(batch).is_some_and(|(_, settled)| *settled) {
-                continue; // nothing more will change
+    let watched = app.jobs.watched(&app.owner).await?;
+    let jobs: Vec<&Watched> = match &scope {
+        Scope::All => watched.iter().collect(),
+        Scope::Some { records, parked } => {
+            // A record is named by its id and, once created, by its batch's.
+            let ids: Vec<String> = records.iter().cloned().collect();
+            let mut names: HashSet<String> = records.clone();
+            for info in app.stack.batches_among(&ids).await?.into_values() {
+                names.extend(info.batch_id);
             }
-            if let Some(info) = app.stack.batch(batch).await? {
-                let now = info
-                    .remote_status
-                    .clone()
-                    .unwrap_or_else(|| info.state.clone());
-                let changed = states.get(batch).map(|(s, _)| s) != Some(&now);
-                states.insert(batch.clone(), (now.clone(), info.settled));
-                if changed && !already_said(app, &row.id, batch, &now).await? {
-                    let fields = json!({"batchId": batch, "status": now, "state": info.state,
-                        "completed": info.completed, "failed": info.failed, "total": info.total});
-                    if let Value::Object(map) = fields {
-                        app.events.publish(&row.id, "batch_status", map).await?;
-                    }
-                }
-            }
+            watched
+                .iter()
+                .filter(|j| {
+                    parked.contains(&j.id) || watched_batches(j).iter().any(|b| names.contains(b))
+                })
+                .collect()
         }
-        if row.status == JobStatus::Waiting
-            && app.stack.unsettled(&row.wait_keys).await? == 0
-            && app
-                .jobs
-                .requeue_waiting(&row.id, providers::now_ms())
-                .await?
-        {
-            // This instance's waiter saw it first; whichever worker claims it runs it.
-            app.enqueue(&row.id);
+    };
+    // Each distinct batch once, and only those not known to be settled.
+    let mut wanted: Vec<String> = Vec::new();
+    let mut seen: HashSet<&String> = HashSet::new();
+    for job in &jobs {
+        for batch in watched_batches(job) {
+            if seen.insert(batch) && !states.get(batch).is_some_and(|(_, settled)| *settled) {
+                wanted.push(batch.clone());
+            }
         }
     }
-    // Forget the batches no job watches any more.
-    states.retain(|b, _| seen.contains(b));
+    let infos = app.stack.batches_among(&wanted).await?;
+    let mut changed: HashMap<&String, &providers::BatchInfo> = HashMap::new();
+    for batch in &wanted {
+        let Some(info) = infos.get(batch) else {
+            continue;
+        };
+        let now = info
+            .remote_status
+            .clone()
+            .unwrap_or_else(|| info.state.clone());
+        if states.get(batch).map(|(s, _)| s) != Some(&now) {
+            changed.insert(batch, info);
+        }
+        states.insert(batch.clone(), (now, info.settled));
+    }
+    for job in &jobs {
+        for batch in watched_batches(job) {
+            let Some(info) = changed.get(batch) else {
+                continue;
+            };
+            let now = info.remote_status.as_deref().unwrap_or(&info.state);
+            // Another instance's waiter may have said it first.
+            if app.jobs.last_batch_status(&job.id, batch).await?.as_deref() == Some(now) {
+                continue;
+            }
+            let fields = json!({"batchId": batch, "status": now, "state": info.state,
+                "completed": info.completed, "failed": info.failed, "total": info.total});
+            app.events
+                .publish(&job.id, "batch_status", map_of(fields))
+                .await?;
+        }
+    }
+    // The waiting jobs whose calls are all settled go back to the queue.
+    let waiting: Vec<&&Watched> = jobs
+        .iter()
+        .filter(|j| j.status == JobStatus::Waiting)
+        .collect();
+    let keys: Vec<String> = waiting
+        .iter()
+        .flat_map(|j| j.wait_keys.iter().cloned())
+        .collect();
+    let open = app.stack.unsettled_among(&keys).await?;
+    for job in waiting {
+        if job.wait_keys.iter().any(|k| open.contains(k)) {
+            continue;
+        }
+        if app
+            .jobs
+            .requeue_waiting(&job.id, providers::now_ms())
+            .await?
+        {
+            // This instance's waiter saw it first; whichever worker claims it runs it.
+            app.enqueue(&job.id);
+        }
+    }
+    if matches!(scope, Scope::All) {
+        // Forget the batches no job watches any more.
+        let watching: HashSet<&String> = watched.iter().flat_map(watched_batches).collect();
+        states.retain(|b, _| watching.contains(b));
+    }
     Ok(())
-}
-
-/// Whether the job's last stored `batch_status` for `batch` already says `status` (the
-/// waiter of another instance on the same database said it first).
-async fn already_said(
-    app: &App,
-    job: &str,
-    batch: &str,
-    status: &str,
-) -> Result<bool, crate::Error> {
-    let last = app
-        .jobs
-        .events(job, 0)
-        .await?
-        .into_iter()
-        .filter_map(|e| serde_json::from_str::<Value>(&e.body).ok())
-        .rfind(|v| v["type"] == "batch_status" && v["batchId"] == batch);
-    Ok(last.is_some_and(|v| v["status"] == status))
 }
 
 /// Resolves once the switch is on (or its sender is gone).
@@ -806,8 +913,13 @@ async fn drive(
         )
         .await?;
     let mut progress = search.progress().subscribe();
-    let run = search.run();
-    tokio::pin!(run);
+    // The search runs in a task of its own, so that it goes on while this loop stores its
+    // events and renews the lease. Polled from here instead, it would stand still during each
+    // of those writes, holding the connection of any query it had begun: with as many jobs
+    // as connections, every job then waited for one another job held, until the pool's
+    // acquire timeout (seen with 16 workers an instance). Dropping the handle (any return)
+    // drops the search, as when it was polled here.
+    let mut run = AbortOnDropHandle::new(tokio::spawn(search.run()));
     let mut listening = true;
     let mut heartbeat = tokio::time::interval(app.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -827,8 +939,9 @@ async fn drive(
                     on_progress(app, id, &session, &event).await?;
                 }
                 return match outcome {
-                    Ok(outcome) => finish(app, id, &outcome).await,
-                    Err(e) => Err(e.into()),
+                    Ok(Ok(outcome)) => finish(app, id, &outcome).await,
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(e) => Err(crate::Error::Internal(format!("the search's task: {e}"))),
                 };
             }
             event = progress.recv(), if listening => match event {
@@ -864,6 +977,12 @@ async fn drive(
                                     map_of(json!({"batchIds": wait.batch_ids, "requests": wait.keys.len()})),
                                 )
                                 .await?;
+                            // The waiter looks at it on its next pass: its batches may
+                            // have settled before it was parked.
+                            app.parked
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(id.to_owned());
                             // Dropping the search here is safe: its calls are in the queue's
                             // database and its stages checkpointed; a resume attaches to them.
                             return Ok(());

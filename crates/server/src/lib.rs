@@ -30,7 +30,7 @@ pub use error::{ApiError, Error, ErrorBody, ErrorObject};
 pub use jobs::BeamSearchRequest;
 pub use listen::serve;
 pub use openapi::ApiDoc;
-pub use store::{Claim, DbJobStore, JobRow, JobStatus, JobStore};
+pub use store::{Claim, DbJobStore, JobRow, JobStatus, JobStore, Watched};
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -50,8 +50,12 @@ pub struct ServerConfig {
     pub sessions_dir: PathBuf,
     /// Prices.
     pub pricing: Pricing,
-    /// How often waiting jobs' batches are looked at.
+    /// How often the waiter looks at what changed: the batch records announced by any
+    /// instance (PostgreSQL), the jobs parked here; on SQLite, every waiting job.
     pub wait_poll: Duration,
+    /// How often, on PostgreSQL, the waiter looks at every waiting job even when nothing was
+    /// announced: the safety net under the announcements.
+    pub wait_sweep: Duration,
     /// This instance's name as the owner of the jobs it runs (`--instance-id`).
     pub instance_id: String,
     /// How long a job stays this instance's without a renewal; then another instance on the
@@ -83,6 +87,7 @@ impl ServerConfig {
             sessions_dir: settings.data.sessions.clone(),
             pricing: Pricing::builtin(),
             wait_poll: Duration::from_millis(500),
+            wait_sweep: Duration::from_secs(15),
             instance_id: s.instance_id.clone().unwrap_or_else(new_instance_id),
             lease: s.lease,
             heartbeat: s.lease / 3,

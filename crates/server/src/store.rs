@@ -159,6 +159,21 @@ pub struct StoredEvent {
     pub body: String,
 }
 
+/// What the waiter reads of a job it watches: no request, no results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watched {
+    /// The job.
+    pub id: String,
+    /// `waiting`, or `running` (here, in poll mode).
+    pub status: JobStatus,
+    /// The batch a running job waits on now.
+    pub batch_id: Option<String>,
+    /// Every batch of the job so far.
+    pub batch_ids: Vec<String>,
+    /// The call keys a waiting job waits on.
+    pub wait_keys: Vec<String>,
+}
+
 /// What a claim found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
@@ -205,6 +220,13 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     async fn events(&self, job: &str, after_seq: i64) -> Result<Vec<StoredEvent>, Error>;
     /// The job's last event, if it has one.
     async fn last_event(&self, job: &str) -> Result<Option<StoredEvent>, Error>;
+    /// What the waiter of instance `owner` watches, oldest first: every waiting job, and the
+    /// running ones `owner` holds (their batches are its to report). One read, no request or
+    /// result columns.
+    async fn watched(&self, owner: &str) -> Result<Vec<Watched>, Error>;
+    /// The `status` of the job's last `batch_status` event about `batch`, if it has one: read
+    /// from the end of its events, not all of them.
+    async fn last_batch_status(&self, job: &str, batch: &str) -> Result<Option<String>, Error>;
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), Error>;
 
@@ -302,6 +324,12 @@ const EVENTS_SQL: &str =
     "SELECT seq, body FROM server_job_events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq";
 const LAST_EVENT_SQL: &str =
     "SELECT seq, body FROM server_job_events WHERE job_id = ?1 ORDER BY seq DESC LIMIT 1";
+const WATCHED_SQL: &str = "SELECT id, status, batch_id, batch_ids, wait_keys FROM server_jobs \
+    WHERE status = 'waiting' OR (status = 'running' AND owner = ?1) ORDER BY created_at_ms, id";
+/// The job's last event of type `batch_status` about one batch (`?2`, `?3`: `LIKE` patterns
+/// for the type and the batch, `\` escaping), newest first by the primary key.
+const LAST_BATCH_STATUS_SQL: &str = "SELECT body FROM server_job_events WHERE job_id = ?1 \
+    AND body LIKE ?2 ESCAPE '\\' AND body LIKE ?3 ESCAPE '\\' ORDER BY seq DESC LIMIT 1";
 const COUNTS_SQL: &str = "SELECT status, COUNT(*) FROM server_jobs GROUP BY status";
 
 impl DbJobStore {
@@ -432,6 +460,18 @@ fn bind_row(b: Binder, j: &JobRow) -> Binder {
 
 fn store_err(e: sqlx::Error) -> Error {
     Error::Store(e.to_string())
+}
+
+/// `text` matched literally inside a `LIKE … ESCAPE '\'` pattern.
+fn like_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn json_list(text: &str) -> Vec<String> {
@@ -604,6 +644,46 @@ impl JobStore for DbJobStore {
         })
         .map_err(store_err)?;
         Ok(row.map(|(seq, body)| StoredEvent { seq, body }))
+    }
+
+    async fn watched(&self, owner: &str) -> Result<Vec<Watched>, Error> {
+        let sql = self.sql(WATCHED_SQL);
+        let rows: Vec<(String, String, Option<String>, String, String)> =
+            on_pool!(&self.db, |pool| {
+                sqlx::query_as(sql).bind(owner).fetch_all(pool).await
+            })
+            .map_err(store_err)?;
+        rows.into_iter()
+            .map(|(id, status, batch_id, batch_ids, wait_keys)| {
+                Ok(Watched {
+                    status: JobStatus::parse(&status)
+                        .ok_or_else(|| Error::Store(format!("unknown job status '{status}'")))?,
+                    id,
+                    batch_id,
+                    batch_ids: json_list(&batch_ids),
+                    wait_keys: json_list(&wait_keys),
+                })
+            })
+            .collect()
+    }
+
+    async fn last_batch_status(&self, job: &str, batch: &str) -> Result<Option<String>, Error> {
+        let sql = self.sql(LAST_BATCH_STATUS_SQL);
+        let kind = format!("%{}%", like_escaped(r#""type":"batch_status""#));
+        let batch_field = serde_json::to_string(batch).unwrap_or_default();
+        let about = format!("%{}%", like_escaped(&format!(r#""batchId":{batch_field}"#)));
+        let body: Option<String> = on_pool!(&self.db, |pool| {
+            sqlx::query_scalar(sql)
+                .bind(job)
+                .bind(kind)
+                .bind(about)
+                .fetch_optional(pool)
+                .await
+        })
+        .map_err(store_err)?;
+        Ok(body
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["status"].as_str().map(str::to_owned)))
     }
 
     async fn ping(&self) -> Result<(), Error> {

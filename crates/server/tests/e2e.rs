@@ -27,6 +27,11 @@ async fn start(workers: usize) -> Running {
 }
 
 async fn start_with(workers: usize, request_timeout: Duration) -> Running {
+    start_pooled(workers, request_timeout, 16).await
+}
+
+/// [`start_with`], the process's database pool holding up to `connections`.
+async fn start_pooled(workers: usize, request_timeout: Duration, connections: u32) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("b.db");
     let sessions = dir.path().join("sessions");
@@ -36,6 +41,7 @@ async fn start_with(workers: usize, request_timeout: Duration) -> Running {
         &[
             ("data.db", db.to_string_lossy().into_owned()),
             ("data.sessions", sessions.to_string_lossy().into_owned()),
+            ("data.connections", connections.to_string()),
         ],
     )
     .unwrap();
@@ -98,6 +104,25 @@ impl Running {
             .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Posts `count` one-iteration jobs waiting on their batches in `wait_mode`, and sees
+    /// each of them completed; their ids.
+    async fn all_complete(&self, count: usize, wait_mode: &str) -> Vec<String> {
+        let mut jobs = Vec::new();
+        for i in 0..count {
+            let mut body = small(&format!("idea number {i}"));
+            body["iterations"] = json!(1);
+            body["batchWaitMode"] = json!(wait_mode);
+            let (status, v) = self.post("/api/beam-search", body).await;
+            assert_eq!(status, 202, "{v}");
+            jobs.push(v["jobId"].as_str().unwrap().to_owned());
+        }
+        for job in &jobs {
+            let done = self.until_done(job).await;
+            assert_eq!(done["status"], "completed", "{done}");
+        }
+        jobs
     }
 
     /// Waits (generously) until the job is in a final state.
@@ -303,21 +328,22 @@ async fn a_batch_job_is_followed_on_the_websocket_to_its_end() {
     s.server.stop();
 }
 
+/// More jobs running at once than the database has connections: each job's search goes on
+/// while its worker stores the search's events, so no job holds a connection while it waits
+/// for another (before, each job's search stood still mid-query while its events were
+/// written, and with as many jobs as connections every one waited out the pool's timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn more_jobs_at_once_than_database_connections_all_finish() {
+    let s = start_pooled(8, Duration::from_secs(30), 2).await;
+    // Each job keeps its worker while its batches run.
+    s.all_complete(8, "poll").await;
+    s.server.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_deferred_jobs_on_two_workers_all_finish() {
     let s = start(2).await;
-    let mut jobs = Vec::new();
-    for i in 0..20 {
-        let mut body = small(&format!("idea number {i}"));
-        body["iterations"] = json!(1);
-        let (status, v) = s.post("/api/beam-search", body).await;
-        assert_eq!(status, 202, "{v}");
-        jobs.push(v["jobId"].as_str().unwrap().to_owned());
-    }
-    for job in &jobs {
-        let done = s.until_done(job).await;
-        assert_eq!(done["status"], "completed", "{done}");
-    }
+    let jobs = s.all_complete(20, "deferred").await;
     // Pages of 7 list every job once, newest first.
     let mut listed: Vec<String> = Vec::new();
     let mut cursor: Option<String> = None;

@@ -19,6 +19,10 @@ use providers::{Settings, Stack, StackOptions};
 use serde_json::{Value, json};
 use server::{DbJobStore, JobStore, Server, ServerConfig};
 
+/// The waiter's sweep in the tests of the wake path: far longer than any test, so that only
+/// an announcement (PostgreSQL) can wake a parked job in time. SQLite polls regardless.
+const NO_SWEEP: Duration = Duration::from_secs(3600);
+
 /// One instance: its server and where it listens.
 struct Instance {
     base: String,
@@ -52,8 +56,30 @@ impl Shared {
         Shared { sim, location, dir }
     }
 
+    /// A simulator whose clock moves only when the test moves it (a batch stays where it is
+    /// until then), and a fresh database of backend `location`.
+    async fn frozen(location: String, dir: tempfile::TempDir) -> Shared {
+        let sim = openai_sim::spawn(SimConfig::default().with_frozen_clock())
+            .await
+            .unwrap();
+        Shared { sim, location, dir }
+    }
+
     /// Starts an instance named `name` with `workers`, its lease `lease`.
     async fn start(&self, name: &str, workers: usize, lease: Duration) -> Instance {
+        self.start_with(name, workers, lease, Duration::from_secs(15))
+            .await
+    }
+
+    /// [`start`](Self::start), the waiter sweeping every `sweep`; its batches polled every
+    /// 100 ms.
+    async fn start_with(
+        &self,
+        name: &str,
+        workers: usize,
+        lease: Duration,
+        sweep: Duration,
+    ) -> Instance {
         let url = self.sim.base_url();
         let location = self.location.clone();
         let lookup = move |var: &str| match var {
@@ -73,6 +99,8 @@ impl Shared {
                     "data.files",
                     self.dir.path().join("files").to_string_lossy().into(),
                 ),
+                ("batch.poll_interval_ms", "100".into()),
+                ("batch.poll_max_interval_ms", "200".into()),
             ],
         )
         .unwrap();
@@ -88,6 +116,7 @@ impl Shared {
         let mut config = ServerConfig::from_settings(&settings);
         config.workers = workers;
         config.wait_poll = Duration::from_millis(100);
+        config.wait_sweep = sweep;
         config.instance_id = name.to_owned();
         config.lease = lease;
         config.heartbeat = lease / 4;
@@ -429,5 +458,104 @@ async fn a_cancel_posted_to_another_instance_stops_the_job_where_it_runs() {
         for i in [&a, &b] {
             i.server.stop();
         }
+    }
+}
+
+/// A small batch-mode search, parked on its batches while they run.
+fn parked(prompt: &str) -> Value {
+    json!({"prompt": prompt, "n": 2, "m": 1, "iterations": 1, "judging": "comparative",
+           "ensemble": 1, "seed": 5, "useBatch": true, "batchWaitMode": "deferred",
+           "cache": false})
+}
+
+/// Instance `a`, its sweep an hour away, and a job of `prompt` posted to it and parked.
+async fn park_one(shared: &Shared, prompt: &str) -> (Instance, String) {
+    let a = shared
+        .start_with("a", 2, Duration::from_secs(30), NO_SWEEP)
+        .await;
+    let (status, v) = a.post("/api/beam-search", parked(prompt)).await;
+    assert_eq!(status, 202, "{v}");
+    let job = v["jobId"].as_str().unwrap().to_owned();
+    a.until(&job, "parked", |v| v["status"] == "waiting").await;
+    (a, job)
+}
+
+/// Moves the simulator's clock an hour on at a time (every batch made meanwhile ends) until
+/// the job is final, generously; the job's view then.
+async fn advance_until_final(shared: &Shared, inst: &Instance, job: &str) -> Value {
+    for _ in 0..600 {
+        let v = inst.get(&format!("/api/job/{job}")).await;
+        if ["completed", "failed", "cancelled"].contains(&v["status"].as_str().unwrap_or("")) {
+            return v;
+        }
+        shared.sim.advance_clock(3600.0).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("job {job}: never final");
+}
+
+/// Every batch's `batch_status` events say each status once, in a row of changes.
+fn each_status_said_once(events: &[Value]) {
+    let mut last: std::collections::HashMap<String, String> = Default::default();
+    for e in events.iter().filter(|e| e["type"] == "batch_status") {
+        let batch = e["batchId"].as_str().unwrap().to_owned();
+        let status = e["status"].as_str().unwrap().to_owned();
+        assert_ne!(
+            last.get(&batch),
+            Some(&status),
+            "batch {batch}: status {status} said twice: {events:?}"
+        );
+        last.insert(batch, status);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_parked_job_is_woken_when_its_batches_settle() {
+    let (found, _keep) = backends().await;
+    for (backend, location, dir) in found {
+        let shared = Shared::frozen(location, dir).await;
+        let (a, job) = park_one(&shared, "a harbour at dawn").await;
+        // Each stage's batches end only when the clock moves; the job is woken each time by
+        // the record's announcement, not by a sweep (an hour away).
+        let done = advance_until_final(&shared, &a, &job).await;
+        assert_eq!(done["status"], "completed", "{backend}: {done}");
+        let events = event_types(&shared.jobs().await, &job).await;
+        assert!(count(&events, "job_waiting") >= 1, "{backend}: {events:?}");
+        assert!(count(&events, "batch_status") >= 1, "{backend}: {events:?}");
+        each_status_said_once(&events);
+        a.server.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_parked_by_a_dead_instance_is_woken_by_another() {
+    let (found, _keep) = backends().await;
+    for (backend, location, dir) in found {
+        let shared = Shared::frozen(location, dir).await;
+        let (a, job) = park_one(&shared, "a mill by a river").await;
+        // a's workers and waiter stop; only b (started after, so it never saw the job parked)
+        // can take it up, when it hears that its batches were settled.
+        a.server.kill();
+        let b = shared
+            .start_with("b", 2, Duration::from_secs(30), NO_SWEEP)
+            .await;
+        // b's first pass (a sweep) is over before any batch can end.
+        for _ in 0..600 {
+            if !b
+                .metrics()
+                .await
+                .contains("batchbeam_batch_polls_total 0\n")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let done = advance_until_final(&shared, &b, &job).await;
+        assert_eq!(done["status"], "completed", "{backend}: {done}");
+        let events = event_types(&shared.jobs().await, &job).await;
+        let resumed_on_b = events.iter().any(|e| e["type"] == "job_resumed");
+        assert!(resumed_on_b, "{backend}: {events:?}");
+        each_status_said_once(&events);
+        b.server.stop();
     }
 }

@@ -407,7 +407,7 @@ fn sim_batches(host: &str) -> anyhow::Result<Vec<Value>> {
             Some(a) => format!("/v1/batches?limit=100&after={a}"),
             None => "/v1/batches?limit=100".to_owned(),
         };
-        let page = http::get_json(host, &path, Some(SIM_KEY))?;
+        let page = sim_get(host, &path)?;
         let data = page["data"].as_array().cloned().unwrap_or_default();
         after = data
             .last()
@@ -416,6 +416,23 @@ fn sim_batches(host: &str) -> anyhow::Result<Vec<Value>> {
         all.extend(data);
         if page["has_more"] != Value::Bool(true) || after.is_none() {
             return Ok(all);
+        }
+    }
+}
+
+/// `GET path` on the simulator, asked again (up to 20 times, a second apart) when it fails:
+/// the run's faults (429 storms, 5xx, resets on `/v1/**`) hit the run's own reads too.
+fn sim_get(host: &str, path: &str) -> anyhow::Result<Value> {
+    let mut tries = 0;
+    loop {
+        match http::get_json(host, path, Some(SIM_KEY)) {
+            Ok(v) => return Ok(v),
+            Err(e) if tries < 20 => {
+                tries += 1;
+                eprintln!("chaos: reading the simulator: {e:#}; asking again");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
         }
     }
 }

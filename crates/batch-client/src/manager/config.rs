@@ -20,14 +20,18 @@ pub struct ManagerConfig {
     pub resubmit_delay: Duration,
     /// Most batches created for one record (1 + resubmissions).
     pub max_attempts: u32,
-    /// How long a manager holds a record while it uploads or creates its batch, so that two
-    /// processes never do it at once. A process that dies holding one delays others by at most
-    /// this long.
+    /// How long a manager's lease on a record lasts without a renewal (30 s by default). A
+    /// record is stepped (submitted, polled, downloaded) under a lease, renewed every third of
+    /// this while the step runs, so that two processes never step it at once; a process that
+    /// dies holding one delays the others by at most this long, except while a create it sent
+    /// may still land: that lease runs to the create's bound, the client's request timeout
+    /// plus this ([`crate::ClientConfig::timeout`]; docs/scaling.md).
     pub lease: Duration,
     /// The name this manager holds its leases under. A process started again under the name
-    /// it had (a server's `--instance-id`) takes the records it held back at once instead of
-    /// waiting out [`Self::lease`]; two live processes must never share one. `None` (the
-    /// default): a fresh `mgr_…` name per manager.
+    /// it had takes the records it held back at once instead of waiting out [`Self::lease`]
+    /// (and a create's bound: a create it sent before it died may then land after its lookup,
+    /// making a second batch); two live processes must never share one. `None` (the default,
+    /// and what a server uses): a fresh `mgr_…` name per manager.
     pub owner: Option<String>,
 }
 
@@ -41,7 +45,7 @@ impl ManagerConfig {
             max_wait: Duration::from_secs(24 * 3600),
             resubmit_delay: Duration::from_secs(300),
             max_attempts: 10,
-            lease: Duration::from_secs(600),
+            lease: Duration::from_secs(30),
             owner: None,
         }
     }

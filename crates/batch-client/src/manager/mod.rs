@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,7 +16,9 @@ use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Database;
-use crate::store::{DbStore, JobRecord, JobState, JobStore, StatusChange, Submission};
+use crate::store::{
+    DbStore, JobRecord, JobState, JobStore, RecordStatus, StatusChange, Submission,
+};
 use crate::types::{Batch, BatchListQuery, BatchStatus, CreateBatchRequest, FileListQuery};
 use crate::{Error, OpenAiClient, Result, SubmitStep};
 
@@ -31,6 +34,9 @@ const MAX_PROBLEMS: usize = 1000;
 
 mod config;
 mod input;
+mod lease;
+#[cfg(test)]
+mod lease_tests;
 mod poll;
 mod records;
 mod remote;
@@ -76,6 +82,10 @@ struct Inner<S> {
     /// Names this manager in record leases.
     owner: String,
     failpoint: StdMutex<Option<SubmitStep>>,
+    /// The records this manager holds leases on, each renewed by a task of its own.
+    held: StdMutex<HashMap<String, lease::Held>>,
+    /// Numbers each holding of a record in `held`.
+    generation: AtomicU64,
     locks: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
     wake: Notify,
 }
@@ -161,6 +171,8 @@ impl<S: JobStore> BatchJobManager<S> {
                 config,
                 owner,
                 failpoint: StdMutex::new(None),
+                held: StdMutex::new(HashMap::new()),
+                generation: AtomicU64::new(0),
                 locks: StdMutex::new(HashMap::new()),
                 wake: Notify::new(),
             }),
@@ -183,7 +195,8 @@ impl<S: JobStore> BatchJobManager<S> {
     }
 
     /// Test hook (the `failpoints` feature): stop `submit_batch` (and any carrying-on of a
-    /// record) right after `step`, as if the process had died there. `None` clears it.
+    /// record) right after `step`, as if the process had died there (its leases are no longer
+    /// renewed, and left to run out). `None` clears it.
     #[cfg(feature = "failpoints")]
     pub fn set_failpoint(&self, step: Option<SubmitStep>) {
         if let Ok(mut f) = self.inner.failpoint.lock() {
@@ -200,6 +213,7 @@ impl<S: JobStore> BatchJobManager<S> {
             .unwrap_or(false);
         if hit {
             tracing::warn!(step = %step, "failpoint");
+            self.abandon_leases();
             return Err(Error::Failpoint(step));
         }
         Ok(())

@@ -25,32 +25,23 @@ impl<S: JobStore> BatchJobManager<S> {
 
     pub(super) async fn poll_pass(&self, force: bool) -> Result<PollReport> {
         let mut report = PollReport::default();
-        let records = self.inner.store.unfinished().await?;
-        for record in records {
-            if !force && record.next_poll_at_ms > now_ms() {
-                report.unfinished += 1;
-                report.next_due_ms = Some(
-                    report
-                        .next_due_ms
-                        .map_or(record.next_poll_at_ms, |d| d.min(record.next_poll_at_ms)),
-                );
-                continue;
-            }
-            let guard = self.lock(&record.id).await;
+        // Only the records due (from an index, without their rows): a pass costs what is due,
+        // not what is unfinished. Each is read in full under its lease below.
+        let due = self.inner.store.due((!force).then(now_ms)).await?;
+        for id in due {
+            let guard = self.lock(&id).await;
             // One process at a time steps a record (polls it, downloads its results): another
             // that holds it is left to it, and its lease, if it died, expires.
-            if !self.take_lease(&record.id).await? {
-                tracing::debug!(record = %record.id, "leased by another process; not polled");
-                report.unfinished += 1;
-                let retry = now_ms() + duration_ms(self.inner.config.poll_interval).max(1);
-                report.next_due_ms = Some(report.next_due_ms.map_or(retry, |d| d.min(retry)));
+            let Some(lease) = self.take_lease(&id).await? else {
+                tracing::debug!(record = %id, "leased by another process; not polled");
                 continue;
-            }
+            };
             // Read again under the lease: another process may have stepped it meanwhile.
-            let current = self.inner.store.get(&record.id).await?;
-            let Some(record) = current.filter(|r| force || r.next_poll_at_ms <= now_ms()) else {
-                self.give_back_lease(&record.id).await;
-                report.unfinished += 1;
+            let current = self.inner.store.get(&id).await?;
+            let Some(record) = current
+                .filter(|r| !r.state.is_finished() && (force || r.next_poll_at_ms <= now_ms()))
+            else {
+                lease.give_back().await;
                 continue;
             };
             report.polled += 1;
@@ -62,19 +53,25 @@ impl<S: JobStore> BatchJobManager<S> {
                     self.inner.store.get(&record.id).await?.unwrap_or(record)
                 }
             };
-            self.give_back_lease(&record.id).await;
+            lease.give_back().await;
             drop(guard);
             if record.state.is_finished() {
                 self.forget_lock(&record.id);
-            } else {
-                report.unfinished += 1;
-                report.next_due_ms = Some(
-                    report
-                        .next_due_ms
-                        .map_or(record.next_poll_at_ms, |d| d.min(record.next_poll_at_ms)),
-                );
             }
         }
+        // What is left, and when the first of it is due, in one read. One still due now is
+        // another process's to step (or this pass's to finish later): looked at again after a
+        // poll interval, not at once.
+        let summary = self.inner.store.unfinished_summary().await?;
+        let now = now_ms();
+        report.unfinished = summary.count;
+        report.next_due_ms = summary.next_due_ms.map(|due| {
+            if due <= now {
+                now + duration_ms(self.inner.config.poll_interval).max(1)
+            } else {
+                due
+            }
+        });
         Ok(report)
     }
 
@@ -260,14 +257,7 @@ impl<S: JobStore> BatchJobManager<S> {
     /// batches, collecting ended ones) and returns their ids. Keep polling them with
     /// [`BatchJobManager::wait`] or [`BatchJobManager::spawn_poller`].
     pub async fn resume(&self) -> Result<Vec<String>> {
-        let ids: Vec<String> = self
-            .inner
-            .store
-            .unfinished()
-            .await?
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
+        let ids: Vec<String> = self.inner.store.due(None).await?;
         tracing::info!(records = ids.len(), "resuming");
         self.poll_pass(true).await?;
         let mut ids = ids;

@@ -14,13 +14,26 @@ impl<S: JobStore> BatchJobManager<S> {
         Err(Error::NotFound(id.to_owned()))
     }
 
-    /// Takes (or renews) this manager's lease on a record for `ManagerConfig::lease`, unless
-    /// another process holds an unexpired one: for a higher layer that acts on a finished
-    /// record's results (batch-queue settles a record under it), so that one process does.
-    /// `true` when this manager holds it now; give it back with
-    /// [`release_record`](Self::release_record).
+    /// The state and counts of each record among `ids` (our ids or current batch ids), without
+    /// manifests, in a few set-based reads: for a caller watching many records at once. Ids
+    /// the database does not hold are left out.
+    pub async fn statuses(&self, ids: &[String]) -> Result<Vec<RecordStatus>> {
+        self.inner.store.statuses(ids).await
+    }
+
+    /// Takes this manager's lease on a record, unless another process holds an unexpired one:
+    /// for a higher layer that acts on a finished record's results (batch-queue settles a
+    /// record under it), so that one process does. `true` when this manager holds it now; it
+    /// is renewed every third of `ManagerConfig::lease` until given back with
+    /// [`release_record`](Self::release_record) (each `true` once).
     pub async fn lease_record(&self, id: &str) -> Result<bool> {
-        self.take_lease(id).await
+        match self.take_lease(id).await? {
+            Some(lease) => {
+                self.keep_lease(lease);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Gives back this manager's lease on a record (nothing if it does not hold it).

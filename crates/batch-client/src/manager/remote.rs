@@ -117,7 +117,13 @@ impl<S: JobStore> BatchJobManager<S> {
             completion_window: "24h".into(),
             metadata: Some(metadata),
         };
-        let send = || client.create_batch_once(&request);
+        let send = || async {
+            // Until this create has landed or been dropped, nobody else may look it up.
+            self.fence_create(&record.id).await?;
+            let batch = client.create_batch_once(&request).await?;
+            self.unfence(&record.id).await;
+            Ok(batch)
+        };
         let find = || self.find_created(record);
         self.once_with_lookup(record, ("batch", "create"), fresh, find, send)
             .await

@@ -202,13 +202,15 @@ impl<S: JobStore> BatchJobManager<S> {
         // the same time (the lease only keeps other processes out).
         let guard = self.lock(&id).await;
         self.inner.store.insert(&record, &change).await?;
-        self.take_lease(&id).await?;
+        let lease = self.take_lease(&id).await?;
         tracing::info!(record = %id, shard = %record.shard_name, requests = record.manifest.custom_ids.len(), "batch intent stored");
         self.failpoint(SubmitStep::AfterIntent)?;
         let mut record = record;
         let result = self.carry_submit(&mut record, true).await;
-        if !matches!(result, Err(Error::Failpoint(_))) {
-            self.give_back_lease(&id).await;
+        if let Some(lease) = lease
+            && !matches!(result, Err(Error::Failpoint(_)))
+        {
+            lease.give_back().await;
         }
         drop(guard);
         self.inner.wake.notify_one();
@@ -415,16 +417,16 @@ impl<S: JobStore> BatchJobManager<S> {
             }
             // Ours without a break since it was stored: nobody else can have sent anything.
             let fresh = now_ms() < lease_until;
-            if !self.take_lease(&record.id).await? {
+            let Some(lease) = self.take_lease(&record.id).await? else {
                 continue;
-            }
+            };
             let mut record = self.inner.store.get(&record.id).await?.unwrap_or(record);
             let fresh = fresh && record.state == JobState::Intent;
             let result = self.carry_submit(&mut record, fresh).await;
             if let Err(Error::Failpoint(step)) = result {
                 return Err(Error::Failpoint(step));
             }
-            self.give_back_lease(&record.id).await;
+            lease.give_back().await;
             drop(guard);
             if let Err(e) = result {
                 failed = Some(e);
@@ -482,33 +484,13 @@ impl<S: JobStore> BatchJobManager<S> {
         Ok(records)
     }
 
-    /// Takes or renews this manager's lease on a record.
-    pub(super) async fn take_lease(&self, id: &str) -> Result<bool> {
-        let now = now_ms();
-        self.inner
-            .store
-            .try_lease(
-                id,
-                &self.inner.owner,
-                now,
-                now + duration_ms(self.inner.config.lease),
-            )
-            .await
-    }
-
-    pub(super) async fn give_back_lease(&self, id: &str) {
-        if let Err(e) = self.inner.store.release_lease(id, &self.inner.owner).await {
-            tracing::warn!(record = %id, error = %e, "could not release the lease");
-        }
-    }
-
     /// Carries a record that may upload or create, under its lease. A record leased by another
     /// process is left alone.
     pub(super) async fn carry_leased(&self, record: &mut JobRecord, resubmit: bool) -> Result<()> {
-        if !self.take_lease(&record.id).await? {
+        let Some(lease) = self.take_lease(&record.id).await? else {
             tracing::debug!(record = %record.id, "leased by another process; skipped");
             return Ok(());
-        }
+        };
         // Another process may have carried it on before the lease was ours.
         if let Some(current) = self.inner.store.get(&record.id).await? {
             *record = current;
@@ -533,7 +515,7 @@ impl<S: JobStore> BatchJobManager<S> {
         }
         .await;
         if !matches!(result, Err(Error::Failpoint(_))) {
-            self.give_back_lease(&record.id).await;
+            lease.give_back().await;
         }
         result
     }
@@ -588,11 +570,7 @@ impl<S: JobStore> BatchJobManager<S> {
             self.failpoint(SubmitStep::AfterUpload)?;
         }
         if record.state == JobState::Uploaded {
-            // Renewed before creating: the create (bounded by the request timeout, well under
-            // the lease) lands while no other process may look the batch up and create it.
-            if !self.take_lease(&record.id).await? {
-                return Err(Error::Busy(record.id.clone()));
-            }
+            // Each create is sent under a lease that outlasts it (`fence_create`).
             let batch = self.create_exactly_once(record, fresh).await?;
             self.failpoint(SubmitStep::AfterCreateSent)?;
             record.batch_id = Some(batch.id.clone());

@@ -1,7 +1,10 @@
 //! [`DbStore`]: the store on whichever backend the process's [`Database`] is, so that the
 //! manager and the layers above it are written once for both.
 
-use super::{JobRecord, JobStore, PgStore, SqliteStore, StatusChange, Submission};
+use super::{
+    JobRecord, JobStore, PgStore, RecordStatus, SqliteStore, StatusChange, Submission,
+    UnfinishedSummary,
+};
 use crate::Result;
 use crate::db::Database;
 
@@ -90,6 +93,18 @@ impl JobStore for DbStore {
 
     async fn unfinished(&self) -> Result<Vec<JobRecord>> {
         forward!(self, unfinished())
+    }
+
+    async fn due(&self, now_ms: Option<i64>) -> Result<Vec<String>> {
+        forward!(self, due(now_ms))
+    }
+
+    async fn unfinished_summary(&self) -> Result<UnfinishedSummary> {
+        forward!(self, unfinished_summary())
+    }
+
+    async fn statuses(&self, ids: &[String]) -> Result<Vec<RecordStatus>> {
+        forward!(self, statuses(ids))
     }
 
     async fn history(&self, id: &str) -> Result<Vec<StatusChange>> {

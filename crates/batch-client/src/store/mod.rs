@@ -17,7 +17,7 @@ mod postgres;
 mod sql;
 mod sqlite;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use either::DbStore;
 pub use postgres::PgStore;
@@ -158,6 +158,31 @@ pub struct JobRecord {
     pub submission_id: Option<String>,
 }
 
+/// A record's state and counts, without its manifest: what a caller watching many records
+/// reads of each ([`JobStore::statuses`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordStatus {
+    /// Our id, `bb_` + a lowercase ULID.
+    pub id: String,
+    /// The current attempt's batch.
+    pub batch_id: Option<String>,
+    /// Our state.
+    pub state: JobState,
+    /// OpenAI's last reported status.
+    pub remote_status: Option<BatchStatus>,
+    /// OpenAI's last reported counts.
+    pub request_counts: RequestCounts,
+}
+
+/// The unfinished records at a glance: how many, and when the first is due.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnfinishedSummary {
+    /// Records neither `done` nor `error`.
+    pub count: usize,
+    /// The earliest `next_poll_at_ms` among them.
+    pub next_due_ms: Option<i64>,
+}
+
 /// One input file as it was submitted with [`crate::BatchJobManager::submit_file`]: its content
 /// key (endpoint and SHA-256 of its bytes) and its records, one per shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +233,15 @@ pub trait JobStore: Send + Sync + 'static {
     fn list(&self) -> impl Future<Output = Result<Vec<JobRecord>>> + Send;
     /// Records that are not `done` or `error`, oldest first.
     fn unfinished(&self) -> impl Future<Output = Result<Vec<JobRecord>>> + Send;
+    /// The ids of the unfinished records due for a poll at `now_ms` (`next_poll_at_ms` at
+    /// or before it), oldest first; all unfinished ones when `now_ms` is `None`. Read from an
+    /// index, without the rows.
+    fn due(&self, now_ms: Option<i64>) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// How many records are unfinished, and when the first of them is due.
+    fn unfinished_summary(&self) -> impl Future<Output = Result<UnfinishedSummary>> + Send;
+    /// The state and counts of each record among `ids`, by our id or its current batch id
+    /// (records not found are left out), in a few set-based reads without manifests.
+    fn statuses(&self, ids: &[String]) -> impl Future<Output = Result<Vec<RecordStatus>>> + Send;
     /// A record's history, oldest first.
     fn history(&self, id: &str) -> impl Future<Output = Result<Vec<StatusChange>>> + Send;
     /// Takes or renews the record's lease for `owner` until `until_ms`, unless another owner

@@ -45,6 +45,12 @@ impl PgStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Tells the other processes on the database that a record changed, once `conn`'s
+    /// transaction commits.
+    async fn announce(conn: &mut sqlx::PgConnection, id: &str) -> Result<()> {
+        crate::db::announce_record(conn, id).await
+    }
 }
 
 impl_job_store!(PgStore, sqlx::Postgres, Dialect::Postgres);

@@ -40,6 +40,55 @@ pub(super) const LEASE_SUBMISSION_SQL: &str =
 
 pub(super) const FIND_SUBMISSION_SQL: &str = "SELECT id, content_key, seq, source_path, endpoint, sha256, lines, bytes, created_at_ms FROM batch_submissions WHERE content_key = ?1 ORDER BY seq DESC LIMIT 1";
 
+/// The unfinished records due for a poll, by the partial index `batch_jobs_due`.
+pub(super) const DUE_SQL: &str = "SELECT id FROM batch_jobs WHERE state NOT IN ('done', 'error') AND next_poll_at_ms <= ?1 ORDER BY created_at_ms, id";
+
+/// Every unfinished record's id.
+pub(super) const UNFINISHED_IDS_SQL: &str =
+    "SELECT id FROM batch_jobs WHERE state NOT IN ('done', 'error') ORDER BY created_at_ms, id";
+
+/// How many records are unfinished, and the first due time among them.
+pub(super) const UNFINISHED_SUMMARY_SQL: &str =
+    "SELECT COUNT(*), MIN(next_poll_at_ms) FROM batch_jobs WHERE state NOT IN ('done', 'error')";
+
+/// Ids per `IN (…)` list of [`statuses_sql`].
+pub(super) const IN_CHUNK: usize = 500;
+
+/// The state and counts of `n` records, by id or current batch id (each id bound twice).
+pub(super) fn statuses_sql(n: usize) -> String {
+    let marks = vec!["?"; n].join(", ");
+    format!(
+        "SELECT id, batch_id, state, remote_status, request_total, request_completed, request_failed FROM batch_jobs WHERE id IN ({marks}) OR batch_id IN ({marks})"
+    )
+}
+
+/// A row of [`statuses_sql`].
+pub(super) type StatusRow = (
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+);
+
+/// A row of [`statuses_sql`] as a [`super::RecordStatus`].
+pub(super) fn status_of(row: StatusRow) -> Result<super::RecordStatus> {
+    let (id, batch_id, state, remote_status, total, completed, failed) = row;
+    Ok(super::RecordStatus {
+        id,
+        batch_id,
+        state: state.parse()?,
+        remote_status: remote_status.map(|s| BatchStatus::parse(&s)),
+        request_counts: RequestCounts {
+            total: total.max(0) as u64,
+            completed: completed.max(0) as u64,
+            failed: failed.max(0) as u64,
+        },
+    })
+}
+
 pub(super) const HISTORY_SQL: &str = "SELECT at_ms, state, remote_status, detail FROM batch_job_events WHERE job_id = ?1 ORDER BY seq";
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
@@ -279,6 +328,8 @@ macro_rules! impl_job_store {
                 }
                 if let Some(change) = change {
                     Self::insert_event(&mut tx, &record.id, change).await?;
+                    // A change of state or status: waiters in other processes look it up.
+                    Self::announce(&mut tx, &record.id).await?;
                 }
                 tx.commit().await.map_err($crate::Error::store)
             }
@@ -305,6 +356,51 @@ macro_rules! impl_job_store {
                     None,
                 )
                 .await
+            }
+
+            async fn due(&self, now_ms: Option<i64>) -> $crate::Result<Vec<String>> {
+                let query = match now_ms {
+                    Some(now) => ::sqlx::query_scalar(Self::sql($crate::store::sql::DUE_SQL))
+                        .bind(now),
+                    None => ::sqlx::query_scalar(Self::sql(
+                        $crate::store::sql::UNFINISHED_IDS_SQL,
+                    )),
+                };
+                query.fetch_all(&self.pool).await.map_err($crate::Error::store)
+            }
+
+            async fn unfinished_summary(
+                &self,
+            ) -> $crate::Result<$crate::store::UnfinishedSummary> {
+                let (count, next): (i64, Option<i64>) = ::sqlx::query_as(Self::sql(
+                    $crate::store::sql::UNFINISHED_SUMMARY_SQL,
+                ))
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::Error::store)?;
+                Ok($crate::store::UnfinishedSummary {
+                    count: usize::try_from(count).unwrap_or(0),
+                    next_due_ms: next,
+                })
+            }
+
+            async fn statuses(
+                &self,
+                ids: &[String],
+            ) -> $crate::Result<Vec<$crate::store::RecordStatus>> {
+                let mut out = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks($crate::store::sql::IN_CHUNK) {
+                    let sql = $crate::store::sql::statuses_sql(chunk.len());
+                    let mut query =
+                        ::sqlx::query_as::<_, $crate::store::sql::StatusRow>(Self::sql(&sql));
+                    for id in chunk.iter().chain(chunk) {
+                        query = query.bind(id.clone());
+                    }
+                    for row in query.fetch_all(&self.pool).await.map_err($crate::Error::store)? {
+                        out.push($crate::store::sql::status_of(row)?);
+                    }
+                }
+                Ok(out)
             }
 
             async fn try_lease(

@@ -57,6 +57,11 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Nothing to announce: one process owns an SQLite file, and its waiters poll.
+    async fn announce(_conn: &mut sqlx::SqliteConnection, _id: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl_job_store!(SqliteStore, sqlx::Sqlite, Dialect::Sqlite);

@@ -2,7 +2,7 @@
 //! `BATCHBEAM_TEST_POSTGRES` names a server to create a database on (`cargo xtask ci` starts
 //! one; by hand: `cargo xtask pg -- cargo test -p batch-client`).
 
-mod backends {
+pub(crate) mod backends {
     use std::path::{Path, PathBuf};
 
     use crate::store::{PgStore, SqliteStore};
@@ -45,7 +45,7 @@ mod backends {
     }
 
     /// A new database on the test server, or `None` (said on stderr) without one.
-    pub(super) async fn fresh_postgres() -> Option<String> {
+    pub(crate) async fn fresh_postgres() -> Option<String> {
         let Ok(admin) = std::env::var(VAR) else {
             eprintln!("{VAR} is not set: the PostgreSQL half of the store suite is skipped");
             return None;

@@ -9,19 +9,25 @@ use std::time::{Duration, Instant};
 
 use openai_sim::{FaultConfig, FaultKind, FaultRule};
 
-use crate::support::{self, drive, manager_with, no_metadata, shards, sim};
+use crate::support::{self, drive_for, manager_with, no_metadata, shards, sim};
 
 const CHILD_SIM: &str = "BATCHBEAM_TEST_CHILD_SIM";
 const CHILD_DIR: &str = "BATCHBEAM_TEST_CHILD_DIR";
 const CHILD_FILE: &str = "BATCHBEAM_TEST_CHILD_FILE";
 const CHILD_MAX_LINES: &str = "BATCHBEAM_TEST_CHILD_MAX_LINES";
 
-/// Longer than the slow fault keeps a request in flight, so a dead child's request has landed
-/// (or died) before its lease runs out and anyone looks for what it did.
+/// The record lease: a dead child's runs out this long after its last renewal, or, with a
+/// create in flight, at that create's bound (`CHILD_TIMEOUT` + this after it was sent), by when
+/// the create has landed (or died) and a lookup finds what it did.
 const LEASE: Duration = Duration::from_millis(400);
 /// Long enough that the kill, sent a third of the way in, lands inside the slow request even when
 /// a busy machine wakes the test late by a second.
 const SLOW_MS: u64 = 1_500;
+/// The child's request timeout, past the slow request: a create the child sent before it died
+/// keeps its record from everyone else for this plus a lease.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long the fresh manager may take to finish, waiting out a dead child's leases.
+const FINISH: Duration = Duration::from_secs(120);
 
 fn config(dir: &std::path::Path) -> batch_client::ManagerConfig {
     let mut config = support::manager_config(dir);
@@ -32,7 +38,7 @@ fn config(dir: &std::path::Path) -> batch_client::ManagerConfig {
 async fn child_manager(url: &str, dir: &str) -> batch_client::BatchJobManager {
     let dir = PathBuf::from(dir);
     batch_client::BatchJobManager::open(
-        support::client(url),
+        support::client_timing_out(url, CHILD_TIMEOUT),
         &dir.join("batchbeam.db"),
         config(&dir),
     )
@@ -148,7 +154,7 @@ async fn kill_file_submit_during(method: &str, path: &str, max_lines: usize, sha
     let again = manager.submit_file(&file, options).await.unwrap();
     assert!(again.attached, "{method} {path}");
     assert_eq!(again.records.len() as u64, shards);
-    let records = drive(&sim, &manager, 60).await;
+    let records = drive_for(&sim, &manager, FINISH).await;
     for record in &records {
         let results = manager.retrieve_results(&record.id).await.unwrap();
         assert_eq!(
@@ -205,7 +211,7 @@ async fn kill_during(method: &str, path: &str, ready: impl Fn(&openai_sim::Stats
     tokio::time::sleep(LEASE + Duration::from_millis(50)).await;
     let manager = manager_with(&sim, dir.path(), config(dir.path())).await;
     manager.resume().await.unwrap();
-    let records = drive(&sim, &manager, 60).await;
+    let records = drive_for(&sim, &manager, FINISH).await;
     // Normally 2 (the third shard was never begun); 3 only if the machine was too slow for the
     // kill to land inside the slow request. Either way each one counts once below.
     let n = records.len() as u64;

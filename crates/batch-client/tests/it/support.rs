@@ -22,7 +22,18 @@ pub(crate) async fn sim_with(config: SimConfig) -> SimHandle {
 }
 
 pub(crate) fn client(base_url: &str) -> OpenAiClient {
-    let config = ClientConfig::new(base_url, ApiKey::new(KEY)).with_retry(RetryPolicy::fast());
+    client_timing_out(
+        base_url,
+        ClientConfig::new(base_url, ApiKey::new(KEY)).timeout,
+    )
+}
+
+/// A client whose requests time out after `timeout`: a create it sends bounds its manager's
+/// lease on the record by this plus one lease.
+pub(crate) fn client_timing_out(base_url: &str, timeout: Duration) -> OpenAiClient {
+    let config = ClientConfig::new(base_url, ApiKey::new(KEY))
+        .with_retry(RetryPolicy::fast())
+        .with_timeout(timeout);
     OpenAiClient::new(config).expect("client")
 }
 
@@ -74,14 +85,44 @@ pub(crate) fn no_metadata() -> BTreeMap<String, String> {
     BTreeMap::new()
 }
 
+/// Polls and advances simulated time until every record is finished, for at most `limit` of
+/// wall time (generous: a record may wait out a dead process's lease first).
+pub(crate) async fn drive_for(
+    sim: &SimHandle,
+    manager: &BatchJobManager,
+    limit: Duration,
+) -> Vec<JobRecord> {
+    let started = std::time::Instant::now();
+    drive_while(sim, manager, Duration::from_millis(20), || {
+        started.elapsed() < limit
+    })
+    .await
+}
+
 /// Polls and advances simulated time until every record is finished (at most `rounds` rounds).
 pub(crate) async fn drive(
     sim: &SimHandle,
     manager: &BatchJobManager,
     rounds: usize,
 ) -> Vec<JobRecord> {
-    for _ in 0..rounds {
-        tokio::time::sleep(Duration::from_millis(3)).await;
+    let mut round = 0;
+    drive_while(sim, manager, Duration::from_millis(3), || {
+        round += 1;
+        round <= rounds
+    })
+    .await
+}
+
+/// A round (pause, poll, advance simulated time) while `more` says so, until every record is
+/// finished; panics when `more` gives up first.
+async fn drive_while(
+    sim: &SimHandle,
+    manager: &BatchJobManager,
+    pause: Duration,
+    mut more: impl FnMut() -> bool,
+) -> Vec<JobRecord> {
+    while more() {
+        tokio::time::sleep(pause).await;
         let _ = manager.poll_once().await;
         let records = manager.list().await.expect("list");
         if records.iter().all(|r| r.state.is_finished()) {

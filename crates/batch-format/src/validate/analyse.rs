@@ -1,11 +1,9 @@
-//! Reading one line into its facts: with the scanner, or, when tokens are estimated, with the
-//! serde probes that also collect the message texts.
-
-use serde::de::DeserializeSeed;
+//! Reading one line into its facts with the scanner, collecting the message texts on the way
+//! when tokens are estimated.
 
 use super::facts::{Body, BodyFacts, LineFacts, ObjectFacts};
-use super::probes::LineSeed;
 use super::tally::{CountCache, Tally};
+use super::texts::{self, Texts};
 use crate::field::Field;
 use crate::scan::{Nested, Scan, Scanner};
 use crate::tokens::TokenEstimator;
@@ -26,56 +24,41 @@ pub(super) fn analyse_line<'a>(
     let Ok(text) = std::str::from_utf8(line) else {
         return LineFacts::NotJson;
     };
-    let Some(cache) = token_cache else {
-        // The usual case: the scanner skips the long strings (base64 images) fastest.
-        return match scan_request_line(text) {
-            Ok(Some(obj)) => LineFacts::Object(obj),
-            Ok(None) => LineFacts::NotObject,
-            Err(_) => LineFacts::NotJson,
-        };
+    // One pass with the scanner: it skips the long strings (base64 images) fastest and, when
+    // tokens are estimated, collects the message texts on the way.
+    let mut tally = token_cache.is_some().then(Tally::default);
+    let mut obj = match scan_request_line(text, tally.as_mut()) {
+        Ok(Some(obj)) => obj,
+        Ok(None) => return LineFacts::NotObject,
+        Err(_) => return LineFacts::NotJson,
     };
-    // Estimating tokens needs the message texts too: serde probes collect them.
-    let mut tally = Tally::default();
-    let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = LineSeed {
-        tally: Some(&mut tally),
+    if let (Some(cache), Some(tally)) = (token_cache, tally) {
+        let model = match &obj.body {
+            Body::Object(body) => body.model.as_str().unwrap_or(""),
+            _ => "",
+        };
+        obj.tokens = tally.total(&TokenEstimator::for_model(model), cache);
     }
-    .deserialize(&mut de)
-    .and_then(|facts| de.end().map(|()| facts));
-    match parsed {
-        Err(_) => LineFacts::NotJson,
-        // serde_json skips what the probes ignore without a depth limit; the scanner holds
-        // the line to the same rules as without tokens (nesting deeper than serde_json's 128).
-        Ok(_) if !scans(text) => LineFacts::NotJson,
-        Ok(None) => LineFacts::NotObject,
-        Ok(Some(mut obj)) => {
-            let model = match &obj.body {
-                Body::Object(body) => body.model.as_str().unwrap_or(""),
-                _ => "",
-            };
-            obj.tokens = tally.total(&TokenEstimator::for_model(model), cache);
-            LineFacts::Object(obj)
-        }
-    }
-}
-
-/// Whether `text` is one JSON value as strict as the scanner reads it.
-fn scans(text: &str) -> bool {
-    let mut s = Scanner::new(text);
-    s.skip().and_then(|()| s.end()).is_ok()
+    LineFacts::Object(obj)
 }
 
 /// The facts of a request line, read with the scanner; `Ok(None)` when the line is JSON but
-/// not an object. Gives the same facts as the serde probes (tests hold them together).
-fn scan_request_line(text: &str) -> Scan<Option<ObjectFacts<'_>>> {
+/// not an object. With a `tally`, the body's token material goes into it.
+fn scan_request_line<'a>(
+    text: &'a str,
+    tally: Option<&mut Tally<'a>>,
+) -> Scan<Option<ObjectFacts<'a>>> {
     let mut s = Scanner::new(text);
-    let facts = scan_request(&mut s)?;
+    let facts = scan_request(&mut s, tally)?;
     s.end()?;
     Ok(facts)
 }
 
 /// The request line value at the scanner's cursor (what follows it is the caller's business).
-pub(super) fn scan_request<'a>(s: &mut Scanner<'a>) -> Scan<Option<ObjectFacts<'a>>> {
+pub(super) fn scan_request<'a>(
+    s: &mut Scanner<'a>,
+    mut tally: Option<&mut Tally<'a>>,
+) -> Scan<Option<ObjectFacts<'a>>> {
     s.ws();
     if s.peek() != Some(b'{') {
         s.value()?;
@@ -90,10 +73,24 @@ pub(super) fn scan_request<'a>(s: &mut Scanner<'a>) -> Scan<Option<ObjectFacts<'
             b"url" => facts.url = s.field()?,
             b"body" => {
                 let body = s.nested(|s, key, body: &mut BodyFacts<'_>| {
-                    match key {
-                        b"model" => body.model = s.field()?,
-                        b"stream" => body.stream = s.field()? == Field::Bool(true),
-                        b"messages" => body.has_messages = s.field()? != Field::Null,
+                    match (key, tally.as_deref_mut()) {
+                        (b"model", _) => body.model = s.field()?,
+                        (b"stream", _) => body.stream = s.field()? == Field::Bool(true),
+                        (b"messages", None) => body.has_messages = s.field()? != Field::Null,
+                        (b"messages", Some(tally)) => {
+                            body.has_messages = texts::messages(s, tally)?;
+                        }
+                        (b"input" | b"prompt", Some(tally)) => {
+                            texts::texts(s, Texts::Input, tally)?;
+                        }
+                        (
+                            b"max_completion_tokens" | b"max_tokens" | b"max_output_tokens",
+                            Some(tally),
+                        ) => {
+                            if let Field::Count(n) = s.field()? {
+                                tally.fixed += n;
+                            }
+                        }
                         _ => s.skip()?,
                     }
                     Ok(())

@@ -14,10 +14,10 @@ mod checks;
 mod facts;
 mod ids;
 mod options;
-mod probes;
 mod problem;
 mod stream;
 mod tally;
+mod texts;
 mod validator;
 
 #[cfg(test)]

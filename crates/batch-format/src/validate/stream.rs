@@ -126,7 +126,7 @@ fn scan_one(text: &[u8], start: usize) -> LineScan<'_> {
     }
     // The scanner never steps over a line break, so a bad line ends at the first `\n` after
     // the point where it went wrong.
-    let resume = match scan_request(&mut s) {
+    let resume = match scan_request(&mut s, None) {
         Ok(obj) => {
             s.ws();
             match s.peek() {

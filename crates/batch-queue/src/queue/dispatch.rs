@@ -7,19 +7,11 @@ use std::time::Duration;
 
 use batch_client::CheckedShard;
 use batch_format::{ShardLimits, ShardManifest};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{Inner, METADATA_DISPATCH};
 use crate::store::{Apply, Carrier, GroupKey, Lease, QueueStore, StoredError, Verdict, VerdictFor};
 use crate::{Result, Tier, now_ms};
-
-/// Aborts its task when dropped.
-pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 impl<S: QueueStore> Inner<S> {
     /// Submits every pending request of one group, `max_group_size` at a time.
@@ -54,14 +46,14 @@ impl<S: QueueStore> Inner<S> {
 
     /// Renews flush `dispatch`'s lease every third of its length until the guard is dropped,
     /// so that no other queue takes over a flush that is slow but alive.
-    fn renew_while_dispatching(&self, dispatch: &str) -> AbortOnDrop {
+    fn renew_while_dispatching(&self, dispatch: &str) -> AbortOnDropHandle<()> {
         let store = Arc::clone(&self.store);
         let owner = self.owner.clone();
         let dispatch = dispatch.to_owned();
         let span = self.dispatch_lease_span();
         let every = (span / 3).max(Duration::from_millis(1));
         let span_ms = i64::try_from(span.as_millis()).unwrap_or(i64::MAX);
-        AbortOnDrop(tokio::spawn(async move {
+        AbortOnDropHandle::new(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
                 let now = now_ms();

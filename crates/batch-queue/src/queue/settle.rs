@@ -5,9 +5,18 @@ use batch_client::JobState;
 use batch_format::Outcome;
 use tokio::sync::mpsc;
 
-use super::Inner;
+use super::{BatchRequestQueue, Inner};
 use crate::store::{Apply, Carrier, Policy, QueueStore, Settled, StoredError, Verdict, VerdictFor};
-use crate::{Error, Result, Tier};
+use crate::{Error, RequestId, Result, Tier};
+
+impl BatchRequestQueue {
+    /// Those of `ids` still unanswered (neither done nor failed), in one indexed read per 500
+    /// ids: what a caller that put sessions aside asks, for many at once, when the records
+    /// carrying them were settled. Ids the database never held are not counted.
+    pub async fn unsettled_among(&self, ids: &[RequestId]) -> Result<Vec<RequestId>> {
+        self.inner.store.open_among(ids).await
+    }
+}
 
 impl<S: QueueStore> Inner<S> {
     /// Settles a finished record under the manager's lease on it, so that one queue at a time

@@ -56,6 +56,10 @@ impl QueueStore for QueueDb {
         forward!(self, settled_among(ids))
     }
 
+    async fn open_among(&self, ids: &[RequestId]) -> Result<Vec<RequestId>> {
+        forward!(self, open_among(ids))
+    }
+
     async fn lookup(&self, id: &RequestId) -> Result<Lookup> {
         forward!(self, lookup(id))
     }

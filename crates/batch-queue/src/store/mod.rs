@@ -162,6 +162,9 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
         &self,
         ids: &[RequestId],
     ) -> impl Future<Output = Result<Vec<RequestId>>> + Send;
+    /// Those of `ids` the database holds that are neither done nor failed (one indexed read
+    /// per 500 ids, no join).
+    fn open_among(&self, ids: &[RequestId]) -> impl Future<Output = Result<Vec<RequestId>>> + Send;
     /// A request's state and, when final, its result.
     fn lookup(&self, id: &RequestId) -> impl Future<Output = Result<Lookup>> + Send;
     /// Pending requests per group.

@@ -60,6 +60,17 @@ impl PgQueueStore {
         }
         Ok(())
     }
+
+    /// Tells every instance listening on the database that `record_id` was settled (its
+    /// requests hold their verdicts), once the transaction commits.
+    async fn announce(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        record_id: &str,
+    ) -> Result<()> {
+        batch_client::db::announce_record(tx, record_id)
+            .await
+            .map_err(Error::from)
+    }
 }
 
 /// The advisory lock key of a group: 64 bits of a hash of its name, under the queue's prefix.

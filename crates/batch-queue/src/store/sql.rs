@@ -100,6 +100,30 @@ macro_rules! impl_queue_store {
                 ::sqlx::AssertSqlSafe($dialect.sql(text))
             }
 
+            /// Those of `ids` whose state is (`IN`) or is not (`NOT IN`) final, done or
+            /// failed: one indexed read per [`IN_CHUNK`](crate::store::sql::IN_CHUNK) ids.
+            async fn among(
+                &self,
+                ids: &[$crate::RequestId],
+                final_states: &str,
+            ) -> $crate::Result<Vec<$crate::RequestId>> {
+                let mut out = Vec::new();
+                for chunk in ids.chunks($crate::store::sql::IN_CHUNK) {
+                    let sql = format!(
+                        "SELECT id FROM queue_requests WHERE id IN ({}) AND state {final_states} ('done', 'failed')",
+                        $crate::store::sql::marks(chunk.len())
+                    );
+                    let mut query = ::sqlx::query_scalar(Self::sql(&sql));
+                    for id in chunk {
+                        query = query.bind(id.as_str().to_owned());
+                    }
+                    let found: Vec<String> =
+                        query.fetch_all(&self.pool).await.map_err($crate::Error::store)?;
+                    out.extend(found.into_iter().map($crate::RequestId::from));
+                }
+                Ok(out)
+            }
+
             /// The `seq` of request `id` if it is still as enqueued (`queued`).
             async fn queued_seq(
                 tx: &mut ::sqlx::Transaction<'_, $db>,
@@ -328,21 +352,14 @@ macro_rules! impl_queue_store {
                 &self,
                 ids: &[$crate::RequestId],
             ) -> $crate::Result<Vec<$crate::RequestId>> {
-                let mut settled = Vec::new();
-                for chunk in ids.chunks($crate::store::sql::IN_CHUNK) {
-                    let sql = format!(
-                        "SELECT id FROM queue_requests WHERE id IN ({}) AND state IN ('done', 'failed')",
-                        $crate::store::sql::marks(chunk.len())
-                    );
-                    let mut query = ::sqlx::query_scalar(Self::sql(&sql));
-                    for id in chunk {
-                        query = query.bind(id.as_str().to_owned());
-                    }
-                    let found: Vec<String> =
-                        query.fetch_all(&self.pool).await.map_err($crate::Error::store)?;
-                    settled.extend(found.into_iter().map($crate::RequestId::from));
-                }
-                Ok(settled)
+                self.among(ids, "IN").await
+            }
+
+            async fn open_among(
+                &self,
+                ids: &[$crate::RequestId],
+            ) -> $crate::Result<Vec<$crate::RequestId>> {
+                self.among(ids, "NOT IN").await
             }
 
             async fn lookup(&self, id: &$crate::RequestId) -> $crate::Result<$crate::store::Lookup> {
@@ -821,6 +838,8 @@ macro_rules! impl_queue_store {
                             .await
                             .map_err($crate::Error::store)?;
                     }
+                    // Whoever waits on this record's requests, in any process, looks now.
+                    Self::announce(&mut tx, record_id).await?;
                 }
                 tx.commit().await.map_err($crate::Error::store)?;
                 Ok(settled)

@@ -49,6 +49,14 @@ impl SqliteQueueStore {
     ) -> Result<()> {
         Ok(())
     }
+
+    /// Nothing to announce: one process owns an SQLite file, and its waiters poll.
+    async fn announce(
+        _tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        _record_id: &str,
+    ) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl_queue_store!(SqliteQueueStore, sqlx::Sqlite, Dialect::Sqlite);

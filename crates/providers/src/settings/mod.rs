@@ -90,6 +90,9 @@ pub struct BatchSettings {
     /// `BATCH_RESUBMIT_DELAY_MS` (300000): wait before resubmitting after
     /// `token_limit_exceeded`.
     pub resubmit_delay_ms: u64,
+    /// `BATCH_COALESCE_MS` (2000): how long a stage barrier's flush may wait for other
+    /// sessions' requests to join its batches; 0 sends at once.
+    pub coalesce_ms: u64,
     /// `BATCH_VISION_ENABLED` (true): judging may go to batch.
     pub vision_enabled: bool,
     /// `BATCH_LLM_ENABLED` (true): expand, combine, critique and refine may go to batch.
@@ -112,6 +115,7 @@ impl Default for BatchSettings {
             poll_interval_ms: 30_000,
             poll_max_interval_ms: 600_000,
             resubmit_delay_ms: 300_000,
+            coalesce_ms: 2_000,
             vision_enabled: true,
             llm_enabled: true,
             fallback_to_standard: true,
@@ -184,11 +188,13 @@ impl ProvidersConfig {
         }
     }
 
-    /// The batch queue's configuration for these settings (`BATCH_FALLBACK_TO_STANDARD`; the
-    /// rest are the queue's defaults).
+    /// The batch queue's configuration for these settings (`BATCH_FALLBACK_TO_STANDARD`,
+    /// `BATCH_COALESCE_MS`; the rest are the queue's defaults).
     pub fn queue_config(&self) -> batch_queue::QueueConfig {
         batch_queue::QueueConfig {
             fallback_to_standard: self.batch.fallback_to_standard,
+            coalesce: (self.batch.coalesce_ms > 0)
+                .then(|| Duration::from_millis(self.batch.coalesce_ms)),
             ..batch_queue::QueueConfig::default()
         }
     }
@@ -306,6 +312,9 @@ pub struct DataSettings {
     pub files: PathBuf,
     /// `--sessions` / `BATCHBEAM_SESSIONS` / `data.sessions` (`batchbeam-sessions`).
     pub sessions: PathBuf,
+    /// Connections the process keeps to its database, at most: `BATCHBEAM_DB_CONNECTIONS` /
+    /// `data.connections` (16).
+    pub connections: u32,
 }
 
 impl DataSettings {
@@ -322,6 +331,7 @@ impl DataSettings {
             db,
             postgres: None,
             sessions: PathBuf::from("batchbeam-sessions"),
+            connections: batch_client::db::DEFAULT_CONNECTIONS,
         }
     }
 
@@ -381,7 +391,8 @@ pub struct ServerSettings {
     /// `--instance-id` / `BATCHBEAM_INSTANCE_ID` / `server.instance_id`: this instance's name
     /// as a job owner; `None`: a new one at each start.
     pub instance_id: Option<String>,
-    /// `BATCHBEAM_LEASE_SECS` / `server.lease_secs` (30): a job's lease, renewed every third.
+    /// `BATCHBEAM_LEASE_SECS` / `server.lease_secs` (30): a job's lease, and a batch record's
+    /// ([`ManagerConfig::lease`]), each renewed every third while held.
     pub lease: Duration,
 }
 
@@ -475,6 +486,9 @@ impl Settings {
             let files = PathBuf::from(files);
             data.files = std::path::absolute(&files).unwrap_or(files);
         }
+        if let Some(n) = r.whole("data.connections")? {
+            data.connections = u32::try_from(n).unwrap_or(u32::MAX);
+        }
         let api_token = match vars("BATCHBEAM_API_TOKEN").filter(|t| !t.trim().is_empty()) {
             Some(t) if t.trim().chars().count() < 16 => {
                 return Err(ConfigError::Invalid {
@@ -532,9 +546,12 @@ impl Settings {
         Ok(config)
     }
 
-    /// The job manager's configuration, its files in [`DataSettings::files`].
+    /// The job manager's configuration, its files in [`DataSettings::files`], its record
+    /// leases [`ServerSettings::lease`] long.
     pub fn manager_config(&self) -> ManagerConfig {
-        self.providers.manager_config(&self.data.files)
+        let mut config = self.providers.manager_config(&self.data.files);
+        config.lease = self.server.lease;
+        config
     }
 }
 
@@ -609,6 +626,7 @@ fn read_providers(r: &Reader<'_>) -> Result<ProvidersConfig, ConfigError> {
         ("batch.poll_interval_ms", &mut b.poll_interval_ms),
         ("batch.poll_max_interval_ms", &mut b.poll_max_interval_ms),
         ("batch.resubmit_delay_ms", &mut b.resubmit_delay_ms),
+        ("batch.coalesce_ms", &mut b.coalesce_ms),
     ] {
         if let Some(ms) = r.whole(key)? {
             *slot = ms;

@@ -195,6 +195,18 @@ pub const SETTINGS: &[Setting] = &[
         about: "the database, when set in a later layer than `BATCHBEAM_DB` (a tie goes to `BATCHBEAM_DB`): PostgreSQL, which several `serve` instances share, or an SQLite file",
     },
     Setting {
+        var: "BATCHBEAM_DB_CONNECTIONS",
+        key: Some("data.connections"),
+        flag: None,
+        default: "`16`",
+        rule: Rule::Whole {
+            min: 1,
+            max: 1024,
+            unit: "",
+        },
+        about: "connections each process keeps to its database at most (with PostgreSQL, instances times this must stay under the server's `max_connections`)",
+    },
+    Setting {
         var: "BATCHBEAM_SESSIONS",
         key: Some("data.sessions"),
         flag: Some("--sessions"),
@@ -257,6 +269,17 @@ pub const SETTINGS: &[Setting] = &[
             unit: "milliseconds",
         },
         "wait before resubmitting a batch that failed with `token_limit_exceeded`",
+    ),
+    s(
+        "BATCH_COALESCE_MS",
+        "batch.coalesce_ms",
+        "`2000`",
+        Rule::Whole {
+            min: 0,
+            max: 600_000,
+            unit: "milliseconds",
+        },
+        "how long a stage barrier may hold its batch for other sessions' requests to join (sent after a tenth of it without new requests, or after all of it); `0` sends at once",
     ),
     s(
         "BATCH_VISION_ENABLED",
@@ -450,7 +473,7 @@ pub const SETTINGS: &[Setting] = &[
             max: 3600.0,
             unit: "seconds",
         },
-        "how long a job stays an instance's without a renewal (renewed every third of it); then another instance takes it over",
+        "how long a job, or a batch record being stepped, stays an instance's (or a `batch` command's) without a renewal (renewed every third of it); then another takes it over",
     ),
 ];
 

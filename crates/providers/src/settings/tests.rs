@@ -560,3 +560,20 @@ fn the_server_settings_read_their_variables_and_the_token_never_shows() {
     let err = load_all(None, &[("BATCHBEAM_WORKERS", "0")], &[]).unwrap_err();
     assert!(err.to_string().contains("BATCHBEAM_WORKERS"), "{err}");
 }
+
+#[test]
+fn the_database_pool_size_is_read_and_bounded() {
+    assert_eq!(load_all(None, &[], &[]).unwrap().data.connections, 16);
+    let env = [("BATCHBEAM_DB_CONNECTIONS", "4")];
+    assert_eq!(load_all(None, &env, &[]).unwrap().data.connections, 4);
+    let file = "[data]\nconnections = 40\n";
+    assert_eq!(load_all(Some(file), &[], &[]).unwrap().data.connections, 40);
+    for bad in ["0", "1025", "many"] {
+        let err = load_all(None, &[("BATCHBEAM_DB_CONNECTIONS", bad)], &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("BATCHBEAM_DB_CONNECTIONS") && text.contains(bad),
+            "{text}"
+        );
+    }
+}

@@ -5,11 +5,16 @@
 //! budget (`max_completion_tokens` and friends) is added because OpenAI counts it against the
 //! enqueued-token limit.
 
+mod layout;
+mod split;
+mod vocab;
+
 use std::fmt;
-use std::sync::OnceLock;
 
 use serde_json::Value;
-use tiktoken_rs::CoreBPE;
+
+use split::Pattern;
+use vocab::Vocab;
 
 /// A run of whitespace, or of anything else, longer than this many bytes is counted by sample
 /// (see [`TokenEstimator::count_text`]).
@@ -45,22 +50,41 @@ impl Encoding {
         }
     }
 
-    /// Building a BPE takes tens of milliseconds, so each is built once per process.
-    #[allow(
-        clippy::expect_used,
-        reason = "the BPE tables are embedded in tiktoken-rs at compile time and its tests load them"
-    )]
-    fn bpe(self) -> &'static CoreBPE {
-        static O200K: OnceLock<CoreBPE> = OnceLock::new();
-        static CL100K: OnceLock<CoreBPE> = OnceLock::new();
+    /// The vocabulary, read in place from the table the build script wrote: nothing is
+    /// built at start, and taking it costs a few reads of its header.
+    fn vocab(self) -> Vocab {
         match self {
-            Encoding::O200kBase => O200K.get_or_init(|| {
-                tiktoken_rs::o200k_base().expect("embedded o200k_base tables are valid")
-            }),
-            Encoding::Cl100kBase => CL100K.get_or_init(|| {
-                tiktoken_rs::cl100k_base().expect("embedded cl100k_base tables are valid")
-            }),
+            Encoding::O200kBase => Vocab::new(include_bytes!(concat!(
+                env!("OUT_DIR"),
+                "/o200k_base.vocab"
+            ))),
+            Encoding::Cl100kBase => Vocab::new(include_bytes!(concat!(
+                env!("OUT_DIR"),
+                "/cl100k_base.vocab"
+            ))),
         }
+    }
+
+    fn pattern(self) -> Pattern {
+        match self {
+            Encoding::O200kBase => Pattern::O200k,
+            Encoding::Cl100kBase => Pattern::Cl100k,
+        }
+    }
+
+    /// Tokens of `text` by this encoding's BPE, special tokens as ordinary text: exactly what
+    /// tiktoken's `count_ordinary` gives (a test holds them together). Should the pattern's
+    /// backtracking give up on a non-ASCII text, the rest of it is taken at 3 bytes a token.
+    fn count(self, text: &str) -> u64 {
+        let vocab = self.vocab();
+        let mut tokens = 0;
+        let cut = self
+            .pattern()
+            .pieces(text, |piece| tokens += vocab.count_piece(piece));
+        if let Err(at) = cut {
+            tokens += (text.len() - at).div_ceil(3) as u64;
+        }
+        tokens
     }
 
     fn name(self) -> &'static str {
@@ -73,7 +97,8 @@ impl Encoding {
 
 /// Counts prompt tokens the way the model's tokenizer would, plus fixed costs for structure.
 ///
-/// Cheap to create and copy: the BPE tables behind it are built once per process and shared.
+/// Cheap to create and copy: the vocabularies behind it are compiled into the binary and read
+/// in place, so the first count costs no more than the next.
 #[derive(Clone, Copy)]
 pub struct TokenEstimator {
     encoding: Encoding,
@@ -109,14 +134,10 @@ impl TokenEstimator {
     /// each one is estimated from its first KiB instead (within 2%): the work per call is
     /// bounded by a scan of the text plus BPE over at most 1/16 of it.
     pub fn count_text(&self, text: &str) -> u64 {
-        let bpe = self.encoding.bpe();
-        let exact = |s: &str| {
-            if s.is_empty() {
-                0
-            } else {
-                bpe.count_ordinary(s) as u64
-            }
-        };
+        let exact = |s: &str| self.encoding.count(s);
+        if text.len() <= LONG_RUN {
+            return exact(text);
+        }
         let mut total = 0;
         let mut counted_to = 0;
         for (start, end) in long_runs(text) {
@@ -269,6 +290,9 @@ pub(crate) fn is_image_part(kind: &str) -> bool {
 }
 
 #[cfg(test)]
+mod same_as_tiktoken;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -318,7 +342,7 @@ mod tests {
     fn a_long_run_is_counted_by_sample_within_two_percent_of_exact() {
         for model in ["gpt-4o-mini", "gpt-4-turbo"] {
             let est = TokenEstimator::for_model(model);
-            let bpe = est.encoding.bpe();
+            let bpe = same_as_tiktoken::tiktoken(est);
             for run in [
                 "a".repeat(3 * LONG_RUN),
                 " ".repeat(3 * LONG_RUN),
