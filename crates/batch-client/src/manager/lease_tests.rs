@@ -34,15 +34,14 @@ async fn spots(dir: &Path) -> Vec<(&'static str, Spot)> {
     out
 }
 
-/// A manager on `spot` polling every millisecond, holding leases for `lease`, its requests
-/// timing out after `timeout`.
-async fn manager(
+/// A client of `sim` whose requests time out after `timeout`, and a manager configuration
+/// polling every millisecond and holding leases for `lease`.
+fn client_and_config(
     sim: &SimHandle,
-    spot: &Spot,
     dir: &Path,
     lease: Duration,
     timeout: Duration,
-) -> BatchJobManager {
+) -> (OpenAiClient, ManagerConfig) {
     let client = ClientConfig::new(sim.base_url(), ApiKey::new("sk-lease-test"))
         .with_retry(RetryPolicy::fast())
         .with_timeout(timeout);
@@ -50,13 +49,93 @@ async fn manager(
     config.poll_interval = Duration::from_millis(1);
     config.poll_ceiling = Duration::from_millis(2);
     config.lease = lease;
-    BatchJobManager::on(
-        OpenAiClient::new(client).unwrap(),
-        spot.open().await,
-        config,
-    )
-    .await
-    .unwrap()
+    (OpenAiClient::new(client).unwrap(), config)
+}
+
+/// A manager on `spot` (see [`client_and_config`]).
+async fn manager(
+    sim: &SimHandle,
+    spot: &Spot,
+    dir: &Path,
+    lease: Duration,
+    timeout: Duration,
+) -> BatchJobManager {
+    let (client, config) = client_and_config(sim, dir, lease, timeout);
+    BatchJobManager::on(client, spot.open().await, config)
+        .await
+        .unwrap()
+}
+
+/// A store that stops right after storing a new record until `resume` is notified (it
+/// notifies `inserted` first): the moment between a submit's intent and its next step, held
+/// open for another process to act in.
+struct PausedAfterInsert {
+    store: DbStore,
+    inserted: Arc<Notify>,
+    resume: Arc<Notify>,
+}
+
+impl JobStore for PausedAfterInsert {
+    async fn insert(
+        &self,
+        record: &JobRecord,
+        change: &StatusChange,
+        lease: (&str, i64),
+    ) -> Result<()> {
+        self.store.insert(record, change, lease).await?;
+        self.inserted.notify_one();
+        self.resume.notified().await;
+        Ok(())
+    }
+    async fn update(&self, record: &JobRecord, change: Option<&StatusChange>) -> Result<()> {
+        self.store.update(record, change).await
+    }
+    async fn get(&self, id: &str) -> Result<Option<JobRecord>> {
+        self.store.get(id).await
+    }
+    async fn find_by_batch_id(&self, batch_id: &str) -> Result<Option<JobRecord>> {
+        self.store.find_by_batch_id(batch_id).await
+    }
+    async fn list(&self) -> Result<Vec<JobRecord>> {
+        self.store.list().await
+    }
+    async fn unfinished(&self) -> Result<Vec<JobRecord>> {
+        self.store.unfinished().await
+    }
+    async fn due(&self, now_ms: Option<i64>) -> Result<Vec<String>> {
+        self.store.due(now_ms).await
+    }
+    async fn unfinished_summary(&self) -> Result<crate::store::UnfinishedSummary> {
+        self.store.unfinished_summary().await
+    }
+    async fn statuses(&self, ids: &[String]) -> Result<Vec<crate::store::RecordStatus>> {
+        self.store.statuses(ids).await
+    }
+    async fn history(&self, id: &str) -> Result<Vec<StatusChange>> {
+        self.store.history(id).await
+    }
+    async fn try_lease(&self, id: &str, owner: &str, now_ms: i64, until_ms: i64) -> Result<bool> {
+        self.store.try_lease(id, owner, now_ms, until_ms).await
+    }
+    async fn release_lease(&self, id: &str, owner: &str) -> Result<()> {
+        self.store.release_lease(id, owner).await
+    }
+    async fn insert_submission(
+        &self,
+        submission: &Submission,
+        records: &[(JobRecord, StatusChange)],
+        lease: (&str, i64),
+    ) -> Result<bool> {
+        self.store
+            .insert_submission(submission, records, lease)
+            .await
+    }
+    async fn find_submission(&self, content_key: &str) -> Result<Option<Submission>> {
+        self.store.find_submission(content_key).await
+    }
+    async fn submission_records(&self, submission_id: &str) -> Result<Vec<JobRecord>> {
+        self.store.submission_records(submission_id).await
+    }
 }
 
 fn shard(name: &str) -> Shard {
@@ -274,6 +353,52 @@ async fn a_record_whose_holder_died_mid_create_gets_exactly_one_batch() {
         assert!(
             submitted.at_ms >= sent_ms + duration_ms(timeout),
             "{name}: {submitted:?}"
+        );
+    }
+}
+
+/// A record is its submitter's from the moment its intent is stored: another process polling
+/// at that very moment (the record is due at once) leaves it alone, the submitter uploads and
+/// creates its one batch, and the other carries it on afterwards. Before the lease was stored
+/// with the record, the other process created a batch here too, and its requests were billed
+/// twice.
+#[tokio::test]
+async fn a_record_is_its_submitters_from_the_moment_it_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, spot) in spots(dir.path()).await {
+        let sim = openai_sim::spawn(SimConfig::default().with_frozen_clock())
+            .await
+            .unwrap();
+        let (lease, timeout) = (Duration::from_secs(30), Duration::from_secs(30));
+        let (client, config) = client_and_config(&sim, dir.path(), lease, timeout);
+        let (inserted, resume) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let store = PausedAfterInsert {
+            store: DbStore::on(spot.open().await).await.unwrap(),
+            inserted: Arc::clone(&inserted),
+            resume: Arc::clone(&resume),
+        };
+        let a = BatchJobManager::new(client, store, config);
+        let b = manager(&sim, &spot, dir.path(), lease, timeout).await;
+        let submit =
+            tokio::spawn(async move { a.submit_batch(&shard("gated"), BTreeMap::new()).await });
+        inserted.notified().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let report = b.poll_once().await.unwrap();
+        assert_eq!(
+            report.polled, 0,
+            "{name}: B stepped a record A was submitting"
+        );
+        assert_eq!(sim.stats().await.files_uploaded, 0, "{name}");
+        resume.notify_one();
+        let id = submit.await.unwrap().unwrap();
+        sim.advance_clock(3600.0).await;
+        let record = poll_to_the_end(&sim, &b, &id).await;
+        assert_eq!(record.state, JobState::Done, "{name}");
+        let stats = sim.stats().await;
+        assert_eq!(
+            (stats.batches_created, stats.batch_requests_billed),
+            (1, 2),
+            "{name}: {stats:?}"
         );
     }
 }

@@ -199,17 +199,24 @@ impl<S: JobStore> BatchJobManager<S> {
             )),
         );
         // Held from before the record exists, so this process's poller cannot carry it on at
-        // the same time (the lease only keeps other processes out).
+        // the same time; the lease stored with it keeps other processes' pollers out (a record
+        // stored unleased, due now, was once carried on by another process while this one
+        // created its batch too: two batches, billed twice).
         let guard = self.lock(&id).await;
-        self.inner.store.insert(&record, &change).await?;
-        let lease = self.take_lease(&id).await?;
+        let lease_until = now_ms().saturating_add(duration_ms(self.inner.config.lease));
+        self.inner
+            .store
+            .insert(&record, &change, (&self.inner.owner, lease_until))
+            .await?;
+        let Some(lease) = self.take_lease(&id).await? else {
+            // Stalled past the lease since the insert: another process carries it on.
+            return Err(Error::Busy(id));
+        };
         tracing::info!(record = %id, shard = %record.shard_name, requests = record.manifest.custom_ids.len(), "batch intent stored");
         self.failpoint(SubmitStep::AfterIntent)?;
         let mut record = record;
         let result = self.carry_submit(&mut record, true).await;
-        if let Some(lease) = lease
-            && !matches!(result, Err(Error::Failpoint(_)))
-        {
+        if !matches!(result, Err(Error::Failpoint(_))) {
             lease.give_back().await;
         }
         drop(guard);

@@ -71,8 +71,13 @@ macro_rules! forward {
 }
 
 impl JobStore for DbStore {
-    async fn insert(&self, record: &JobRecord, change: &StatusChange) -> Result<()> {
-        forward!(self, insert(record, change))
+    async fn insert(
+        &self,
+        record: &JobRecord,
+        change: &StatusChange,
+        lease: (&str, i64),
+    ) -> Result<()> {
+        forward!(self, insert(record, change, lease))
     }
 
     async fn update(&self, record: &JobRecord, change: Option<&StatusChange>) -> Result<()> {

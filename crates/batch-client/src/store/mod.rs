@@ -210,11 +210,13 @@ pub struct Submission {
 /// Durable storage of batch records. SQLite ([`SqliteStore`]) is the default; [`PgStore`]
 /// keeps them in PostgreSQL.
 pub trait JobStore: Send + Sync + 'static {
-    /// Stores a new record and its first history entry, atomically.
+    /// Stores a new record and its first history entry, leased to `lease.0` until `lease.1`,
+    /// atomically: no other process carries the record on before its submitter has.
     fn insert(
         &self,
         record: &JobRecord,
         change: &StatusChange,
+        lease: (&str, i64),
     ) -> impl Future<Output = Result<()>> + Send;
     /// Replaces a record's row, with a history entry when `change` is given, atomically.
     fn update(

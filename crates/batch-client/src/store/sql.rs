@@ -31,6 +31,10 @@ pub(super) const INSERT_BATCH_SQL: &str = "INSERT INTO batch_job_batches (batch_
 
 pub(super) const TRY_LEASE_SQL: &str = "UPDATE batch_jobs SET lease_owner = ?2, lease_until_ms = ?3 WHERE id = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until_ms < ?4)";
 
+/// A new record's lease, written with it.
+pub(super) const LEASE_NEW_SQL: &str =
+    "UPDATE batch_jobs SET lease_owner = ?2, lease_until_ms = ?3 WHERE id = ?1";
+
 pub(super) const RELEASE_LEASE_SQL: &str = "UPDATE batch_jobs SET lease_owner = NULL, lease_until_ms = 0 WHERE id = ?1 AND lease_owner = ?2";
 
 pub(super) const INSERT_SUBMISSION_SQL: &str = "INSERT INTO batch_submissions (id, content_key, seq, source_path, endpoint, sha256, lines, bytes, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -287,6 +291,7 @@ macro_rules! impl_job_store {
                 &self,
                 record: &$crate::store::JobRecord,
                 change: &$crate::store::StatusChange,
+                (owner, until_ms): (&str, i64),
             ) -> $crate::Result<()> {
                 let mut tx = self.pool.begin().await.map_err($crate::Error::store)?;
                 $crate::store::sql::bind_record(
@@ -296,6 +301,13 @@ macro_rules! impl_job_store {
                 .execute(&mut *tx)
                 .await
                 .map_err($crate::Error::store)?;
+                ::sqlx::query(Self::sql($crate::store::sql::LEASE_NEW_SQL))
+                    .bind(record.id.clone())
+                    .bind(owner.to_owned())
+                    .bind(until_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::Error::store)?;
                 Self::insert_event(&mut tx, &record.id, change).await?;
                 tx.commit().await.map_err($crate::Error::store)
             }

@@ -68,6 +68,9 @@ mod suite {
     use super::backends::{self, Backend};
     use crate::store::*;
 
+    /// A lease that has run out before any test's clock starts.
+    const NO_LEASE: (&str, i64) = ("p0", 0);
+
     fn record(id: &str) -> JobRecord {
         JobRecord {
             id: id.into(),
@@ -135,8 +138,13 @@ mod suite {
 
     async fn round_trip(store: &impl JobStore) {
         let mut r = record("bb_1");
-        store.insert(&r, &change(JobState::Intent)).await.unwrap();
+        store
+            .insert(&r, &change(JobState::Intent), ("p0", 90))
+            .await
+            .unwrap();
         assert_eq!(store.get("bb_1").await.unwrap().unwrap(), r);
+        // Stored leased to its submitter: nobody else takes it before that lease runs out.
+        assert!(!store.try_lease("bb_1", "p1", 80, 200).await.unwrap());
 
         r.state = JobState::Submitted;
         r.batch_id = Some("batch_a".into());
@@ -186,7 +194,7 @@ mod suite {
         r.state = JobState::Done;
         store.update(&r, None).await.unwrap();
         store
-            .insert(&record("bb_2"), &change(JobState::Intent))
+            .insert(&record("bb_2"), &change(JobState::Intent), NO_LEASE)
             .await
             .unwrap();
         let unfinished: Vec<String> = store
@@ -201,7 +209,12 @@ mod suite {
         // The key is unique: a second record with the same key is refused.
         let mut dup = record("bb_3");
         dup.idempotency_key = "key-bb_1".into();
-        assert!(store.insert(&dup, &change(JobState::Intent)).await.is_err());
+        assert!(
+            store
+                .insert(&dup, &change(JobState::Intent), NO_LEASE)
+                .await
+                .is_err()
+        );
         assert!(matches!(
             store.update(&record("bb_9"), None).await,
             Err(Error::NotFound(_))
@@ -223,7 +236,7 @@ mod suite {
     }
 
     async fn race<S: JobStore>(a: &S, b: &S) {
-        a.insert(&record("bb_r"), &change(JobState::Intent))
+        a.insert(&record("bb_r"), &change(JobState::Intent), NO_LEASE)
             .await
             .unwrap();
         for round in 0..20_i64 {
@@ -285,7 +298,7 @@ mod suite {
             .unwrap();
         assert_eq!(mode, "wal");
         store
-            .insert(&record("bb_1"), &change(JobState::Intent))
+            .insert(&record("bb_1"), &change(JobState::Intent), NO_LEASE)
             .await
             .unwrap();
         store.close().await;
