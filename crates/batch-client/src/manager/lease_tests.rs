@@ -154,6 +154,13 @@ fn shard(name: &str) -> Shard {
     builder.build_batch(name).unwrap().into_shards().remove(0)
 }
 
+/// A simulator whose clock moves only when a test moves it.
+async fn frozen_sim() -> SimHandle {
+    openai_sim::spawn(SimConfig::default().with_frozen_clock())
+        .await
+        .unwrap()
+}
+
 /// Waits (generously) until `done` holds of the simulator's counters.
 async fn until_sim(sim: &SimHandle, what: &str, done: impl Fn(&openai_sim::StatsSnapshot) -> bool) {
     let started = Instant::now();
@@ -218,9 +225,7 @@ async fn poll_held_in_the_sim(
 async fn a_dead_holders_record_is_taken_after_its_short_lease_and_finished() {
     let dir = tempfile::tempdir().unwrap();
     for (name, spot) in spots(dir.path()).await {
-        let sim = openai_sim::spawn(SimConfig::default().with_frozen_clock())
-            .await
-            .unwrap();
+        let sim = frozen_sim().await;
         let lease = Duration::from_millis(400);
         let timeout = Duration::from_secs(30);
         let a = manager(&sim, &spot, dir.path(), lease, timeout).await;
@@ -260,9 +265,7 @@ async fn a_dead_holders_record_is_taken_after_its_short_lease_and_finished() {
 async fn a_live_holder_keeps_its_record_through_a_long_step() {
     let dir = tempfile::tempdir().unwrap();
     for (name, spot) in spots(dir.path()).await {
-        let sim = openai_sim::spawn(SimConfig::default().with_frozen_clock())
-            .await
-            .unwrap();
+        let sim = frozen_sim().await;
         let lease = Duration::from_millis(1_500);
         let timeout = Duration::from_secs(30);
         let a = manager(&sim, &spot, dir.path(), lease, timeout).await;
@@ -299,9 +302,7 @@ async fn a_live_holder_keeps_its_record_through_a_long_step() {
 async fn a_record_whose_holder_died_mid_create_gets_exactly_one_batch() {
     let dir = tempfile::tempdir().unwrap();
     for (name, spot) in spots(dir.path()).await {
-        let sim = openai_sim::spawn(SimConfig::default().with_frozen_clock())
-            .await
-            .unwrap();
+        let sim = frozen_sim().await;
         let lease = Duration::from_millis(300);
         // The create lands 1.5 s after it was sent, well inside its 8 s timeout.
         let timeout = Duration::from_secs(8);
@@ -366,9 +367,7 @@ async fn a_record_whose_holder_died_mid_create_gets_exactly_one_batch() {
 async fn a_record_is_its_submitters_from_the_moment_it_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     for (name, spot) in spots(dir.path()).await {
-        let sim = openai_sim::spawn(SimConfig::default().with_frozen_clock())
-            .await
-            .unwrap();
+        let sim = frozen_sim().await;
         let (lease, timeout) = (Duration::from_secs(30), Duration::from_secs(30));
         let (client, config) = client_and_config(&sim, dir.path(), lease, timeout);
         let (inserted, resume) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
